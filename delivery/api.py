@@ -1,0 +1,407 @@
+"""The public enqueue API: validate, chunk, write the ledger, then publish.
+
+``enqueue`` writes the message and its chunks in one transaction and hands the
+message to the pipeline only after the commit. If the broker cannot be reached
+the message simply stays queued in SQL, and the reconciler publishes it later:
+a publish failure loses nothing. Bad input raises an
+:class:`~delivery.errors.InvalidInput` and writes nothing.
+
+Example::
+
+    from delivery import enqueue, get_status
+    message_id = enqueue("bot-1", "o9cq8@im.wechat", "Good morning!", idempotency_key="brief-0601")
+    get_status(message_id).status        # "queued", then "sending", then "delivered"
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from delivery.chunking import split_text
+from delivery.errors import InvalidInput, MessageNotFound, UnknownAccount
+from delivery.ledger.context_tokens import upsert_context_token
+from delivery.ledger.db import engine_for, session_scope
+from delivery.ledger.models import Account, Chunk, Message
+from delivery.ledger.states import ChunkStatus, MessageStatus
+from delivery.ledger.types import utcnow
+from delivery.pipeline.dispatch import wake_conversations
+from delivery.settings import Settings, get_settings
+from delivery.validation import (
+    parse_message_id,
+    validate_account_id,
+    validate_context_token,
+    validate_idempotency_key,
+    validate_recipient,
+    validate_text,
+)
+
+__all__ = [
+    "ChunkInfo",
+    "MessageInfo",
+    "OutboundMessage",
+    "enqueue",
+    "enqueue_many",
+    "get_status",
+    "record_context_token",
+]
+
+log = logging.getLogger(__name__)
+
+# A concurrent enqueue with the same idempotency key makes our insert fail;
+# the next try finds the other's row. More than a few tries means a real fault.
+_MAX_WRITE_TRIES = 3
+_IN_LIST_BATCH = 500  # keeps tuple IN lists inside every driver's parameter limit
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One message for :func:`enqueue_many`; the fields mean what :func:`enqueue`'s do."""
+
+    account_id: str
+    to_user_id: str
+    text: str
+    idempotency_key: str | None = None
+    context_token: str | None = None
+    source: str | None = None  # who produced it, e.g. "briefing:daily"; shown by the CLI
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    """The state of one chunk, as :func:`get_status` reports it."""
+
+    seq: int
+    status: str
+    client_id: str
+    chars: int
+    attempts: int
+    failures: int
+    next_attempt_at: dt.datetime | None
+    sent_at: dt.datetime | None
+    last_outcome: str | None
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    """The state of one message and its chunks."""
+
+    id: str
+    account_id: str
+    to_user_id: str
+    status: str
+    source: str | None
+    created_at: dt.datetime
+    deadline_at: dt.datetime
+    delivered_at: dt.datetime | None
+    dead_at: dt.datetime | None
+    dead_reason: str | None
+    replay_count: int
+    chunks: tuple[ChunkInfo, ...]
+
+    @property
+    def chunks_sent(self) -> int:
+        return sum(1 for chunk in self.chunks if chunk.status == ChunkStatus.SENT)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    message: OutboundMessage
+    chunks: list[str]
+    sha256: str
+
+
+def enqueue(
+    account_id: str,
+    to_user_id: str,
+    text: str,
+    *,
+    idempotency_key: str | None = None,
+    context_token: str | None = None,
+) -> str:
+    """Queue ``text`` for delivery to ``to_user_id`` through ``account_id``; return its id.
+
+    The text is split into platform-sized chunks (at paragraph, line, then word
+    boundaries). The same ``idempotency_key`` for the same account returns the
+    first message's id and creates nothing. ``context_token`` is the peer's latest
+    context token (from an inbound message); it is stored and used for the send.
+
+    Raises:
+        InvalidInput: unknown account, empty/whitespace/oversized text, control
+            characters or lone surrogates, malformed ids. Nothing is written.
+        LedgerError: the database is unreachable. Nothing is written.
+    """
+    message = OutboundMessage(
+        account_id=account_id,
+        to_user_id=to_user_id,
+        text=text,
+        idempotency_key=idempotency_key,
+        context_token=context_token,
+    )
+    return _enqueue([message], numbered=False)[0]
+
+
+def enqueue_many(messages: Iterable[OutboundMessage]) -> list[str]:
+    """Queue many messages in one transaction; return their ids in the same order.
+
+    All messages are validated before anything is written: one bad message
+    refuses the whole batch, and the error says which (``message 3: text is empty``).
+
+    Raises:
+        InvalidInput, LedgerError: as :func:`enqueue`.
+    """
+    return _enqueue(list(messages), numbered=True)
+
+
+def _enqueue(messages: Sequence[OutboundMessage], *, numbered: bool) -> list[str]:
+    settings = get_settings()
+    prepared = []
+    for index, message in enumerate(messages):
+        try:
+            prepared.append(_prepare(message, settings))
+        except InvalidInput as exc:
+            if not numbered:
+                raise
+            raise type(exc)(f"message {index}: {exc}") from None
+    if not prepared:
+        return []
+    engine = engine_for(settings.database_url)
+    ids, created = _write_with_retry(engine, prepared, settings)
+    if created:
+        conversations = {(m.account_id, m.to_user_id) for m in created.values()}
+        wake_conversations(engine, conversations, only_messages=created.keys())
+    return [str(message_id) for message_id in ids]
+
+
+def _prepare(message: OutboundMessage, settings: Settings) -> _Prepared:
+    validate_account_id(message.account_id)
+    validate_recipient(message.to_user_id)
+    text = validate_text(message.text, max_chars=settings.max_text_chars)
+    validate_idempotency_key(message.idempotency_key)
+    validate_context_token(message.context_token)
+    chunks = split_text(text, max_chars=settings.chunk_max_chars)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _Prepared(message=message, chunks=chunks, sha256=digest)
+
+
+def _write_with_retry(
+    engine: Engine, prepared: list[_Prepared], settings: Settings
+) -> tuple[list[int], dict[int, OutboundMessage]]:
+    for attempt in range(1, _MAX_WRITE_TRIES + 1):
+        try:
+            with session_scope(engine) as session:
+                return _write(session, prepared, settings)
+        except IntegrityError:
+            if attempt == _MAX_WRITE_TRIES:
+                raise
+            log.info("idempotency key taken by a concurrent enqueue; reading it back")
+    raise AssertionError("unreachable")
+
+
+def _write(
+    session: Session, prepared: list[_Prepared], settings: Settings
+) -> tuple[list[int], dict[int, OutboundMessage]]:
+    """Insert what is new; return every message's id and the new ones by id."""
+    account_ids = {p.message.account_id for p in prepared}
+    known = set(session.scalars(select(Account.id).where(Account.id.in_(account_ids))))
+    for account_id in sorted(account_ids - known):
+        raise UnknownAccount(
+            f"unknown account {account_id!r}; add it with `delivery account add {account_id}`"
+        )
+    existing = _existing_keys(session, prepared)
+    now = utcnow()
+    deadline = now + dt.timedelta(seconds=settings.delivery_deadline_seconds)
+    in_batch: dict[tuple[str, str], tuple[Message, _Prepared]] = {}
+    new: list[tuple[_Prepared, Message]] = []
+    results: list[int | Message] = []
+    for item in prepared:
+        msg = item.message
+        key = (msg.account_id, msg.idempotency_key) if msg.idempotency_key else None
+        if key is not None and key in existing:
+            message_id, to_user_id, sha = existing[key]
+            _warn_if_different(item, message_id, to_user_id, sha)
+            results.append(message_id)
+            continue
+        if key is not None and key in in_batch:
+            # The same key twice in one batch means the same message.
+            first, first_item = in_batch[key]
+            _warn_if_different(item, None, first.to_user_id, first_item.sha256)
+            results.append(first)
+            continue
+        row = _new_message(item, now=now, deadline=deadline)
+        session.add(row)
+        if msg.context_token:
+            upsert_context_token(
+                session, account_id=msg.account_id, peer_id=msg.to_user_id, token=msg.context_token
+            )
+        new.append((item, row))
+        results.append(row)
+        if key is not None:
+            in_batch[key] = (row, item)
+    session.flush()
+    ids = [result if isinstance(result, int) else result.id for result in results]
+    created = {row.id: item.message for item, row in new}
+    _log_enqueued(new, len(prepared))
+    return ids, created
+
+
+def _new_message(item: _Prepared, *, now: dt.datetime, deadline: dt.datetime) -> Message:
+    msg = item.message
+    return Message(
+        account_id=msg.account_id,
+        to_user_id=msg.to_user_id,
+        idempotency_key=msg.idempotency_key,
+        status=MessageStatus.QUEUED,
+        source=msg.source,
+        text_sha256=item.sha256,
+        text_chars=len(msg.text),
+        chunk_count=len(item.chunks),
+        created_at=now,
+        deadline_at=deadline,
+        chunks=[
+            Chunk(
+                seq=seq,
+                text=text,
+                status=ChunkStatus.PENDING,
+                client_id=f"dlv-{uuid.uuid4().hex}",
+                next_attempt_at=now,
+            )
+            for seq, text in enumerate(item.chunks, start=1)
+        ],
+    )
+
+
+def _existing_keys(
+    session: Session, prepared: list[_Prepared]
+) -> dict[tuple[str, str], tuple[int, str, str]]:
+    keys = {
+        (p.message.account_id, p.message.idempotency_key)
+        for p in prepared
+        if p.message.idempotency_key
+    }
+    if not keys:
+        return {}
+    found: dict[tuple[str, str], tuple[int, str, str]] = {}
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), _IN_LIST_BATCH):
+        batch = ordered[start : start + _IN_LIST_BATCH]
+        rows = session.execute(
+            select(
+                Message.account_id,
+                Message.idempotency_key,
+                Message.id,
+                Message.to_user_id,
+                Message.text_sha256,
+            ).where(tuple_(Message.account_id, Message.idempotency_key).in_(batch))
+        )
+        for account_id, key, message_id, to_user_id, sha in rows:
+            assert key is not None
+            found[(account_id, key)] = (message_id, to_user_id, sha)
+    return found
+
+
+def _warn_if_different(item: _Prepared, message_id: int | None, to_user_id: str, sha: str) -> None:
+    if to_user_id != item.message.to_user_id or sha != item.sha256:
+        log.warning(
+            "idempotency key %r of account %s was first used%s with a different recipient "
+            "or text; the first message stands and nothing new is queued",
+            item.message.idempotency_key,
+            item.message.account_id,
+            f" for message {message_id}" if message_id is not None else " earlier in the batch",
+        )
+
+
+def _log_enqueued(new: list[tuple[_Prepared, Message]], total: int) -> None:
+    for item, row in new:
+        log.log(
+            logging.INFO if total == 1 else logging.DEBUG,
+            "enqueued message %s from %s to %s: %d chunk(s), %d characters",
+            row.id,
+            row.account_id,
+            row.to_user_id,
+            len(item.chunks),
+            row.text_chars,
+        )
+    if total > 1:
+        log.info(
+            "enqueued %d message(s) in one batch (%d already known by idempotency key)",
+            len(new),
+            total - len(new),
+        )
+
+
+def get_status(message_id: str) -> MessageInfo:
+    """The state of a message and of each of its chunks.
+
+    Raises:
+        InvalidMessageId: ``message_id`` is not of the form ``enqueue`` returns.
+        MessageNotFound: no message has this id.
+    """
+    row_id = parse_message_id(message_id)
+    engine = engine_for(get_settings().database_url)
+    with session_scope(engine) as session:
+        message = session.scalars(
+            select(Message).where(Message.id == row_id).options(selectinload(Message.chunks))
+        ).one_or_none()
+        if message is None:
+            raise MessageNotFound(f"no message with id {message_id}")
+        return message_info(message)
+
+
+def message_info(message: Message) -> MessageInfo:
+    """A detached, read-only view of a loaded message row and its chunks."""
+    return MessageInfo(
+        id=str(message.id),
+        account_id=message.account_id,
+        to_user_id=message.to_user_id,
+        status=message.status,
+        source=message.source,
+        created_at=message.created_at,
+        deadline_at=message.deadline_at,
+        delivered_at=message.delivered_at,
+        dead_at=message.dead_at,
+        dead_reason=message.dead_reason,
+        replay_count=message.replay_count,
+        chunks=tuple(
+            ChunkInfo(
+                seq=chunk.seq,
+                status=chunk.status,
+                client_id=chunk.client_id,
+                chars=len(chunk.text),
+                attempts=chunk.attempt_count,
+                failures=chunk.failure_count,
+                next_attempt_at=chunk.next_attempt_at
+                if chunk.status == ChunkStatus.PENDING
+                else None,
+                sent_at=chunk.sent_at,
+                last_outcome=chunk.last_outcome,
+            )
+            for chunk in message.chunks
+        ),
+    )
+
+
+def record_context_token(account_id: str, peer_id: str, token: str) -> None:
+    """Store ``token`` as the latest context token of ``peer_id`` for ``account_id``.
+
+    Call it for every inbound message; sends to that peer then carry it.
+
+    Raises:
+        InvalidInput: unknown account or malformed values (the token is never echoed).
+        LedgerError: the database is unreachable.
+    """
+    validate_account_id(account_id)
+    validate_recipient(peer_id)
+    validate_context_token(token)
+    engine = engine_for(get_settings().database_url)
+    with session_scope(engine) as session:
+        if session.get(Account, account_id) is None:
+            raise UnknownAccount(f"unknown account {account_id!r}")
+        upsert_context_token(session, account_id=account_id, peer_id=peer_id, token=token)

@@ -1,0 +1,175 @@
+"""The SQL ledger: the durable truth about accounts, messages, chunks and attempts.
+
+The schema is made only by the Alembic migrations in ``migrations/``; these models
+describe it, and a test proves the two agree. Every send attempt is a row in
+``attempts``, written before the platform is called and completed in the same
+transaction that moves its chunk and message.
+
+::
+
+    accounts 1──* messages 1──* chunks 1──* attempts
+    accounts 1──* context_tokens (latest per peer)
+
+Example::
+
+    with session_scope(engine) as session:
+        message = session.get(Message, 42)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from delivery.ledger.states import ChunkStatus, MessageStatus, SessionState
+from delivery.ledger.types import UTCDateTime, utcnow
+
+__all__ = ["Account", "Attempt", "Base", "Chunk", "ContextToken", "Message"]
+
+# Deterministic constraint names, so migrations can name what they alter.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Account(Base):
+    """A bot account on the platform, with its secret token and session state."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    base_url: Mapped[str] = mapped_column(String(512))
+    token: Mapped[str] = mapped_column(String(1024))
+    # Bumped on every rotation; a worker rebuilds its HTTP session when it changes.
+    token_version: Mapped[int] = mapped_column(Integer, default=1)
+    token_updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    session_state: Mapped[str] = mapped_column(String(16), default=SessionState.UNKNOWN)
+    session_expired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_validated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Only the owner of the inbound side may call getupdates (it consumes messages).
+    owns_inbound: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Account(id={self.id!r}, base_url={self.base_url!r}, session={self.session_state})"
+
+
+class Message(Base):
+    """One outbound text to one recipient, split into chunks at enqueue time."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("account_id", "idempotency_key"),
+        # The head-of-line query: the oldest open message of a conversation.
+        Index("ix_messages_conversation", "account_id", "to_user_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    to_user_id: Mapped[str] = mapped_column(String(256))
+    idempotency_key: Mapped[str | None] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.QUEUED, index=True)
+    source: Mapped[str | None] = mapped_column(String(128))
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    text_chars: Mapped[int] = mapped_column(Integer)
+    chunk_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deadline_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    dead_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    dead_reason: Mapped[str | None] = mapped_column(Text)
+    replay_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    chunks: Mapped[list[Chunk]] = relationship(
+        back_populates="message", order_by="Chunk.seq", cascade="all, delete-orphan"
+    )
+
+
+class Chunk(Base):
+    """One platform-sized piece of a message; ``client_id`` is fixed at creation."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (
+        UniqueConstraint("message_id", "seq"),
+        Index("ix_chunks_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    seq: Mapped[int] = mapped_column(Integer)  # 1-based position in the message
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=ChunkStatus.PENDING)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Transient failures spent from the budget; waits and rate limits spend none.
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_outcome: Mapped[str | None] = mapped_column(String(32))
+
+    message: Mapped[Message] = relationship(back_populates="chunks")
+    attempts: Mapped[list[Attempt]] = relationship(
+        back_populates="chunk", order_by="Attempt.attempt_no", cascade="all, delete-orphan"
+    )
+
+
+class Attempt(Base):
+    """One call to the platform for one chunk, with the raw answer kept as it came."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (UniqueConstraint("chunk_id", "attempt_no"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    chunk_id: Mapped[int] = mapped_column(ForeignKey("chunks.id"))
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    ret: Mapped[int | None] = mapped_column(Integer)
+    errcode: Mapped[int | None] = mapped_column(Integer)
+    errmsg: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(32), index=True)
+    detail: Mapped[str | None] = mapped_column(Text)
+    used_context_token: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A short fingerprint of the context token sent, never the token itself.
+    context_token_fingerprint: Mapped[str | None] = mapped_column(String(16))
+    worker_host: Mapped[str | None] = mapped_column(String(255))
+
+    chunk: Mapped[Chunk] = relationship(back_populates="attempts")
+
+
+class ContextToken(Base):
+    """The latest context token seen for a peer of an account; replies echo it."""
+
+    __tablename__ = "context_tokens"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    peer_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    token: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when a send with this token failed as stale; sends then go without it.
+    stale_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,98 @@
+"""Queries the pipeline asks of the ledger, in one place.
+
+The central idea is the *head of a conversation*: the first pending chunk of the
+oldest open message from one account to one peer. Only the head may be sent, so
+chunks arrive in order and messages to one chat never interleave.
+
+Example::
+
+    with session_scope(engine) as session:
+        heads = conversation_heads(session, [("bot-1", "u@im.wechat")])
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, Select, and_, func, select, tuple_
+from sqlalchemy.orm import Session
+
+from delivery.ledger.models import Chunk, Message
+from delivery.ledger.states import OPEN_MESSAGE_STATES, ChunkStatus
+
+__all__ = ["Conversation", "Head", "conversation_heads", "overdue_heads"]
+
+Conversation = tuple[str, str]  # (account_id, to_user_id)
+_IN_LIST_BATCH = 500  # keeps tuple IN lists well inside every driver's parameter limit
+
+
+@dataclass(frozen=True)
+class Head:
+    """The chunk a conversation must send next, and when it may be sent."""
+
+    account_id: str
+    to_user_id: str
+    message_id: int
+    chunk_id: int
+    next_attempt_at: dt.datetime
+
+
+def _head(row: Row[str, str, int, int, dt.datetime]) -> Head:
+    account_id, to_user_id, message_id, chunk_id, next_attempt_at = row
+    return Head(account_id, to_user_id, message_id, chunk_id, next_attempt_at)
+
+
+def _open() -> list[str]:
+    return [str(state) for state in OPEN_MESSAGE_STATES]
+
+
+def _head_rows(message_ids: Any) -> Select[str, str, int, int, dt.datetime]:
+    """The first pending chunk of each message in ``message_ids`` (a list or a subquery)."""
+    first_pending = (
+        select(Chunk.message_id, func.min(Chunk.seq).label("seq"))
+        .where(Chunk.message_id.in_(message_ids), Chunk.status == ChunkStatus.PENDING)
+        .group_by(Chunk.message_id)
+        .subquery()
+    )
+    return (
+        select(Message.account_id, Message.to_user_id, Message.id, Chunk.id, Chunk.next_attempt_at)
+        .join(Chunk, Chunk.message_id == Message.id)
+        .join(
+            first_pending,
+            and_(first_pending.c.message_id == Chunk.message_id, first_pending.c.seq == Chunk.seq),
+        )
+        .order_by(Message.id)
+    )
+
+
+def _oldest_open() -> Select[int]:
+    return (
+        select(func.min(Message.id))
+        .where(Message.status.in_(_open()))
+        .group_by(Message.account_id, Message.to_user_id)
+    )
+
+
+def conversation_heads(session: Session, conversations: Iterable[Conversation]) -> list[Head]:
+    """The head of each conversation that has an open message, oldest message first."""
+    unique = sorted(set(conversations))
+    heads: list[Head] = []
+    for start in range(0, len(unique), _IN_LIST_BATCH):
+        batch = unique[start : start + _IN_LIST_BATCH]
+        oldest = _oldest_open().where(tuple_(Message.account_id, Message.to_user_id).in_(batch))
+        heads.extend(_head(row) for row in session.execute(_head_rows(oldest)))
+    return sorted(heads, key=lambda head: head.message_id)
+
+
+def overdue_heads(session: Session, *, before: dt.datetime, limit: int) -> list[Head]:
+    """Heads whose next attempt was due before ``before``: their task may have been lost.
+
+    A chunk that is waiting (cooldown, backoff, expired session) has its next
+    attempt time pushed forward by the pipeline, so it is not overdue; chunks
+    queued behind a head are never considered.
+    """
+    query = _head_rows(_oldest_open()).where(Chunk.next_attempt_at < before).limit(limit)
+    return [_head(row) for row in session.execute(query)]

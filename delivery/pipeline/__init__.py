@@ -1,0 +1,1 @@
+"""The pipeline: publishing after commit, sending a chunk, reconciling the outbox."""

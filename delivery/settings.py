@@ -1,0 +1,186 @@
+"""The one place that reads the environment.
+
+Every knob is a ``DELIVERY_*`` environment variable (or a line in a ``.env`` file in
+the working directory). Values are validated when the settings are first loaded; a
+nonsense value refuses to start with a :class:`~delivery.errors.ConfigError` naming
+the variable. Everything else in the package receives settings as arguments.
+
+Time knobs are all ``*_seconds`` floats, so tests and the demo run the real logic
+on a compressed clock by setting them small.
+
+Example::
+
+    from delivery.settings import get_settings
+    settings = get_settings()
+    settings.send_rate_per_minute   # 15.0 unless DELIVERY_SEND_RATE_PER_MINUTE says otherwise
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from delivery.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings", "get_settings", "load_settings"]
+
+ENV_PREFIX = "DELIVERY_"
+
+# The platform accepts at most 2000 characters per text message (4000 was refused).
+DEFAULT_CHUNK_MAX_CHARS = 2000
+# The seed's dynamic gap: max(1.5, 2.0 + 0.3 * n_chunks) seconds between chunks.
+DEFAULT_CHUNK_GAP_SECONDS = 1.5
+DEFAULT_CHUNK_GAP_BASE_SECONDS = 2.0
+DEFAULT_CHUNK_GAP_PER_CHUNK_SECONDS = 0.3
+# A guess below the observed limit (5-8 chunks in 10 s tripped it); tune per deployment.
+DEFAULT_SEND_RATE_PER_MINUTE = 15.0
+DEFAULT_SEND_BURST = 2
+# Rate-limit cooldowns: limits seen in practice last minutes.
+DEFAULT_COOLDOWN_BASE_SECONDS = 30.0
+DEFAULT_COOLDOWN_MAX_SECONDS = 900.0
+# Transient failures (5xx, timeouts): Celery's retry_backoff / retry_backoff_max.
+DEFAULT_BACKOFF_BASE_SECONDS = 2.0
+DEFAULT_BACKOFF_MAX_SECONDS = 600.0
+DEFAULT_BACKOFF_FLOOR_SECONDS = 0.5
+DEFAULT_MAX_TRANSIENT_FAILURES = 25
+DEFAULT_DELIVERY_DEADLINE_SECONDS = 24 * 3600.0
+# How often a send waiting on an expired session looks again (no platform call).
+DEFAULT_SESSION_RECHECK_SECONDS = 10.0
+DEFAULT_SESSION_CHECK_INTERVAL_SECONDS = 60.0
+# How often a send looks again while Redis or the database is unreachable.
+DEFAULT_OUTAGE_RETRY_SECONDS = 10.0
+DEFAULT_RECONCILE_INTERVAL_SECONDS = 30.0
+DEFAULT_RECONCILE_GRACE_SECONDS = 120.0
+# Redis broker: an unacked (or ETA-held) task is redelivered after this long.
+DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 3600.0
+DEFAULT_HTTP_TIMEOUT_SECONDS = 15.0
+DEFAULT_SEND_LOCK_TTL_SECONDS = 60.0
+DEFAULT_MAX_TEXT_CHARS = 100_000
+DEFAULT_PUBLISH_TIMEOUT_SECONDS = 5.0
+
+
+class Settings(BaseSettings):
+    """Every setting of the pipeline. See the configuration table in the README."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = Field(
+        default="sqlite:///delivery.sqlite3", description="SQLAlchemy URL of the ledger."
+    )
+    broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker.")
+    redis_url: str | None = Field(
+        default=None, description="Redis for limiter, locks and cooldowns (default: broker)."
+    )
+    redis_key_prefix: str = Field(default="delivery", min_length=1)
+
+    max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
+    chunk_max_chars: int = Field(default=DEFAULT_CHUNK_MAX_CHARS, ge=64)
+    chunk_gap_seconds: float = Field(default=DEFAULT_CHUNK_GAP_SECONDS, ge=0)
+    chunk_gap_base_seconds: float = Field(default=DEFAULT_CHUNK_GAP_BASE_SECONDS, ge=0)
+    chunk_gap_per_chunk_seconds: float = Field(default=DEFAULT_CHUNK_GAP_PER_CHUNK_SECONDS, ge=0)
+
+    send_rate_per_minute: float = Field(default=DEFAULT_SEND_RATE_PER_MINUTE, gt=0)
+    send_burst: int = Field(default=DEFAULT_SEND_BURST, ge=1)
+    send_lock_ttl_seconds: float = Field(default=DEFAULT_SEND_LOCK_TTL_SECONDS, gt=0)
+
+    cooldown_base_seconds: float = Field(default=DEFAULT_COOLDOWN_BASE_SECONDS, gt=0)
+    cooldown_max_seconds: float = Field(default=DEFAULT_COOLDOWN_MAX_SECONDS, gt=0)
+    backoff_base_seconds: float = Field(default=DEFAULT_BACKOFF_BASE_SECONDS, gt=0)
+    backoff_max_seconds: float = Field(default=DEFAULT_BACKOFF_MAX_SECONDS, gt=0)
+    backoff_floor_seconds: float = Field(default=DEFAULT_BACKOFF_FLOOR_SECONDS, gt=0)
+    retry_jitter: bool = True
+    max_transient_failures: int = Field(default=DEFAULT_MAX_TRANSIENT_FAILURES, ge=1)
+    delivery_deadline_seconds: float = Field(default=DEFAULT_DELIVERY_DEADLINE_SECONDS, gt=0)
+
+    session_recheck_seconds: float = Field(default=DEFAULT_SESSION_RECHECK_SECONDS, gt=0)
+    session_check_interval_seconds: float = Field(
+        default=DEFAULT_SESSION_CHECK_INTERVAL_SECONDS, gt=0
+    )
+    outage_retry_seconds: float = Field(default=DEFAULT_OUTAGE_RETRY_SECONDS, gt=0)
+    reconcile_interval_seconds: float = Field(default=DEFAULT_RECONCILE_INTERVAL_SECONDS, gt=0)
+    reconcile_grace_seconds: float = Field(default=DEFAULT_RECONCILE_GRACE_SECONDS, gt=0)
+    visibility_timeout_seconds: float = Field(default=DEFAULT_VISIBILITY_TIMEOUT_SECONDS, gt=0)
+    http_timeout_seconds: float = Field(default=DEFAULT_HTTP_TIMEOUT_SECONDS, gt=0)
+    publish_timeout_seconds: float = Field(default=DEFAULT_PUBLISH_TIMEOUT_SECONDS, gt=0)
+
+    @property
+    def limiter_redis_url(self) -> str:
+        """The Redis holding limiter, lock and cooldown state."""
+        return self.redis_url or self.broker_url
+
+    @property
+    def max_countdown_seconds(self) -> float:
+        """The longest countdown a task may be given: half the visibility timeout.
+
+        A Redis broker redelivers a task whose ETA lies past the visibility timeout
+        (the worker holding it looks dead), so every countdown stays well inside it.
+        """
+        return self.visibility_timeout_seconds / 2
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        capped = (
+            "backoff_max_seconds",
+            "cooldown_max_seconds",
+            "session_recheck_seconds",
+            "outage_retry_seconds",
+        )
+        for name in capped:
+            value = getattr(self, name)
+            if value > self.max_countdown_seconds:
+                raise ValueError(
+                    f"{_env(name)}={value:g} must be at most half of "
+                    f"{_env('visibility_timeout_seconds')}={self.visibility_timeout_seconds:g}, "
+                    "or the broker would redeliver waiting tasks"
+                )
+        pairs = (
+            ("backoff_base_seconds", "backoff_max_seconds"),
+            ("cooldown_base_seconds", "cooldown_max_seconds"),
+            ("backoff_floor_seconds", "backoff_max_seconds"),
+        )
+        for low, high in pairs:
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{_env(low)} must not exceed {_env(high)}")
+        if self.send_lock_ttl_seconds <= self.http_timeout_seconds:
+            raise ValueError(
+                f"{_env('send_lock_ttl_seconds')} must exceed {_env('http_timeout_seconds')}: "
+                "the lock must outlive the longest send it guards"
+            )
+        return self
+
+
+def _env(field_name: str) -> str:
+    return f"{ENV_PREFIX}{field_name.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; ``overrides`` take precedence over the environment.
+
+    Raises:
+        ConfigError: a value is invalid; the message names the environment variable.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            location = [str(part) for part in error["loc"]]
+            name = _env(location[0]) if location else "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            value = error.get("input")
+            # URLs may carry passwords: name them, never echo them.
+            secret = not location or "url" in location[0]
+            shown = "" if secret or not isinstance(value, str | int | float) else f"={value!r}"
+            problems.append(f"{name}{shown}: {message}" if location else message)
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once. ``get_settings.cache_clear()`` reloads."""
+    return load_settings()

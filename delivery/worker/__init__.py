@@ -1,0 +1,1 @@
+"""The Celery side: the app, its queues and the thin tasks."""

@@ -1,0 +1,22 @@
+"""Queue names and the beat schedule: what Celery routes where, and how often."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from delivery.settings import Settings
+
+__all__ = ["DEFAULT_QUEUE", "SEND_QUEUE", "beat_schedule_for"]
+
+SEND_QUEUE = "delivery.send"  # consumed with concurrency 1, prefetch 1
+DEFAULT_QUEUE = "delivery.default"  # reconciler, session checks, briefings
+
+
+def beat_schedule_for(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The periodic tasks beat publishes, with intervals from ``settings`` (seconds)."""
+    return {
+        "delivery.reconcile": {
+            "task": "delivery.reconcile",
+            "schedule": settings.reconcile_interval_seconds,
+        },
+    }

@@ -1,0 +1,57 @@
+"""Alembic environment: the migrations are the schema of the ledger.
+
+The URL comes from, in order: ``-x url=...``, ``sqlalchemy.url`` in the config,
+``DELIVERY_DATABASE_URL`` through the settings object.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+
+from delivery.ledger.db import engine_for
+from delivery.ledger.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
+        "sqlalchemy.url"
+    )
+    if url:
+        return url
+    from delivery.settings import get_settings
+
+    return get_settings().database_url
+
+
+def run_migrations_offline() -> None:
+    context.configure(
+        url=_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    # The project's engine factory, so SQLite gets the same pragmas as at run time.
+    engine = engine_for(_url())
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

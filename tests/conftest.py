@@ -1,0 +1,153 @@
+"""Shared test set-up: real Redis, real SQLite and PostgreSQL ledgers at the migration head.
+
+Each test session claims a Redis database of its own, so that two sessions on one
+machine never read each other's queues.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from sqlalchemy import Engine, text
+
+from delivery.ledger.db import engine_for, upgrade_head
+from delivery.ledger.models import Base
+from delivery.settings import get_settings
+from tests.support import services
+
+# `pytest --hypothesis-profile=long` runs the property tests ten times longer.
+hypothesis_settings.register_profile(
+    "long", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.register_profile("default", deadline=None)
+
+_REDIS_DB: int | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _REDIS_DB
+    try:
+        _REDIS_DB = services.claim_redis_db()
+    except Exception:  # Redis down: the tests that need it say so themselves
+        _REDIS_DB = None
+    db = _REDIS_DB if _REDIS_DB is not None else 15
+    url = f"redis://{services.REDIS_HOST}:{services.REDIS_PORT}/{db}"
+    os.environ["DELIVERY_BROKER_URL"] = url
+    os.environ["DELIVERY_REDIS_URL"] = url
+    # A short publish timeout so a test of "broker down" does not wait long.
+    os.environ.setdefault("DELIVERY_PUBLISH_TIMEOUT_SECONDS", "2")
+    get_settings.cache_clear()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _REDIS_DB is not None:
+        services.release_redis_db(_REDIS_DB)
+
+
+@dataclass
+class RedisInfo:
+    url: str
+    db: int
+
+
+@pytest.fixture
+def redis_db() -> Iterator[RedisInfo]:
+    """This session's Redis database, emptied before the test."""
+    services.redis_available()
+    assert _REDIS_DB is not None
+    services.flush_redis_db(_REDIS_DB)
+    yield RedisInfo(url=os.environ["DELIVERY_BROKER_URL"], db=_REDIS_DB)
+    services.flush_redis_db(_REDIS_DB)
+
+
+@dataclass
+class Ledger:
+    """A migrated ledger database for one test."""
+
+    backend: str
+    url: str
+
+    @property
+    def engine(self) -> Engine:
+        return engine_for(self.url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "ledger.sqlite3"
+    upgrade_head(f"sqlite:///{path}")
+    engine_for(f"sqlite:///{path}").dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    services.postgres_available()
+    with services.temporary_pg_database() as url:
+        upgrade_head(url)
+        yield url
+        engine_for(url).dispose()
+
+
+def _truncate_all(engine: Engine) -> None:
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+def make_ledger(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Ledger:
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "ledger.sqlite3"
+        shutil.copy(template, path)
+        return Ledger(backend, f"sqlite:///{path}")
+    url: str = request.getfixturevalue("pg_database")
+    _truncate_all(engine_for(url))
+    return Ledger(backend, url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Ledger]:
+    """A ledger at the migration head, on SQLite and on PostgreSQL, used by the API."""
+    result = make_ledger(request.param, request, tmp_path)
+    monkeypatch.setenv("DELIVERY_DATABASE_URL", result.url)
+    get_settings.cache_clear()
+    yield result
+    get_settings.cache_clear()
+    if result.backend == "sqlite":
+        result.engine.dispose()
+
+
+@pytest.fixture
+def sqlite_ledger(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Ledger]:
+    """A SQLite ledger at the migration head, for tests that need only one backend."""
+    result = make_ledger("sqlite", request, tmp_path)
+    monkeypatch.setenv("DELIVERY_DATABASE_URL", result.url)
+    get_settings.cache_clear()
+    yield result
+    get_settings.cache_clear()
+    result.engine.dispose()
+
+
+@pytest.fixture
+def set_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """``set_env(DELIVERY_X="1")`` for this test only; the settings are reloaded."""
+
+    def _set(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    yield _set
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""Helpers for the tests: real services, waiting with deadlines, worker processes."""

@@ -1,0 +1,52 @@
+"""Reading what was published to the Redis broker, as a worker would receive it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+
+@dataclass(frozen=True)
+class Published:
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    eta: str | None
+    raw: str
+
+
+def published(url: str, queue: str) -> list[Published]:
+    """Every task message waiting in ``queue`` (kombu keeps a queue as a Redis list)."""
+    client = redis.Redis.from_url(url)
+    found = []
+    for raw in client.lrange(queue, 0, -1):
+        envelope = json.loads(raw)
+        body = json.loads(base64.b64decode(envelope["body"]))
+        args, kwargs, _embed = body
+        headers = envelope["headers"]
+        found.append(
+            Published(
+                task=headers["task"],
+                args=args,
+                kwargs=kwargs,
+                eta=headers.get("eta"),
+                raw=raw.decode("utf-8", "replace"),
+            )
+        )
+    return found
+
+
+def use_broker(url: str) -> None:
+    """Point this process's Celery app (used by ``enqueue``) at another broker."""
+    from delivery.worker.app import app
+
+    app.conf.broker_url = url
+    # The app caches its connection and producer pools; drop them so the next
+    # publish connects to ``url``. (Kombu keeps pools per URL; closing one here
+    # would break the next test that goes back to it.)
+    app._pool = None
+    app.amqp._producer_pool = None

@@ -1,0 +1,264 @@
+"""The enqueue API on both ledgers: what is written, what is refused, what is published."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import func, select
+
+import delivery
+from delivery import errors
+from delivery.ledger.db import session_scope
+from delivery.ledger.models import Chunk, ContextToken, Message
+from delivery.pipeline.dispatch import SEND_TASK
+from delivery.worker.queues import SEND_QUEUE
+from tests.conftest import Ledger, RedisInfo
+from tests.support.broker import published
+
+ACCOUNT = "bot-1"
+PEER = "o9cq80abc@im.wechat"
+
+
+@pytest.fixture
+def account(ledger: Ledger) -> str:
+    delivery.add_account(ACCOUNT, token="tok-secret-0001", base_url="http://127.0.0.1:9")
+    return ACCOUNT
+
+
+def counts(ledger: Ledger) -> tuple[int, int]:
+    with session_scope(ledger.engine) as session:
+        messages = session.scalar(select(func.count()).select_from(Message))
+        chunks = session.scalar(select(func.count()).select_from(Chunk))
+    return messages or 0, chunks or 0
+
+
+def test_enqueue_writes_a_queued_message_with_fixed_client_ids(
+    account: str, ledger: Ledger
+) -> None:
+    text = "\n\n".join(f"Paragraph {i}: " + "word " * 150 for i in range(8))
+
+    message_id = delivery.enqueue(account, PEER, text)
+
+    status = delivery.get_status(message_id)
+    assert status.status == "queued"
+    assert status.account_id == account and status.to_user_id == PEER
+    assert len(status.chunks) > 1
+    assert [c.seq for c in status.chunks] == list(range(1, len(status.chunks) + 1))
+    assert all(c.status == "pending" and c.chars <= 2000 for c in status.chunks)
+    assert len({c.client_id for c in status.chunks}) == len(status.chunks)
+    assert status.deadline_at > status.created_at
+
+
+def test_same_idempotency_key_returns_the_first_message(account: str, ledger: Ledger) -> None:
+    first = delivery.enqueue(account, PEER, "hello", idempotency_key="brief-2026-11-24")
+    before = counts(ledger)
+
+    second = delivery.enqueue(account, PEER, "hello again", idempotency_key="brief-2026-11-24")
+
+    assert second == first
+    assert counts(ledger) == before
+
+
+def test_same_key_on_another_account_is_another_message(ledger: Ledger, account: str) -> None:
+    delivery.add_account("bot-2", token="tok-secret-0002", base_url="http://127.0.0.1:9")
+    first = delivery.enqueue(account, PEER, "hello", idempotency_key="k")
+    assert delivery.enqueue("bot-2", PEER, "hello", idempotency_key="k") != first
+
+
+def test_two_threads_racing_with_one_key_make_one_message(account: str, ledger: Ledger) -> None:
+    for round_no in range(5):
+        barrier = threading.Barrier(2)
+        results: list[str] = []
+        failures: list[BaseException] = []
+
+        def racer(
+            barrier: threading.Barrier = barrier,
+            key: str = f"race-{round_no}",
+            results: list[str] = results,
+            failures: list[BaseException] = failures,
+        ) -> None:
+            barrier.wait()
+            try:
+                results.append(delivery.enqueue(account, PEER, "same", idempotency_key=key))
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=racer) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+
+        assert failures == []
+        assert len(results) == 2 and results[0] == results[1]
+    assert counts(ledger)[0] == 5
+
+
+def test_batch_writes_all_in_one_go_and_keys_repeat_inside_it(account: str, ledger: Ledger) -> None:
+    batch = [
+        delivery.OutboundMessage(account, f"user{i}@im.wechat", f"Leaderboard line {i}")
+        for i in range(20)
+    ]
+    batch.append(delivery.OutboundMessage(account, PEER, "keyed", idempotency_key="k1"))
+    batch.append(delivery.OutboundMessage(account, PEER, "keyed", idempotency_key="k1"))
+
+    ids = delivery.enqueue_many(batch)
+
+    assert len(ids) == 22 and ids[-1] == ids[-2]
+    assert counts(ledger) == (21, 21)
+
+
+def test_a_bad_message_refuses_the_whole_batch(account: str, ledger: Ledger) -> None:
+    batch = [
+        delivery.OutboundMessage(account, PEER, "fine"),
+        delivery.OutboundMessage(account, PEER, "   "),
+    ]
+    with pytest.raises(errors.InvalidText, match="message 1: text is only whitespace"):
+        delivery.enqueue_many(batch)
+    assert counts(ledger) == (0, 0)
+
+
+def test_an_unknown_account_in_a_batch_writes_nothing(account: str, ledger: Ledger) -> None:
+    batch = [
+        delivery.OutboundMessage(account, PEER, "fine"),
+        delivery.OutboundMessage("nobody", PEER, "fine"),
+    ]
+    with pytest.raises(errors.UnknownAccount, match="unknown account 'nobody'"):
+        delivery.enqueue_many(batch)
+    assert counts(ledger) == (0, 0)
+
+
+BAD_INPUT: list[tuple[str, Callable[[], object], type[Exception], str]] = [
+    (
+        "unknown account",
+        lambda: delivery.enqueue("ghost", PEER, "hi"),
+        errors.UnknownAccount,
+        "ghost",
+    ),
+    ("empty text", lambda: delivery.enqueue(ACCOUNT, PEER, ""), errors.InvalidText, "empty"),
+    (
+        "blank text",
+        lambda: delivery.enqueue(ACCOUNT, PEER, " \n "),
+        errors.InvalidText,
+        "whitespace",
+    ),
+    (
+        "oversized text",
+        lambda: delivery.enqueue(ACCOUNT, PEER, "x" * 100_001),
+        errors.InvalidText,
+        "100,001 characters",
+    ),
+    ("NUL", lambda: delivery.enqueue(ACCOUNT, PEER, "a\x00b"), errors.InvalidText, "U+0000"),
+    (
+        "lone surrogate",
+        lambda: delivery.enqueue(ACCOUNT, PEER, "a\udc80b"),
+        errors.InvalidText,
+        "lone surrogate",
+    ),
+    (
+        "bad recipient",
+        lambda: delivery.enqueue(ACCOUNT, "a b", "hi"),
+        errors.InvalidRecipient,
+        "malformed",
+    ),
+    (
+        "empty recipient",
+        lambda: delivery.enqueue(ACCOUNT, "", "hi"),
+        errors.InvalidRecipient,
+        "empty",
+    ),
+    (
+        "bad key",
+        lambda: delivery.enqueue(ACCOUNT, PEER, "hi", idempotency_key="has space"),
+        errors.InvalidIdempotencyKey,
+        "printable",
+    ),
+    (
+        "bad context token",
+        lambda: delivery.enqueue(ACCOUNT, PEER, "hi", context_token="\x01"),
+        errors.InvalidContextToken,
+        "printable",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "call", "error", "words"), BAD_INPUT, ids=[b[0] for b in BAD_INPUT]
+)
+def test_bad_input_is_refused_and_writes_nothing(
+    account: str,
+    ledger: Ledger,
+    case: str,
+    call: Callable[[], object],
+    error: type[Exception],
+    words: str,
+) -> None:
+    with pytest.raises(error, match=re.escape(words)):
+        call()
+    assert counts(ledger) == (0, 0)
+
+
+def test_status_of_unknown_or_malformed_ids(account: str, ledger: Ledger) -> None:
+    with pytest.raises(errors.MessageNotFound, match="no message with id 999"):
+        delivery.get_status("999")
+    with pytest.raises(errors.InvalidMessageId):
+        delivery.get_status("abc")
+
+
+def test_context_token_is_kept_as_the_peers_latest(account: str, ledger: Ledger) -> None:
+    delivery.enqueue(account, PEER, "one", context_token="ctx-1")
+    delivery.record_context_token(account, PEER, "ctx-2")
+    with session_scope(ledger.engine) as session:
+        row = session.get(ContextToken, (account, PEER))
+        assert row is not None and row.token == "ctx-2"
+
+
+def test_publish_after_commit_carries_the_chunk_id_only(
+    account: str, ledger: Ledger, redis_db: RedisInfo
+) -> None:
+    message_id = delivery.enqueue(account, PEER, "secret text that must not travel")
+
+    tasks = published(redis_db.url, SEND_QUEUE)
+
+    first_chunk = delivery.get_status(message_id)
+    assert len(tasks) == 1
+    assert tasks[0].task == SEND_TASK
+    with session_scope(ledger.engine) as session:
+        chunk_id = session.scalar(select(Chunk.id).where(Chunk.message_id == int(message_id)))
+    assert tasks[0].args == [chunk_id] and tasks[0].kwargs == {}
+    assert "secret text" not in tasks[0].raw and "tok-secret" not in tasks[0].raw
+    assert first_chunk.status == "queued"
+
+
+def test_a_message_behind_an_open_one_is_not_published_yet(
+    account: str, ledger: Ledger, redis_db: RedisInfo
+) -> None:
+    delivery.enqueue(account, PEER, "first")
+    delivery.enqueue(account, PEER, "second, waits for the first")
+    delivery.enqueue(account, "other@im.wechat", "another chat goes at once")
+
+    assert len(published(redis_db.url, SEND_QUEUE)) == 2
+
+
+def test_a_broker_that_is_down_loses_nothing(account: str, ledger: Ledger) -> None:
+    # A real process with a broker URL where nothing listens.
+    env = dict(
+        os.environ, DELIVERY_BROKER_URL="redis://127.0.0.1:1/0", DELIVERY_DATABASE_URL=ledger.url
+    )
+    script = (
+        f"import delivery; print(delivery.enqueue({ACCOUNT!r}, {PEER!r}, 'kept in the ledger'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode == 0, done.stderr
+    message_id = done.stdout.strip()
+    assert delivery.get_status(message_id).status == "queued"
+    assert "could not publish" in done.stderr and "reconciler" in done.stderr

@@ -1,0 +1,53 @@
+"""Settings: defaults that make sense, and a refusal naming the variable for nonsense."""
+
+from __future__ import annotations
+
+import pytest
+
+from delivery.errors import ConfigError
+from delivery.settings import load_settings
+
+
+def test_defaults_are_sane() -> None:
+    settings = load_settings()
+    assert settings.chunk_max_chars == 2000
+    assert settings.max_text_chars == 100_000
+    assert settings.delivery_deadline_seconds == 24 * 3600
+    assert settings.max_countdown_seconds < settings.visibility_timeout_seconds
+    assert settings.cooldown_max_seconds <= settings.max_countdown_seconds
+
+
+def test_redis_url_defaults_to_the_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DELIVERY_REDIS_URL", raising=False)
+    monkeypatch.setenv("DELIVERY_BROKER_URL", "redis://example:6379/3")
+    assert load_settings().limiter_redis_url == "redis://example:6379/3"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("DELIVERY_SEND_RATE_PER_MINUTE", "fast", "DELIVERY_SEND_RATE_PER_MINUTE='fast'"),
+        ("DELIVERY_SEND_RATE_PER_MINUTE", "0", "DELIVERY_SEND_RATE_PER_MINUTE='0'"),
+        ("DELIVERY_CHUNK_MAX_CHARS", "10", "DELIVERY_CHUNK_MAX_CHARS='10'"),
+        ("DELIVERY_BACKOFF_MAX_SECONDS", "7200", "DELIVERY_BACKOFF_MAX_SECONDS=7200"),
+        ("DELIVERY_RETRY_JITTER", "maybe", "DELIVERY_RETRY_JITTER='maybe'"),
+        ("DELIVERY_SEND_LOCK_TTL_SECONDS", "5", "DELIVERY_SEND_LOCK_TTL_SECONDS"),
+        ("DELIVERY_COOLDOWN_BASE_SECONDS", "1000", "DELIVERY_COOLDOWN_BASE_SECONDS"),
+    ],
+)
+def test_nonsense_refuses_to_start_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match="invalid configuration") as caught:
+        load_settings()
+    assert expected in str(caught.value)
+
+
+def test_url_values_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DELIVERY_BROKER_URL", "")
+    monkeypatch.setenv("DELIVERY_VISIBILITY_TIMEOUT_SECONDS", "-1")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(broker_url=["redis://:hunter2@host"])
+    assert "hunter2" not in str(caught.value)
+    assert "DELIVERY_BROKER_URL" in str(caught.value)
