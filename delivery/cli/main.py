@@ -43,12 +43,13 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from delivery.cli import accounts, db, messages
+    from delivery.cli import accounts, db, messages, simulator
 
     cli.add_command(accounts.account)
     cli.add_command(db.db)
     cli.add_command(messages.enqueue_command)
     cli.add_command(messages.show)
+    cli.add_command(simulator.simulator)
 
 
 _register()

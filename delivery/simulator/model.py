@@ -1,0 +1,394 @@
+"""The simulated platform's state machine, without HTTP: accounts, limits, deliveries.
+
+:class:`PlatformModel` decides every answer and records everything it saw; the
+server only moves bytes. It is thread-safe (one lock around all state) and reads
+time only from the injected ``clock`` (seconds), so a test drives minutes of
+lockout with a fake clock and no sleeping.
+
+A ``sendmessage`` first meets the injected faults (the account's own, then the
+global ones); the rules in :mod:`delivery.simulator.rules` judge what gets past them.
+
+Example::
+
+    now = [0.0]
+    model = PlatformModel(config=SimulatorConfig(rate_limit_sends=1), clock=lambda: now[0])
+    model.register_account("bot-1", token="t-1")
+    model.sendmessage(token="t-1", send=SendMessage("u@im.wechat", "c-1", "hi", None))
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+from delivery.simulator.config import SimulatorConfig, apply_changes
+from delivery.simulator.envelope import SendMessage
+from delivery.simulator.faults import SENDMESSAGE, Fault, FaultQueue
+from delivery.simulator.inbound import Inbox
+from delivery.simulator.qr import QrFlow
+from delivery.simulator.records import Counters, Delivered, QrReport, Snapshot
+from delivery.simulator.replies import Outcome, Reply, bad_request, json_reply, session_expired
+from delivery.simulator.rules import AccountState, judge_send, reply_for
+
+__all__ = ["PlatformModel"]
+
+# Enough to notice a client that reuses its UIN, small enough to stay cheap forever.
+_UIN_MEMORY: Final = 4096
+# Kept for diagnosis in the snapshot; older ones are dropped.
+_BAD_REQUEST_MEMORY: Final = 50
+
+
+def _ok(**fields: Any) -> Reply:
+    return json_reply({"ret": 0, **fields})
+
+
+class PlatformModel:
+    """The platform's state. Every public method is atomic under one lock.
+
+    Control methods raise ``ValueError`` for nonsense and ``KeyError`` for an
+    unknown account; the endpoint methods never raise for client mistakes, they
+    answer them.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: SimulatorConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._initial_config = config or SimulatorConfig()
+        self._clear(self._initial_config)
+
+    def _clear(self, config: SimulatorConfig) -> None:
+        self._config = config
+        self._accounts: dict[str, AccountState] = {}
+        self._token_owner: dict[str, AccountState] = {}  # every token ever issued, old ones too
+        self._faults = FaultQueue()
+        self._inbox = Inbox()
+        self._qr = QrFlow()
+        self._messages: dict[str, list[Delivered]] = {}
+        self._accepted = 0
+        self._duplicates = 0
+        self._rejected: Counter[str] = Counter()
+        self._faults_fired: Counter[str] = Counter()
+        self._requests: Counter[str] = Counter()
+        self._recent_uins: deque[str] = deque(maxlen=_UIN_MEMORY)
+        self._repeated_uins = 0
+        self._bad_requests: deque[str] = deque(maxlen=_BAD_REQUEST_MEMORY)
+
+    # -- control --------------------------------------------------------------------
+
+    @property
+    def config(self) -> SimulatorConfig:
+        """The config in force."""
+        with self._lock:
+            return self._config
+
+    def configure(self, **changes: Any) -> SimulatorConfig:
+        """Change config fields, e.g. ``configure(rate_limit_sends=3)``; returns the result."""
+        with self._lock:
+            self._config = apply_changes(self._config, changes)
+            return self._config
+
+    def reset(self, *, config: SimulatorConfig | None = None) -> None:
+        """Forget everything; keep the config given at construction unless one is passed."""
+        with self._lock:
+            self._clear(config or self._initial_config)
+
+    def register_account(self, account_id: str, *, token: str) -> None:
+        """Create an account whose requests carry ``Authorization: Bearer <token>``."""
+        with self._lock:
+            if not account_id:
+                raise ValueError("account_id must not be empty")
+            if account_id in self._accounts:
+                raise ValueError(f"account {account_id!r} exists; use set_token")
+            self._check_new_token(token)
+            account = AccountState(account_id=account_id, token=token)
+            self._accounts[account_id] = account
+            self._token_owner[token] = account
+
+    def set_token(self, account_id: str, *, token: str) -> None:
+        """Give the account a new token: the old one answers ``-14`` from now on."""
+        with self._lock:
+            account = self._accounts[account_id]
+            self._check_new_token(token)
+            account.token = token
+            account.token_sends = 0
+            account.expired = False
+            self._token_owner[token] = account
+
+    def _check_new_token(self, token: str) -> None:
+        if not token:
+            raise ValueError("token must not be empty")
+        if token in self._token_owner:
+            raise ValueError("token was issued before; a session is cured only by a new one")
+
+    def expire_session(self, account_id: str) -> None:
+        """Expire the account's session now, as the platform does at its own whim."""
+        with self._lock:
+            self._accounts[account_id].expired = True
+
+    def lock_out(self, account_id: str, *, seconds: float) -> None:
+        """Start a lockout of ``seconds`` now, as if an earlier burst had tripped the limit."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise ValueError(f"seconds must be a positive number, got {seconds!r}")
+        with self._lock:
+            self._accounts[account_id].limiter.lockout_until = self._clock() + seconds
+
+    def queue_fault(self, fault: Fault, *, count: int = 1, account_id: str | None = None) -> None:
+        """The next ``count`` requests to ``fault.endpoint`` (of ``account_id``) get ``fault``."""
+        with self._lock:
+            if account_id is not None and account_id not in self._accounts:
+                raise KeyError(account_id)
+            self._faults.add(fault, count=count, account_id=account_id)
+
+    def inject_inbound(
+        self, account_id: str, *, from_user_id: str, text: str, context_token: str | None = None
+    ) -> str:
+        """A person writes to the bot; ``getupdates`` hands it out. Returns the context token."""
+        with self._lock:
+            if account_id not in self._accounts:
+                raise KeyError(account_id)
+            return self._inbox.add(
+                account_id=account_id,
+                from_user_id=from_user_id,
+                text=text,
+                context_token=context_token,
+            )
+
+    def script_qr(
+        self, *, steps: Sequence[str], expire_first: int = 0, redirect_host: str | None = None
+    ) -> None:
+        """Script the QR codes issued from now on; see :class:`~delivery.simulator.qr.QrFlow`."""
+        with self._lock:
+            self._qr.script(steps=steps, expire_first=expire_first, redirect_host=redirect_host)
+
+    def account_for_token(self, token: str) -> str | None:
+        """The account a token (current or old) belongs to, if any."""
+        with self._lock:
+            account = self._token_owner.get(token)
+            return account.account_id if account else None
+
+    # -- bookkeeping the server reports -----------------------------------------------
+
+    def note_request(self, endpoint: str, *, uin: str | None = None) -> None:
+        """Count a request to ``endpoint`` and whether its ``X-WECHAT-UIN`` was fresh."""
+        with self._lock:
+            self._requests[endpoint] += 1
+            if uin is not None:
+                if uin in self._recent_uins:
+                    self._repeated_uins += 1
+                self._recent_uins.append(uin)
+
+    def note_bad_request(self, endpoint: str, what: str) -> Reply:
+        """Record a malformed request and return its HTTP 400 answer."""
+        with self._lock:
+            self._bad_requests.append(f"{endpoint}: {what}")
+            if endpoint == SENDMESSAGE:
+                self._rejected["bad_request"] += 1
+        return bad_request(what)
+
+    @contextmanager
+    def sending(self, token: str | None) -> Iterator[None]:
+        """Hold a ``sendmessage`` of the token's account in flight for the ``with`` body."""
+        with self._lock:
+            account = self._token_owner.get(token) if token else None
+            if account is not None:
+                account.in_flight += 1
+                account.max_in_flight = max(account.max_in_flight, account.in_flight)
+        try:
+            yield
+        finally:
+            if account is not None:
+                with self._lock:
+                    account.in_flight -= 1
+
+    # -- endpoints --------------------------------------------------------------------
+
+    def sendmessage(self, *, token: str, send: SendMessage) -> Outcome:
+        """Judge one ``sendmessage``: faults first, then the rules of ``rules.judge_send``."""
+        with self._lock:
+            account = self._token_owner.get(token)
+            fault = self._faults.take(
+                endpoint=SENDMESSAGE, account_id=account.account_id if account else None
+            )
+            latency = self._config.send_latency_seconds
+            if fault is None:
+                return Outcome(reply=self._send(token, send), delay_seconds=latency)
+            outcome = self._fire(fault, lambda: self._send(token, send), counts_as_send=True)
+            return Outcome(reply=outcome.reply, delay_seconds=latency + outcome.delay_seconds)
+
+    def getconfig(self, *, token: str) -> Outcome:
+        """The cheap session check: a typing ticket, or ``-14``. Consumes nothing."""
+        with self._lock:
+            return self._serve("getconfig", token, lambda _: _ok(typing_ticket=_ticket()))
+
+    def sendtyping(self, *, token: str) -> Outcome:
+        """Accept a typing indicator (nothing is recorded but the request count)."""
+        with self._lock:
+            return self._serve("sendtyping", token, lambda _: _ok())
+
+    def getupdates(self, *, token: str) -> Outcome:
+        """Hand out (and consume) the account's inbound messages; returns at once."""
+
+        def take(account: AccountState) -> Reply:
+            msgs, cursor = self._inbox.take(account.account_id)
+            return _ok(
+                msgs=msgs,
+                get_updates_buf=cursor,
+                longpolling_timeout_ms=self._config.longpolling_timeout_ms,
+            )
+
+        with self._lock:
+            return self._serve("getupdates", token, take)
+
+    def get_bot_qrcode(self, *, scan_base_url: str) -> Outcome:
+        """Issue a QR code; its ``qrcode_img_content`` is a page under ``scan_base_url``."""
+
+        def issue() -> Reply:
+            code = self._qr.issue()
+            url = f"{scan_base_url.rstrip('/')}/_sim/qr/scan?qrcode={code.qrcode}"
+            return _ok(qrcode=code.qrcode, qrcode_img_content=url)
+
+        with self._lock:
+            fault = self._faults.take(endpoint="get_bot_qrcode", account_id=None)
+            return self._fire(fault, issue) if fault else Outcome(reply=issue())
+
+    def get_qrcode_status(self, *, qrcode: str, host: str, base_url: str) -> Outcome:
+        """Advance a code one scripted step; ``host`` is where the poll came in.
+
+        ``confirmed`` registers a fresh account (once) and hands out its token with
+        ``baseurl`` set to ``base_url``.
+        """
+
+        def poll() -> Reply:
+            try:
+                code = self._qr.poll(qrcode, host=host)
+            except KeyError:
+                self._bad_requests.append("get_qrcode_status: unknown qrcode")
+                return bad_request("unknown qrcode")
+            answer: dict[str, Any] = {"ret": 0, "status": code.status}
+            if code.status == "scaned_but_redirect":
+                answer["redirect_host"] = code.redirect_host or host
+            elif code.status == "confirmed":
+                if code.account_id is None:
+                    code.account_id = self._register_fresh()
+                account = self._accounts[code.account_id]
+                answer.update(
+                    ilink_bot_id=account.account_id,
+                    bot_token=account.token,
+                    baseurl=base_url,
+                    ilink_user_id=code.user_id,
+                )
+            return json_reply(answer)
+
+        with self._lock:
+            fault = self._faults.take(endpoint="get_qrcode_status", account_id=None)
+            return self._fire(fault, poll) if fault else Outcome(reply=poll())
+
+    # -- the rules (called with the lock held) ---------------------------------------------
+
+    def _send(self, token: str, send: SendMessage) -> Reply:
+        account = self._token_owner.get(token)
+        now = self._clock()
+        verdict = judge_send(account, token=token, send=send, now=now, config=self._config)
+        if verdict == "accepted" and account is not None:
+            self._accepted += 1
+            self._messages.setdefault(send.to_user_id, []).append(
+                Delivered(
+                    client_id=send.client_id,
+                    text=send.text,
+                    account_id=account.account_id,
+                    to_user_id=send.to_user_id,
+                    context_token=send.context_token,
+                    arrived_at=now,
+                )
+            )
+        elif verdict == "duplicate":
+            self._duplicates += 1
+        else:
+            self._rejected[verdict] += 1
+        return reply_for(verdict, config=self._config)
+
+    def _serve(self, endpoint: str, token: str, answer: Callable[[AccountState], Reply]) -> Outcome:
+        """An authenticated endpoint other than ``sendmessage``: fault, session, answer."""
+        account = self._token_owner.get(token)
+
+        def checked() -> Reply:
+            if account is None or not account.accepts(token):
+                return session_expired()
+            return answer(account)
+
+        fault = self._faults.take(
+            endpoint=endpoint, account_id=account.account_id if account else None
+        )
+        return self._fire(fault, checked) if fault else Outcome(reply=checked())
+
+    def _fire(
+        self, fault: Fault, process: Callable[[], Reply], *, counts_as_send: bool = False
+    ) -> Outcome:
+        """Apply an injected fault; ``process`` is the normal handling, for faults that deliver."""
+        self._faults_fired[fault.name] += 1
+        if fault.kind == "reset_after_delivery":
+            process()
+            return Outcome(reply=None)
+        if fault.kind == "hang" and fault.deliver:
+            return Outcome(reply=process(), delay_seconds=fault.seconds)
+        if counts_as_send:
+            self._rejected[fault.name] += 1
+        if fault.kind == "reset_before_delivery":
+            return Outcome(reply=None)
+        return Outcome(reply=fault.reply(), delay_seconds=fault.seconds)
+
+    def _register_fresh(self) -> str:
+        account = AccountState(
+            account_id=f"{secrets.token_hex(8)}@im.bot",
+            token=f"simtok-{secrets.token_urlsafe(24)}",
+        )
+        self._accounts[account.account_id] = account
+        self._token_owner[account.token] = account
+        return account.account_id
+
+    # -- inspection -------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """A copy of everything recorded, taken atomically."""
+        with self._lock:
+            now = self._clock()
+            return Snapshot(
+                now=now,
+                messages={to: tuple(items) for to, items in self._messages.items()},
+                counters=Counters(
+                    accepted=self._accepted,
+                    duplicates=self._duplicates,
+                    rejected=dict(self._rejected),
+                    faults_fired=dict(self._faults_fired),
+                    requests=dict(self._requests),
+                    repeated_uins=self._repeated_uins,
+                ),
+                accounts={
+                    account_id: account.report(now)
+                    for account_id, account in self._accounts.items()
+                },
+                qr_codes={
+                    code.qrcode: QrReport(
+                        qrcode=code.qrcode,
+                        status=code.status,
+                        hosts=tuple(code.hosts),
+                        account_id=code.account_id,
+                    )
+                    for code in self._qr.codes.values()
+                },
+                bad_requests=tuple(self._bad_requests),
+            )
+
+
+def _ticket() -> str:
+    return secrets.token_urlsafe(16)

@@ -1,0 +1,118 @@
+"""How the platform judges one ``sendmessage`` of one account: the rules, in order.
+
+The first rule that applies decides (injected faults fire before all of these, in
+the model):
+
+1. an unknown, replaced or expired token: ``session_expired`` (``-14``);
+2. text longer than ``max_text_chars``: ``text_too_long`` (``ret -1``, permanent);
+3. during a lockout: ``rate_limited`` (``-2``), and the lockout grows;
+4. a ``client_id`` this account already got accepted: ``duplicate`` (``ret 0``, not
+   delivered again). It comes before the window so that a client re-sending after
+   a lost answer does not spend rate budget on it; a lockout still refuses it,
+   because during a lockout the platform refuses *every* send;
+5. a send that would exceed the window: ``rate_limited``, and a lockout starts;
+6. otherwise ``accepted``; the ``expire_after_sends``-th accepted send of a token
+   expires the session right after it.
+
+Example::
+
+    account = AccountState(account_id="bot-1", token="t-1")
+    judge_send(account, token="t-1", send=send, now=0.0, config=SimulatorConfig())
+    # "accepted"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from delivery.simulator.config import SimulatorConfig
+from delivery.simulator.envelope import SendMessage
+from delivery.simulator.ratelimit import AccountLimiter
+from delivery.simulator.records import AccountReport
+from delivery.simulator.replies import (
+    RET_REFUSED,
+    Reply,
+    error_reply,
+    json_reply,
+    rate_limited,
+    session_expired,
+)
+
+__all__ = ["AccountState", "Verdict", "judge_send", "reply_for"]
+
+Verdict = Literal["accepted", "duplicate", "session_expired", "text_too_long", "rate_limited"]
+
+
+@dataclass
+class AccountState:
+    """One account on the platform. Not thread-safe: the model's lock guards it."""
+
+    account_id: str
+    token: str
+    token_sends: int = 0
+    expired: bool = False
+    limiter: AccountLimiter = field(default_factory=AccountLimiter)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    accepted_at: list[float] = field(default_factory=list)
+    client_ids: set[str] = field(default_factory=set)
+
+    def accepts(self, token: str) -> bool:
+        """Whether ``token`` is this account's current token and its session is alive."""
+        return token == self.token and not self.expired
+
+    def report(self, now: float) -> AccountReport:
+        """The account as the snapshot shows it at ``now``."""
+        lockout_until = self.limiter.lockout_until
+        return AccountReport(
+            account_id=self.account_id,
+            in_flight=self.in_flight,
+            max_in_flight=self.max_in_flight,
+            accepted_at=tuple(self.accepted_at),
+            token_sends=self.token_sends,
+            session_expired=self.expired,
+            lockout_until=lockout_until if lockout_until and lockout_until > now else None,
+        )
+
+
+def judge_send(
+    account: AccountState | None,
+    *,
+    token: str,
+    send: SendMessage,
+    now: float,
+    config: SimulatorConfig,
+) -> Verdict:
+    """Apply the rules to one send at ``now`` (seconds) and update the account's state.
+
+    ``account`` is the owner of ``token`` (``None`` if nobody ever had it).
+    """
+    if account is None or not account.accepts(token):
+        return "session_expired"
+    if len(send.text) > config.max_text_chars:
+        return "text_too_long"
+    if account.limiter.locked_out(now, config=config):
+        return "rate_limited"
+    if send.client_id in account.client_ids:
+        return "duplicate"
+    if account.limiter.over_limit(now, config=config):
+        return "rate_limited"
+    account.limiter.record(now)
+    account.client_ids.add(send.client_id)
+    account.accepted_at.append(now)
+    account.token_sends += 1
+    if config.expire_after_sends is not None and account.token_sends >= config.expire_after_sends:
+        account.expired = True
+    return "accepted"
+
+
+def reply_for(verdict: Verdict, *, config: SimulatorConfig) -> Reply:
+    """The platform's answer to a verdict."""
+    if verdict in ("accepted", "duplicate"):
+        return json_reply({"ret": 0})
+    if verdict == "session_expired":
+        return session_expired()
+    if verdict == "text_too_long":
+        return error_reply(ret=RET_REFUSED, errcode=RET_REFUSED, errmsg="text too long")
+    return rate_limited(config.rate_limit_errmsg)
