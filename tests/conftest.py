@@ -21,6 +21,9 @@ from delivery.ledger.db import engine_for, upgrade_head
 from delivery.ledger.models import Base
 from delivery.settings import get_settings
 from tests.support import services
+from tests.support.broker import use_broker
+from tests.support.own_redis import OwnRedis
+from tests.support.stack import Stack, running_stack
 
 # `pytest --hypothesis-profile=long` runs the property tests ten times longer.
 hypothesis_settings.register_profile(
@@ -151,3 +154,38 @@ def set_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
 
     yield _set
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def stack(sqlite_ledger: Ledger, redis_db: RedisInfo, tmp_path: Path) -> Iterator[Stack]:
+    """Simulator, SQLite ledger, this session's Redis; workers from ``stack.start_worker``."""
+    yield from running_stack(sqlite_ledger.url, tmp_path)
+
+
+@pytest.fixture
+def any_stack(ledger: Ledger, redis_db: RedisInfo, tmp_path: Path) -> Iterator[Stack]:
+    """As ``stack``, once on SQLite and once on PostgreSQL."""
+    yield from running_stack(ledger.url, tmp_path)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A redis-server this test owns (it may FLUSHALL, stop and restart it)."""
+    server = OwnRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis_stack(
+    sqlite_ledger: Ledger, own_redis: OwnRedis, tmp_path: Path, set_env: Callable[..., None]
+) -> Iterator[Stack]:
+    """A stack whose broker and limiter are a Redis this test owns."""
+    previous = os.environ["DELIVERY_BROKER_URL"]
+    set_env(DELIVERY_BROKER_URL=own_redis.url, DELIVERY_REDIS_URL=own_redis.url)
+    use_broker(own_redis.url)
+    try:
+        yield from running_stack(sqlite_ledger.url, tmp_path)
+    finally:
+        use_broker(previous)

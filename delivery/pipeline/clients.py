@@ -1,0 +1,56 @@
+"""One HTTP session per account per worker process, rebuilt when the token changes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import requests
+
+from delivery.ilink.client import ILinkClient
+
+__all__ = ["ClientPool"]
+
+
+class ClientPool:
+    """Keeps an :class:`ILinkClient` per account, keyed by its token version and base URL.
+
+    A rotated token or a moved base URL gives a new client on a fresh
+    ``requests.Session`` (the old one is closed), so no stale connection or header
+    outlives a reconnect. ``session_factory`` is the seam tests use.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_seconds: float,
+        session_factory: Callable[[], requests.Session] = requests.Session,
+    ) -> None:
+        self._timeout_seconds = timeout_seconds
+        self._session_factory = session_factory
+        self._clients: dict[str, tuple[int, str, ILinkClient]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, *, account_id: str, token: str, token_version: int, base_url: str) -> ILinkClient:
+        """The account's client for this token version and base URL."""
+        with self._lock:
+            known = self._clients.get(account_id)
+            if known is not None and known[0] == token_version and known[1] == base_url:
+                return known[2]
+            if known is not None:
+                known[2].close()
+            client = ILinkClient(
+                base_url=base_url,
+                token=token,
+                session=self._session_factory(),
+                timeout_seconds=self._timeout_seconds,
+            )
+            self._clients[account_id] = (token_version, base_url, client)
+            return client
+
+    def close(self) -> None:
+        """Close every session."""
+        with self._lock:
+            for _, _, client in self._clients.values():
+                client.close()
+            self._clients.clear()

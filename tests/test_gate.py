@@ -1,0 +1,133 @@
+"""The account gate on a real Redis: one send in flight, at the rate, never while cooling."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from delivery.errors import LimiterUnavailable
+from delivery.ratelimit import AccountGate, Rate
+from delivery.ratelimit.scripts import BUSY, COOLING, GRANTED, PACED
+from tests.conftest import RedisInfo
+
+
+@pytest.fixture
+def gate(redis_db: RedisInfo) -> AccountGate:
+    client = redis.Redis.from_url(redis_db.url)
+    return AccountGate(client, rate=Rate(per_minute=600, burst=1), lock_ttl_seconds=5)
+
+
+def test_one_send_in_flight_per_account(gate: AccountGate) -> None:
+    first = gate.acquire("bot-1", ticket="1")
+    assert first.granted and first.token
+
+    second = gate.acquire("bot-1", ticket="2")
+    other_account = gate.acquire("bot-2", ticket="3")
+
+    assert second.status in (BUSY, PACED)
+    assert other_account.granted
+    assert gate.release("bot-1", first.token)
+    assert not gate.release("bot-1", first.token)  # only once, and only by its holder
+
+
+def test_a_waiter_reserves_one_slot_and_keeps_it(gate: AccountGate) -> None:
+    granted = gate.acquire("bot-1", ticket="a")
+    assert granted.token is not None
+    gate.release("bot-1", granted.token)
+
+    b_first = gate.acquire("bot-1", ticket="b")
+    b_again = gate.acquire("bot-1", ticket="b")
+    c_first = gate.acquire("bot-1", ticket="c")
+
+    assert b_first.status == PACED and 0.05 < b_first.wait_seconds <= 0.1
+    assert b_again.status == PACED and b_again.wait_seconds <= b_first.wait_seconds
+    assert c_first.status == PACED and 0.15 < c_first.wait_seconds <= 0.2
+
+
+def test_a_reservation_is_honoured_at_its_slot(gate: AccountGate) -> None:
+    token = gate.acquire("bot-1", ticket="a").token
+    assert token is not None
+    gate.release("bot-1", token)
+    wait = gate.acquire("bot-1", ticket="b").wait_seconds
+
+    deadline = time.monotonic() + wait + 1
+    decision = gate.acquire("bot-1", ticket="b")
+    while not decision.granted and time.monotonic() < deadline:
+        decision = gate.acquire("bot-1", ticket="b")
+    assert decision.granted
+
+
+def test_cooldown_holds_every_send_and_is_never_shortened(gate: AccountGate) -> None:
+    assert gate.cool_down("bot-1", 2.0) == pytest.approx(2.0, abs=0.05)
+    assert gate.cool_down("bot-1", 0.5) == pytest.approx(2.0, abs=0.1)
+
+    decision = gate.acquire("bot-1", ticket="x")
+
+    assert decision.status == COOLING
+    assert 1.5 < decision.wait_seconds <= 2.0
+    assert gate.state("bot-1").cooldown_seconds > 1.5
+
+
+def test_strikes_count_consecutive_limits_and_a_success_ends_them(gate: AccountGate) -> None:
+    assert [gate.rate_limited("bot-1") for _ in range(3)] == [1, 2, 3]
+    gate.succeeded("bot-1")
+    assert gate.rate_limited("bot-1") == 1
+
+
+def test_keys_keep_an_account_in_one_cluster_slot(gate: AccountGate) -> None:
+    assert gate.key("bot-1", "lock") == "delivery:acct:{bot-1}:lock"
+
+
+def test_many_threads_never_hold_one_account_twice(redis_db: RedisInfo) -> None:
+    gate = AccountGate(
+        redis.Redis.from_url(redis_db.url),
+        rate=Rate(per_minute=60_000, burst=50),
+        lock_ttl_seconds=5,
+    )
+    holders = 0
+    most = 0
+    granted = 0
+    guard = threading.Lock()
+
+    def hammer(ticket: str) -> None:
+        nonlocal holders, most, granted
+        for _ in range(100):
+            decision = gate.acquire("bot-1", ticket=ticket)
+            if not decision.granted:
+                continue
+            with guard:
+                holders += 1
+                granted += 1
+                most = max(most, holders)
+            gate.state("bot-1")  # a round trip while holding, so overlaps would show
+            with guard:
+                holders -= 1
+            assert decision.token is not None
+            gate.release("bot-1", decision.token)
+
+    threads = [threading.Thread(target=hammer, args=(str(i),)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert granted > 0
+    assert most == 1
+
+
+def test_redis_unreachable_fails_closed() -> None:
+    client = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
+    gate = AccountGate(client, rate=Rate(per_minute=60), lock_ttl_seconds=5)
+    with pytest.raises(LimiterUnavailable, match="unreachable"):
+        gate.acquire("bot-1", ticket="1")
+
+
+def test_status_codes_are_distinct() -> None:
+    assert len({GRANTED, COOLING, BUSY, PACED}) == 4
