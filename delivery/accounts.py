@@ -25,7 +25,12 @@ from delivery.ledger.models import Account
 from delivery.ledger.states import SessionState
 from delivery.ledger.types import utcnow
 from delivery.settings import get_settings
-from delivery.validation import validate_account_id, validate_base_url, validate_token
+from delivery.validation import (
+    validate_account_id,
+    validate_base_url,
+    validate_recipient,
+    validate_token,
+)
 
 __all__ = ["AccountInfo", "add_account", "list_accounts", "mask_token"]
 
@@ -55,6 +60,7 @@ class AccountInfo:
     last_validated_at: dt.datetime | None
     last_error: str | None
     owns_inbound: bool
+    ilink_user_id: str | None
 
     @classmethod
     def of(cls, account: Account) -> AccountInfo:
@@ -69,6 +75,7 @@ class AccountInfo:
             last_validated_at=account.last_validated_at,
             last_error=account.last_error,
             owns_inbound=account.owns_inbound,
+            ilink_user_id=account.ilink_user_id,
         )
 
 
@@ -78,11 +85,14 @@ def add_account(
     token: str,
     base_url: str = DEFAULT_BASE_URL,
     owns_inbound: bool | None = None,
+    ilink_user_id: str | None = None,
 ) -> AccountInfo:
     """Create the account, or update it; a changed token is a rotation.
 
     ``owns_inbound`` marks the account as the owner of its inbound side (only then
     may ``getupdates`` be called); ``None`` keeps the current value.
+    ``ilink_user_id`` is the user the bot was logged in with (the QR login says);
+    the session check validates with it. ``None`` keeps the current value.
 
     Raises:
         InvalidInput: a malformed id, token or base URL. Nothing is written.
@@ -91,6 +101,8 @@ def add_account(
     validate_account_id(account_id)
     validate_token(token)
     base_url = validate_base_url(base_url)
+    if ilink_user_id is not None:
+        validate_recipient(ilink_user_id)
     engine = engine_for(get_settings().database_url)
     with session_scope(engine) as session:
         account = session.get(Account, account_id, with_for_update=True)
@@ -104,6 +116,7 @@ def add_account(
                 token_updated_at=now,
                 session_state=SessionState.UNKNOWN,
                 owns_inbound=bool(owns_inbound),
+                ilink_user_id=ilink_user_id,
                 created_at=now,
             )
             session.add(account)
@@ -125,6 +138,8 @@ def add_account(
             account.base_url = base_url
             if owns_inbound is not None:
                 account.owns_inbound = owns_inbound
+            if ilink_user_id is not None:
+                account.ilink_user_id = ilink_user_id
         session.flush()
         return AccountInfo.of(account)
 

@@ -22,6 +22,8 @@ carries a token or a message text in its ``str()``.
     ├── MessageNotFound (LookupError)
     ├── LedgerError                  the SQL ledger cannot be used
     │   └── LedgerNotReady           no schema / not at the migration head
+    ├── LoginError                   the QR login did not end with a token
+    ├── BriefingError                a briefing definition or producer is unusable
     └── PlatformError                the platform or the way to it failed
         ├── RetryableError           try again later; the chunk stays pending
         │   ├── TransportError       timeout, connection reset, DNS, TLS
@@ -39,6 +41,7 @@ Example::
 from __future__ import annotations
 
 __all__ = [
+    "BriefingError",
     "ConfigError",
     "DeliveryError",
     "InvalidAccountId",
@@ -53,6 +56,7 @@ __all__ = [
     "LedgerError",
     "LedgerNotReady",
     "LimiterUnavailable",
+    "LoginError",
     "MessageNotFound",
     "PermanentError",
     "PlatformError",
@@ -120,6 +124,14 @@ class LedgerError(DeliveryError):
 
 class LedgerNotReady(LedgerError):
     """The database has no schema or is behind the migration head."""
+
+
+class LoginError(DeliveryError):
+    """The QR login failed: expired too often, timed out, or the platform refused."""
+
+
+class BriefingError(DeliveryError):
+    """A briefing cannot be defined or run (bad schedule, producer not importable)."""
 
 
 class PlatformError(DeliveryError):

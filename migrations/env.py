@@ -10,6 +10,7 @@ from alembic import context
 
 from delivery.ledger.db import engine_for
 from delivery.ledger.models import Base
+from delivery.ledger.types import UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
@@ -24,6 +25,13 @@ def _url() -> str:
     from delivery.settings import get_settings
 
     return get_settings().database_url
+
+
+def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    # Migrations spell the project's UTC column as the plain type it stores.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def run_migrations_offline() -> None:
@@ -46,6 +54,7 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=True,
             compare_type=True,
+            render_item=_render_item,
         )
         with context.begin_transaction():
             context.run_migrations()

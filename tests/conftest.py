@@ -171,7 +171,7 @@ def any_stack(ledger: Ledger, redis_db: RedisInfo, tmp_path: Path) -> Iterator[S
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     """A redis-server this test owns (it may FLUSHALL, stop and restart it)."""
-    server = OwnRedis(tmp_path)
+    server = OwnRedis(directory=tmp_path)
     server.start()
     yield server
     server.stop()

@@ -36,7 +36,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from delivery.ledger.states import ChunkStatus, MessageStatus, SessionState
 from delivery.ledger.types import UTCDateTime, utcnow
 
-__all__ = ["Account", "Attempt", "Base", "Chunk", "ContextToken", "Message"]
+__all__ = [
+    "Account",
+    "Attempt",
+    "Base",
+    "Briefing",
+    "BriefingRun",
+    "Chunk",
+    "ContextToken",
+    "Message",
+]
 
 # Deterministic constraint names, so migrations can name what they alter.
 NAMING_CONVENTION = {
@@ -72,6 +81,10 @@ class Account(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     # Only the owner of the inbound side may call getupdates (it consumes messages).
     owns_inbound: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The user the bot was logged in with (QR login); getconfig validates with it.
+    ilink_user_id: Mapped[str | None] = mapped_column(String(256))
+    # When the operator was alerted of the current expiry; cleared when it heals.
+    session_alerted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def __repr__(self) -> str:
@@ -173,3 +186,47 @@ class ContextToken(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Set when a send with this token failed as stale; sends then go without it.
     stale_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Briefing(Base):
+    """A named schedule that produces text for recipients of an account.
+
+    ``producer`` is an import path (``package.module:callable``); the callable
+    gets a :class:`delivery.briefings.BriefingSlot` and returns the text, or a
+    mapping of recipient to text. ``schedule`` is ``every <seconds>`` or a
+    five-field crontab evaluated in ``timezone``.
+    """
+
+    __tablename__ = "briefings"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    recipients: Mapped[str] = mapped_column(Text)  # JSON list of recipient ids
+    producer: Mapped[str] = mapped_column(String(256))
+    schedule: Mapped[str] = mapped_column(String(128))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    runs: Mapped[list[BriefingRun]] = relationship(
+        back_populates="briefing", cascade="all, delete-orphan"
+    )
+
+
+class BriefingRun(Base):
+    """One due slot of a briefing. Unique per (briefing, slot): a slot runs once."""
+
+    __tablename__ = "briefing_runs"
+    __table_args__ = (UniqueConstraint("briefing_id", "slot_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    briefing_id: Mapped[int] = mapped_column(ForeignKey("briefings.id"))
+    slot_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    claimed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    message_count: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    briefing: Mapped[Briefing] = relationship(back_populates="runs")
