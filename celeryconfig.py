@@ -44,3 +44,6 @@ timezone = "UTC"
 enable_utc = True
 
 beat_schedule = beat_schedule_for(_settings)
+# Only the beat holding a Redis lock publishes; a second beat stands by.
+beat_scheduler = "delivery.worker.beat:LeaderScheduler"
+beat_max_loop_interval = min(5.0, _settings.beat_lock_ttl_seconds / 3)

@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
@@ -60,6 +61,11 @@ DEFAULT_HTTP_TIMEOUT_SECONDS = 15.0
 DEFAULT_SEND_LOCK_TTL_SECONDS = 60.0
 DEFAULT_MAX_TEXT_CHARS = 100_000
 DEFAULT_PUBLISH_TIMEOUT_SECONDS = 5.0
+# Briefings: how often beat looks for due slots, and how late a slot may still run.
+DEFAULT_BRIEFING_TICK_SECONDS = 15.0
+DEFAULT_BRIEFING_MISFIRE_GRACE_SECONDS = 3600.0
+# A second beat stays on standby; it takes over this long after the first stops.
+DEFAULT_BEAT_LOCK_TTL_SECONDS = 30.0
 
 
 class Settings(BaseSettings):
@@ -107,6 +113,25 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: float = Field(default=DEFAULT_VISIBILITY_TIMEOUT_SECONDS, gt=0)
     http_timeout_seconds: float = Field(default=DEFAULT_HTTP_TIMEOUT_SECONDS, gt=0)
     publish_timeout_seconds: float = Field(default=DEFAULT_PUBLISH_TIMEOUT_SECONDS, gt=0)
+
+    account_store_dir: Path | None = Field(
+        default=None,
+        description="Directory of <account>.json files ({'token', 'base_url'}) that another "
+        "process (an agent's own login) may write; the session check imports new tokens.",
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, description="POSTed a JSON event when a session expires or heals."
+    )
+    alert_callback: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:function called with the same event.",
+    )
+    briefing_tick_seconds: float = Field(default=DEFAULT_BRIEFING_TICK_SECONDS, gt=0)
+    briefing_misfire_grace_seconds: float = Field(
+        default=DEFAULT_BRIEFING_MISFIRE_GRACE_SECONDS, gt=0
+    )
+    beat_lock_ttl_seconds: float = Field(default=DEFAULT_BEAT_LOCK_TTL_SECONDS, gt=0)
 
     @property
     def limiter_redis_url(self) -> str:

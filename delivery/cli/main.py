@@ -43,13 +43,16 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from delivery.cli import accounts, db, messages, simulator
+    from delivery.cli import accounts, briefings, db, login, messages, simulator
 
     cli.add_command(accounts.account)
     cli.add_command(db.db)
     cli.add_command(messages.enqueue_command)
     cli.add_command(messages.show)
     cli.add_command(simulator.simulator)
+    cli.add_command(briefings.briefings)
+    cli.add_command(briefings.briefing)
+    cli.add_command(login.login)
 
 
 _register()

@@ -48,6 +48,13 @@ class ClientPool:
             self._clients[account_id] = (token_version, base_url, client)
             return client
 
+    def discard(self, account_id: str) -> None:
+        """Close the account's session; the next ``get`` builds a fresh one."""
+        with self._lock:
+            known = self._clients.pop(account_id, None)
+        if known is not None:
+            known[2].close()
+
     def close(self) -> None:
         """Close every session."""
         with self._lock:

@@ -19,4 +19,12 @@ def beat_schedule_for(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "delivery.reconcile",
             "schedule": settings.reconcile_interval_seconds,
         },
+        "delivery.check_sessions": {
+            "task": "delivery.check_sessions",
+            "schedule": settings.session_check_interval_seconds,
+        },
+        "delivery.schedule_briefings": {
+            "task": "delivery.schedule_briefings",
+            "schedule": settings.briefing_tick_seconds,
+        },
     }

@@ -6,61 +6,24 @@ broker or shows in Flower.
 
 from __future__ import annotations
 
-import functools
-import socket
+import datetime as dt
 from typing import Any
 
-import redis
 from celery import Task
 
+from delivery.briefings.runner import claim_due_slots, run_slot, stale_runs
 from delivery.ledger.db import engine_for
-from delivery.pipeline.clients import ClientPool
+from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import SEND_TASK
 from delivery.pipeline.reconcile import reconcile as reconcile_outbox
-from delivery.pipeline.send import SendPipeline
-from delivery.policy.timing import transient_backoff_seconds
-from delivery.ratelimit.gate import AccountGate, Rate
 from delivery.settings import get_settings
+from delivery.worker import runtime
 from delivery.worker.app import app
 
-__all__ = ["reconcile", "send_chunk"]
+__all__ = ["check_sessions", "reconcile", "run_briefing", "schedule_briefings", "send_chunk"]
 
+RUN_BRIEFING_TASK = "delivery.run_briefing"
 _settings = get_settings()
-
-
-@functools.cache
-def _pipeline(retry_backoff: float, retry_backoff_max: float, retry_jitter: bool) -> SendPipeline:
-    """The process's pipeline, built on first use (after the worker forked)."""
-    settings = get_settings()
-
-    def backoff(failures: int) -> float:
-        return transient_backoff_seconds(
-            failures=failures,
-            base_seconds=retry_backoff,
-            max_seconds=retry_backoff_max,
-            jitter=retry_jitter,
-            floor_seconds=settings.backoff_floor_seconds,
-        )
-
-    gate = AccountGate(
-        redis.Redis.from_url(
-            settings.limiter_redis_url,
-            socket_connect_timeout=settings.publish_timeout_seconds,
-            socket_timeout=settings.publish_timeout_seconds,
-        ),
-        rate=Rate(per_minute=settings.send_rate_per_minute, burst=settings.send_burst),
-        lock_ttl_seconds=settings.send_lock_ttl_seconds,
-        prefix=settings.redis_key_prefix,
-        strikes_ttl_seconds=2 * settings.cooldown_max_seconds,
-    )
-    return SendPipeline(
-        engine=engine_for(settings.database_url),
-        gate=gate,
-        clients=ClientPool(timeout_seconds=settings.http_timeout_seconds),
-        settings=settings,
-        backoff=backoff,
-        host=socket.gethostname(),
-    )
 
 
 @app.task(
@@ -77,7 +40,7 @@ def _pipeline(retry_backoff: float, retry_backoff_max: float, retry_jitter: bool
 )
 def send_chunk(self: Task[Any, Any], chunk_id: int) -> str:
     """Send one chunk, or wait and retry; see ``delivery.pipeline.send``."""
-    pipeline = _pipeline(self.retry_backoff, self.retry_backoff_max, self.retry_jitter)
+    pipeline = runtime.pipeline(self.retry_backoff, self.retry_backoff_max, self.retry_jitter)
     result = pipeline.process(int(chunk_id))
     if result.retry_in_seconds is not None:
         raise self.retry(countdown=result.retry_in_seconds, max_retries=None)
@@ -92,3 +55,33 @@ def reconcile() -> str:
         engine_for(settings.database_url), grace_seconds=settings.reconcile_grace_seconds
     )
     return f"re-published {count} chunk(s)"
+
+
+@app.task(name="delivery.check_sessions", acks_late=True)
+def check_sessions() -> str:
+    """Validate every account's session; heal, or report, the expired ones."""
+    results = runtime.session_checker().check_all()
+    return "; ".join(f"{r.account_id}: {r.action}" for r in results) or "no accounts"
+
+
+@app.task(name="delivery.schedule_briefings", acks_late=True)
+def schedule_briefings() -> str:
+    """Claim due briefing slots (once each, in SQL) and publish a run for each."""
+    settings = get_settings()
+    engine = engine_for(settings.database_url)
+    now = utcnow()
+    runs = claim_due_slots(
+        engine, now=now, misfire_grace_seconds=settings.briefing_misfire_grace_seconds
+    )
+    # A run whose task was lost (worker killed) is published again; it is idempotent.
+    lost_before = now - dt.timedelta(seconds=settings.reconcile_grace_seconds)
+    runs += [r for r in stale_runs(engine, older_than=lost_before) if r not in runs]
+    for run_id in runs:
+        run_briefing.apply_async((run_id,))
+    return f"{len(runs)} run(s) published"
+
+
+@app.task(name=RUN_BRIEFING_TASK, acks_late=True)
+def run_briefing(run_id: int) -> str:
+    """Call one briefing slot's producer and enqueue its texts."""
+    return run_slot(engine_for(get_settings().database_url), int(run_id))

@@ -34,7 +34,7 @@ def published(url: str, queue: str) -> list[Published]:
                 args=args,
                 kwargs=kwargs,
                 eta=headers.get("eta"),
-                raw=raw.decode("utf-8", "replace"),
+                raw=raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw),
             )
         )
     return found

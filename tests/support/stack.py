@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 import delivery
+from delivery.devstack import celery_argv
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Attempt, Chunk, Message
 from delivery.simulator import PlatformSimulator, SimulatorControl, Snapshot
@@ -40,6 +41,8 @@ COMPRESSED = {
     "DELIVERY_VISIBILITY_TIMEOUT_SECONDS": "60",
     "DELIVERY_HTTP_TIMEOUT_SECONDS": "2",
     "DELIVERY_SEND_LOCK_TTL_SECONDS": "5",
+    "DELIVERY_BRIEFING_TICK_SECONDS": "0.25",
+    "DELIVERY_BEAT_LOCK_TTL_SECONDS": "3",
 }
 
 TOKEN = "tok-test-0000-secret-A"
@@ -75,6 +78,14 @@ class Stack:
         worker = start_worker(env=self.env(), log_dir=self.log_dir, **options)  # type: ignore[arg-type]
         self.workers.append(worker)
         return worker
+
+    def start_beat(self, name: str) -> CeleryProcess:
+        """A real ``celery beat`` with the project's leader scheduler."""
+        argv = celery_argv("beat", beat_schedule=self.log_dir / f"{name}-schedule")
+        beat = CeleryProcess(argv, env=self.env(), log_path=self.log_dir / f"{name}.log")
+        beat.wait_for_log("beat: Starting", timeout_seconds=60)
+        self.workers.append(beat)
+        return beat
 
     def stop(self) -> None:
         for worker in self.workers:
