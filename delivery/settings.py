@@ -18,10 +18,11 @@ Example::
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from delivery.errors import ConfigError
@@ -39,6 +40,8 @@ DEFAULT_CHUNK_GAP_PER_CHUNK_SECONDS = 0.3
 # A guess below the observed limit (5-8 chunks in 10 s tripped it); tune per deployment.
 DEFAULT_SEND_RATE_PER_MINUTE = 15.0
 DEFAULT_SEND_BURST = 2
+# After tripping the platform's limit an account sends slower; it forgets after this.
+DEFAULT_PACE_MEMORY_SECONDS = 24 * 3600.0
 # Rate-limit cooldowns: limits seen in practice last minutes.
 DEFAULT_COOLDOWN_BASE_SECONDS = 30.0
 DEFAULT_COOLDOWN_MAX_SECONDS = 900.0
@@ -66,6 +69,8 @@ DEFAULT_BRIEFING_TICK_SECONDS = 15.0
 DEFAULT_BRIEFING_MISFIRE_GRACE_SECONDS = 3600.0
 # A second beat stays on standby; it takes over this long after the first stops.
 DEFAULT_BEAT_LOCK_TTL_SECONDS = 30.0
+# Flower's basic auth is "user:password"; Flower splits its variable at commas.
+FLOWER_BASIC_AUTH_PATTERN = re.compile(r"[^:,\s]+:[^,\s]+")
 
 
 class Settings(BaseSettings):
@@ -92,6 +97,7 @@ class Settings(BaseSettings):
 
     send_rate_per_minute: float = Field(default=DEFAULT_SEND_RATE_PER_MINUTE, gt=0)
     send_burst: int = Field(default=DEFAULT_SEND_BURST, ge=1)
+    pace_memory_seconds: float = Field(default=DEFAULT_PACE_MEMORY_SECONDS, gt=0)
     send_lock_ttl_seconds: float = Field(default=DEFAULT_SEND_LOCK_TTL_SECONDS, gt=0)
 
     cooldown_base_seconds: float = Field(default=DEFAULT_COOLDOWN_BASE_SECONDS, gt=0)
@@ -132,6 +138,12 @@ class Settings(BaseSettings):
         default=DEFAULT_BRIEFING_MISFIRE_GRACE_SECONDS, gt=0
     )
     beat_lock_ttl_seconds: float = Field(default=DEFAULT_BEAT_LOCK_TTL_SECONDS, gt=0)
+
+    # Monitoring: the port of `delivery metrics`, and the credentials `delivery flower` requires.
+    metrics_port: int = Field(default=9464, ge=1, le=65535)
+    flower_basic_auth: SecretStr | None = Field(
+        default=None, description="user:password of Flower's basic auth (checked below)."
+    )
 
     @property
     def limiter_redis_url(self) -> str:
@@ -175,6 +187,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{_env('send_lock_ttl_seconds')} must exceed {_env('http_timeout_seconds')}: "
                 "the lock must outlive the longest send it guards"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _flower_credentials(self) -> Settings:
+        # Checked here, not by Field(pattern=...): a field's error would echo the password.
+        credentials = self.flower_basic_auth
+        if credentials is not None and not FLOWER_BASIC_AUTH_PATTERN.fullmatch(
+            credentials.get_secret_value()
+        ):
+            raise ValueError(
+                f"{_env('flower_basic_auth')} must be user:password, "
+                "with no comma or whitespace (the value is not shown)"
             )
         return self
 

@@ -131,3 +131,29 @@ def test_redis_unreachable_fails_closed() -> None:
 
 def test_status_codes_are_distinct() -> None:
     assert len({GRANTED, COOLING, BUSY, PACED}) == 4
+
+
+def test_the_first_limit_of_a_streak_halves_the_pace_and_it_climbs_back_to_90(
+    gate: AccountGate,
+) -> None:
+    assert gate.state("bot-1").pace == 1.0
+
+    gate.rate_limited("bot-1")
+    gate.rate_limited("bot-1")  # a probe during the lockout teaches nothing more
+
+    assert gate.state("bot-1").pace == pytest.approx(0.5)
+    paces = [gate.succeeded("bot-1") for _ in range(12)]
+    assert paces[0] == pytest.approx(0.55)
+    assert paces[-1] == pytest.approx(0.9)  # the ceiling: 90% of the pace that tripped
+
+
+def test_a_slower_pace_spaces_the_slots_wider(gate: AccountGate) -> None:
+    gate.rate_limited("bot-1")  # pace 0.5: one send per 200 ms instead of 100
+    token = gate.acquire("bot-1", ticket="a").token
+    assert token is not None
+    gate.release("bot-1", token)
+
+    waiting = gate.acquire("bot-1", ticket="b")
+
+    assert waiting.status == PACED
+    assert 0.15 < waiting.wait_seconds <= 0.2

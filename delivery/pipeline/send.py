@@ -337,7 +337,7 @@ class SendPipeline:
         settings = self._settings
         try:
             if outcome == AttemptOutcome.ACCEPTED:
-                self._gate.succeeded(job.account_id)
+                self._gate.succeeded(job.account_id)  # ends the streak, lets the pace climb
                 return None
             if outcome != AttemptOutcome.RATE_LIMITED:
                 return None
@@ -355,10 +355,11 @@ class SendPipeline:
                 settings.cooldown_base_seconds if outcome == AttemptOutcome.RATE_LIMITED else None
             )
         log.warning(
-            "account %s rate limited (strike %d): every send of it pauses %.1fs",
+            "account %s rate limited (strike %d): every send of it pauses %.1fs%s",
             job.account_id,
             strikes,
             left,
+            "; it now sends at half its pace and climbs back to 90% of it" if strikes == 1 else "",
         )
         return left
 

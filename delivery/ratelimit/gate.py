@@ -5,10 +5,20 @@ Key schema (``{prefix}`` is ``DELIVERY_REDIS_KEY_PREFIX``; the account id sits i
 a hash tag, so one account's keys share a Redis Cluster slot)::
 
     {prefix}:acct:{<account>}:lock       token of the send in flight (PX = lock TTL)
-    {prefix}:acct:{<account>}:gcra       theoretical arrival time of the rate (ms)
+    {prefix}:acct:{<account>}:gcra       theoretical arrival time of reservations (ms)
+    {prefix}:acct:{<account>}:sent       theoretical arrival time of granted sends (ms)
     {prefix}:acct:{<account>}:cooldown   exists while the account cools down (PX = left)
     {prefix}:acct:{<account>}:strikes    consecutive rate-limit answers
     {prefix}:acct:{<account>}:slot:<ticket>  a waiter's reserved rate slot (ms)
+    {prefix}:acct:{<account>}:pace       learned fraction of the configured rate
+    {prefix}:acct:{<account>}:ceiling    the pace it may climb back to
+
+**Learned pace.** The platform's limit is not published. The first rate-limit
+answer of a streak means the pace was too high: the account's pace halves and
+a ceiling is remembered at 90% of the pace that tripped; each accepted send
+climbs back by a step, up to the ceiling. A ceiling is forgotten after
+``pace_memory_seconds`` without another trip. Later answers of the same streak
+are probes during a lockout and teach nothing.
 
 **Fails closed.** When Redis cannot be reached, :meth:`AccountGate.acquire`
 raises :class:`~delivery.errors.LimiterUnavailable` and nothing is sent. Sending
@@ -42,6 +52,10 @@ from delivery.ratelimit import scripts
 __all__ = ["AccountGate", "AccountState", "Decision", "Rate"]
 
 RESERVATION_GRACE_MS = 5_000  # a loaded worker may run a task this late
+PACE_BACKOFF = 0.5  # after a trip the account sends at half its pace ...
+PACE_CEILING = 0.9  # ... and climbs back to 90% of the pace that tripped
+PACE_STEP = 0.05  # per accepted send
+PACE_MIN = 0.05  # never slower than 5% of the configured rate
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,7 @@ class AccountState:
     cooldown_seconds: float
     strikes: int
     send_in_flight: bool
+    pace: float  # fraction of the configured rate the account sends at
 
 
 @contextmanager
@@ -110,6 +125,7 @@ class AccountGate:
         lock_ttl_seconds: float,
         prefix: str = "delivery",
         strikes_ttl_seconds: float = 3600.0,
+        pace_memory_seconds: float = 86_400.0,
     ) -> None:
         self._client = client
         self.rate = rate
@@ -121,6 +137,9 @@ class AccountGate:
         self._acquire = client.register_script(scripts.ACQUIRE)
         self._release = client.register_script(scripts.RELEASE)
         self._cool_down = client.register_script(scripts.COOL_DOWN)
+        self._pace_down = client.register_script(scripts.PACE_DOWN)
+        self._pace_up = client.register_script(scripts.PACE_UP)
+        self._pace_memory_ms = max(1000, round(pace_memory_seconds * 1000))
 
     def key(self, account_id: str, name: str) -> str:
         """The Redis key ``name`` (lock, gcra, cooldown, strikes) of an account."""
@@ -139,6 +158,8 @@ class AccountGate:
         token = secrets.token_hex(8)
         keys = [self.key(account_id, n) for n in ("cooldown", "lock", "gcra")]
         keys.append(self.key(account_id, f"slot:{ticket}"))
+        keys.append(self.key(account_id, "pace"))
+        keys.append(self.key(account_id, "sent"))
         args: list[str | int] = [
             token,
             self._lock_ttl_ms,
@@ -157,13 +178,21 @@ class AccountGate:
             return bool(self._release(keys=[self.key(account_id, "lock")], args=[token]))
 
     def rate_limited(self, account_id: str) -> int:
-        """Count one more consecutive rate-limit answer; return the streak length."""
+        """Count one more consecutive rate-limit answer; return the streak length.
+
+        The first of a streak lowers the account's pace (see the module docstring).
+        """
         key = self.key(account_id, "strikes")
         with _translated():
             pipe = self._client.pipeline()
             pipe.incr(key)
             pipe.expire(key, self._strikes_ttl_seconds)
             strikes, _ = pipe.execute()
+            if int(strikes) == 1:
+                self._pace_down(
+                    keys=[self.key(account_id, "pace"), self.key(account_id, "ceiling")],
+                    args=[PACE_BACKOFF, PACE_CEILING, PACE_MIN, self._pace_memory_ms],
+                )
         return int(strikes)
 
     def cool_down(self, account_id: str, seconds: float) -> float:
@@ -177,10 +206,15 @@ class AccountGate:
             )
         return int(left_ms) / 1000
 
-    def succeeded(self, account_id: str) -> None:
-        """An accepted send ends the streak of rate-limit answers."""
+    def succeeded(self, account_id: str) -> float:
+        """An accepted send ends the streak and lets the pace climb; returns the pace."""
         with _translated():
             self._client.delete(self.key(account_id, "strikes"))
+            pace = self._pace_up(
+                keys=[self.key(account_id, "pace"), self.key(account_id, "ceiling")],
+                args=[PACE_STEP, self._pace_memory_ms],
+            )
+        return float(pace)
 
     def state(self, account_id: str) -> AccountState:
         """Cooldown left, strikes and whether a send is in flight."""
@@ -189,9 +223,11 @@ class AccountGate:
             pipe.pttl(self.key(account_id, "cooldown"))
             pipe.get(self.key(account_id, "strikes"))
             pipe.exists(self.key(account_id, "lock"))
-            cooldown_ms, strikes, locked = pipe.execute()
+            pipe.get(self.key(account_id, "pace"))
+            cooldown_ms, strikes, locked, pace = pipe.execute()
         return AccountState(
             cooldown_seconds=max(0, int(cooldown_ms)) / 1000,
             strikes=int(strikes or 0),
             send_in_flight=bool(locked),
+            pace=float(pace or 1),
         )

@@ -6,7 +6,17 @@ on every host agrees on "now" whatever its own clock says.
 
 from __future__ import annotations
 
-__all__ = ["ACQUIRE", "BUSY", "COOLING", "COOL_DOWN", "GRANTED", "PACED", "RELEASE"]
+__all__ = [
+    "ACQUIRE",
+    "BUSY",
+    "COOLING",
+    "COOL_DOWN",
+    "GRANTED",
+    "PACED",
+    "PACE_DOWN",
+    "PACE_UP",
+    "RELEASE",
+]
 
 GRANTED = 0  # the caller holds the lock and a rate slot; send now
 COOLING = 1  # the account is in a rate-limit cooldown; wait_ms until it ends
@@ -15,13 +25,17 @@ PACED = 3  # the account's send rate is spent; wait_ms until the next slot
 
 # ACQUIRE: take the account's send lock and one slot of its rate (GCRA), atomically.
 # A caller that must wait for the rate gets a *reservation* of a future slot, so it
-# comes back once, at its slot, instead of polling with every other waiter.
+# comes back once, at its slot, instead of polling with every other waiter. A
+# second GCRA on the times sends are actually granted keeps the rate exact even
+# when waiters come back late and bunched.
 # KEYS[1] cooldown key     (exists while cooling down; its PTTL is the time left)
 # KEYS[2] lock key         (holds the holder's token)
-# KEYS[3] gcra key         (the theoretical arrival time, ms since the epoch)
+# KEYS[3] gcra key         (theoretical arrival time of reservations, ms since the epoch)
 # KEYS[4] reservation key  (this caller's reserved slot, ms since the epoch)
+# KEYS[5] pace key         (the learned fraction of the configured rate; absent = 1)
+# KEYS[6] sent key         (theoretical arrival time of granted sends, ms)
 # ARGV[1] lock token   ARGV[2] lock ttl ms
-# ARGV[3] emission interval ms (one send per interval)
+# ARGV[3] emission interval ms at full pace (one send per interval)
 # ARGV[4] burst tolerance ms ((burst - 1) * interval)
 # ARGV[5] reservation grace ms (how long past its slot a reservation is kept)
 # Returns {status, wait_ms}.
@@ -34,15 +48,17 @@ if cooling > 0 then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local pace = tonumber(redis.call('GET', KEYS[5]) or '1')
+local interval = math.ceil(tonumber(ARGV[3]) / pace)
+local tolerance = tonumber(ARGV[4])
 local grace = tonumber(ARGV[5])
 local slot = tonumber(redis.call('GET', KEYS[4]) or '-1')
 if slot < 0 then
-  local interval = tonumber(ARGV[3])
   local tat = tonumber(redis.call('GET', KEYS[3]) or '0')
   if tat < now then tat = now end
   local new_tat = tat + interval
   redis.call('SET', KEYS[3], new_tat, 'PX', new_tat - now + interval)
-  slot = tat - tonumber(ARGV[4])
+  slot = tat - tolerance
   if slot < now then slot = now end
   redis.call('SET', KEYS[4], slot, 'PX', slot - now + grace)
 end
@@ -50,6 +66,10 @@ if slot > now then return {3, slot - now} end
 local held = redis.call('PTTL', KEYS[2])
 if held > 0 then return {2, held} end
 if held == -1 then return {2, tonumber(ARGV[2])} end
+local sent = tonumber(redis.call('GET', KEYS[6]) or '0')
+if sent < now then sent = now end
+if sent - tolerance > now then return {3, sent - tolerance - now} end
+redis.call('SET', KEYS[6], sent + interval, 'PX', sent + interval - now + interval)
 redis.call('SET', KEYS[2], ARGV[1], 'PX', tonumber(ARGV[2]))
 redis.call('DEL', KEYS[4])
 return {0, 0}
@@ -76,4 +96,40 @@ if left < wanted then
   return wanted
 end
 return left
+"""
+
+# PACE_DOWN: the first rate-limit answer of a streak: the rate was too high.
+# Remember a ceiling just under the pace that tripped, and back off sharply.
+# KEYS[1] pace key   KEYS[2] ceiling key
+# ARGV[1] back-off factor   ARGV[2] ceiling factor   ARGV[3] least pace
+# ARGV[4] memory ms (how long a learned ceiling lasts without another trip)
+# Returns the new pace (as a string).
+PACE_DOWN = """
+local pace = tonumber(redis.call('GET', KEYS[1]) or '1')
+local ceiling = tonumber(redis.call('GET', KEYS[2]) or '1')
+local tripped = pace * tonumber(ARGV[2])
+if tripped < ceiling then ceiling = tripped end
+if ceiling < tonumber(ARGV[3]) then ceiling = tonumber(ARGV[3]) end
+pace = pace * tonumber(ARGV[1])
+if pace < tonumber(ARGV[3]) then pace = tonumber(ARGV[3]) end
+redis.call('SET', KEYS[1], tostring(pace), 'PX', ARGV[4])
+redis.call('SET', KEYS[2], tostring(ceiling), 'PX', ARGV[4])
+return tostring(pace)
+"""
+
+# PACE_UP: an accepted send: climb back toward the learned ceiling.
+# KEYS[1] pace key   KEYS[2] ceiling key   ARGV[1] step   ARGV[2] memory ms
+# Returns the pace after the call (as a string).
+PACE_UP = """
+local current = redis.call('GET', KEYS[1])
+if not current then return '1' end
+local ceiling = tonumber(redis.call('GET', KEYS[2]) or '1')
+local pace = tonumber(current) + tonumber(ARGV[1])
+if pace > ceiling then pace = ceiling end
+if pace >= 1 then
+  redis.call('DEL', KEYS[1])
+  return '1'
+end
+redis.call('SET', KEYS[1], tostring(pace), 'PX', ARGV[2])
+return tostring(pace)
 """
