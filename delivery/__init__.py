@@ -15,15 +15,7 @@ Example::
 from __future__ import annotations
 
 from delivery.accounts import AccountInfo, add_account, list_accounts
-from delivery.api import (
-    ChunkInfo,
-    MessageInfo,
-    OutboundMessage,
-    enqueue,
-    enqueue_many,
-    get_status,
-    record_context_token,
-)
+from delivery.api import OutboundMessage, enqueue, enqueue_many, record_context_token
 from delivery.errors import (
     ConfigError,
     DeliveryError,
@@ -31,12 +23,23 @@ from delivery.errors import (
     LedgerError,
     LedgerNotReady,
     MessageNotFound,
+    NotReplayable,
     UnknownAccount,
+)
+from delivery.replay import ReplayResult, replay, replay_dead_since
+from delivery.views import (
+    AttemptInfo,
+    ChunkInfo,
+    MessageInfo,
+    get_attempts,
+    get_status,
+    list_messages,
 )
 from delivery.worker.app import app
 
 __all__ = [
     "AccountInfo",
+    "AttemptInfo",
     "ChunkInfo",
     "ConfigError",
     "DeliveryError",
@@ -45,13 +48,19 @@ __all__ = [
     "LedgerNotReady",
     "MessageInfo",
     "MessageNotFound",
+    "NotReplayable",
     "OutboundMessage",
+    "ReplayResult",
     "UnknownAccount",
     "add_account",
     "app",
     "enqueue",
     "enqueue_many",
+    "get_attempts",
     "get_status",
     "list_accounts",
+    "list_messages",
     "record_context_token",
+    "replay",
+    "replay_dead_since",
 ]

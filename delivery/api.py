@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from delivery.chunking import split_text
-from delivery.errors import InvalidInput, MessageNotFound, UnknownAccount
+from delivery.errors import InvalidInput, UnknownAccount
 from delivery.ledger.context_tokens import upsert_context_token
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Account, Chunk, Message
@@ -36,7 +36,6 @@ from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import wake_conversations
 from delivery.settings import Settings, get_settings
 from delivery.validation import (
-    parse_message_id,
     validate_account_id,
     validate_context_token,
     validate_idempotency_key,
@@ -44,15 +43,7 @@ from delivery.validation import (
     validate_text,
 )
 
-__all__ = [
-    "ChunkInfo",
-    "MessageInfo",
-    "OutboundMessage",
-    "enqueue",
-    "enqueue_many",
-    "get_status",
-    "record_context_token",
-]
+__all__ = ["OutboundMessage", "enqueue", "enqueue_many", "record_context_token"]
 
 log = logging.getLogger(__name__)
 
@@ -72,43 +63,6 @@ class OutboundMessage:
     idempotency_key: str | None = None
     context_token: str | None = None
     source: str | None = None  # who produced it, e.g. "briefing:daily"; shown by the CLI
-
-
-@dataclass(frozen=True)
-class ChunkInfo:
-    """The state of one chunk, as :func:`get_status` reports it."""
-
-    seq: int
-    status: str
-    client_id: str
-    chars: int
-    attempts: int
-    failures: int
-    next_attempt_at: dt.datetime | None
-    sent_at: dt.datetime | None
-    last_outcome: str | None
-
-
-@dataclass(frozen=True)
-class MessageInfo:
-    """The state of one message and its chunks."""
-
-    id: str
-    account_id: str
-    to_user_id: str
-    status: str
-    source: str | None
-    created_at: dt.datetime
-    deadline_at: dt.datetime
-    delivered_at: dt.datetime | None
-    dead_at: dt.datetime | None
-    dead_reason: str | None
-    replay_count: int
-    chunks: tuple[ChunkInfo, ...]
-
-    @property
-    def chunks_sent(self) -> int:
-        return sum(1 for chunk in self.chunks if chunk.status == ChunkStatus.SENT)
 
 
 @dataclass(frozen=True)
@@ -335,57 +289,6 @@ def _log_enqueued(new: list[tuple[_Prepared, Message]], total: int) -> None:
             len(new),
             total - len(new),
         )
-
-
-def get_status(message_id: str) -> MessageInfo:
-    """The state of a message and of each of its chunks.
-
-    Raises:
-        InvalidMessageId: ``message_id`` is not of the form ``enqueue`` returns.
-        MessageNotFound: no message has this id.
-    """
-    row_id = parse_message_id(message_id)
-    engine = engine_for(get_settings().database_url)
-    with session_scope(engine) as session:
-        message = session.scalars(
-            select(Message).where(Message.id == row_id).options(selectinload(Message.chunks))
-        ).one_or_none()
-        if message is None:
-            raise MessageNotFound(f"no message with id {message_id}")
-        return message_info(message)
-
-
-def message_info(message: Message) -> MessageInfo:
-    """A detached, read-only view of a loaded message row and its chunks."""
-    return MessageInfo(
-        id=str(message.id),
-        account_id=message.account_id,
-        to_user_id=message.to_user_id,
-        status=message.status,
-        source=message.source,
-        created_at=message.created_at,
-        deadline_at=message.deadline_at,
-        delivered_at=message.delivered_at,
-        dead_at=message.dead_at,
-        dead_reason=message.dead_reason,
-        replay_count=message.replay_count,
-        chunks=tuple(
-            ChunkInfo(
-                seq=chunk.seq,
-                status=chunk.status,
-                client_id=chunk.client_id,
-                chars=len(chunk.text),
-                attempts=chunk.attempt_count,
-                failures=chunk.failure_count,
-                next_attempt_at=chunk.next_attempt_at
-                if chunk.status == ChunkStatus.PENDING
-                else None,
-                sent_at=chunk.sent_at,
-                last_outcome=chunk.last_outcome,
-            )
-            for chunk in message.chunks
-        ),
-    )
 
 
 def record_context_token(account_id: str, peer_id: str, token: str) -> None:

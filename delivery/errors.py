@@ -18,7 +18,8 @@ carries a token or a message text in its ``str()``.
     │   ├── InvalidContextToken
     │   ├── InvalidToken
     │   ├── InvalidBaseUrl
-    │   └── InvalidMessageId
+    │   ├── InvalidMessageId
+    │   └── NotReplayable            only a dead message can be replayed
     ├── MessageNotFound (LookupError)
     ├── LedgerError                  the SQL ledger cannot be used
     │   └── LedgerNotReady           no schema / not at the migration head
@@ -58,6 +59,7 @@ __all__ = [
     "LimiterUnavailable",
     "LoginError",
     "MessageNotFound",
+    "NotReplayable",
     "PermanentError",
     "PlatformError",
     "RetryableError",
@@ -112,6 +114,10 @@ class InvalidBaseUrl(InvalidInput):
 
 class InvalidMessageId(InvalidInput):
     """A message id is not of the form ``enqueue`` returns."""
+
+
+class NotReplayable(InvalidInput):
+    """The message is not dead (queued, sending or delivered): there is nothing to replay."""
 
 
 class MessageNotFound(DeliveryError, LookupError):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from delivery.accounts import add_account, list_accounts
+from delivery.cli.output import console
 from delivery.ilink.protocol import DEFAULT_BASE_URL
 
 __all__ = ["account"]
@@ -60,4 +60,4 @@ def list_command() -> None:
             f"{info.session_expired_at:%Y-%m-%d %H:%M:%S}" if info.session_expired_at else "",
             info.last_error or "",
         )
-    Console().print(table)
+    console().print(table)

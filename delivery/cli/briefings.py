@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from delivery.briefings import add_briefing, list_briefings, remove_briefing
+from delivery.cli.output import console
 
 __all__ = ["briefing", "briefings"]
 
@@ -29,7 +29,7 @@ def briefings() -> None:
             f"{info.next_slot_at:%Y-%m-%d %H:%M:%S}" if info.next_slot_at else "",
             last,
         )
-    Console().print(table)
+    console().print(table)
 
 
 @click.group("briefing")

@@ -43,7 +43,18 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from delivery.cli import accounts, briefings, db, login, messages, simulator
+    from delivery.cli import (
+        accounts,
+        briefings,
+        db,
+        demo,
+        login,
+        messages,
+        monitoring,
+        operations,
+        processes,
+        simulator,
+    )
 
     cli.add_command(accounts.account)
     cli.add_command(db.db)
@@ -53,6 +64,15 @@ def _register() -> None:
     cli.add_command(briefings.briefings)
     cli.add_command(briefings.briefing)
     cli.add_command(login.login)
+    cli.add_command(operations.status)
+    cli.add_command(operations.messages)
+    cli.add_command(operations.dead)
+    cli.add_command(operations.replay_command)
+    cli.add_command(processes.worker)
+    cli.add_command(processes.beat)
+    cli.add_command(demo.demo)
+    cli.add_command(monitoring.metrics)
+    cli.add_command(monitoring.flower)
 
 
 _register()

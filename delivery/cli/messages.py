@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from delivery.api import enqueue, get_status
+from delivery.api import enqueue
+from delivery.cli.output import console
+from delivery.views import get_attempts, get_status
 
 __all__ = ["enqueue_command", "show"]
 
@@ -31,19 +32,21 @@ def enqueue_command(
 @click.command("show")
 @click.argument("message_id")
 def show(message_id: str) -> None:
-    """A message, its chunks and their states."""
+    """A message, its chunks and every attempt at them."""
     info = get_status(message_id)
-    console = Console()
-    console.print(
-        f"message {info.id}: {info.status} — {info.account_id} → {info.to_user_id}, "
+    out = console()
+    out.print(
+        f"message {info.id}: [bold]{info.status}[/bold] — {info.account_id} → {info.to_user_id}, "
         f"{info.chunks_sent}/{len(info.chunks)} chunks sent, "
-        f"created {info.created_at:%Y-%m-%d %H:%M:%S}"
+        f"created {info.created_at:%Y-%m-%d %H:%M:%S} UTC"
+        + (f", from {info.source}" if info.source else "")
+        + (f", replayed {info.replay_count}x" if info.replay_count else "")
     )
     if info.dead_reason:
-        console.print(f"dead: {info.dead_reason}")
-    table = Table("#", "status", "chars", "attempts", "failures", "last outcome", "client_id")
+        out.print(f"dead: {info.dead_reason}")
+    chunks = Table("#", "status", "chars", "attempts", "failures", "last outcome", "client_id")
     for chunk in info.chunks:
-        table.add_row(
+        chunks.add_row(
             str(chunk.seq),
             chunk.status,
             str(chunk.chars),
@@ -52,4 +55,32 @@ def show(message_id: str) -> None:
             chunk.last_outcome or "",
             chunk.client_id,
         )
-    console.print(table)
+    out.print(chunks)
+    attempts = Table(
+        "chunk",
+        "try",
+        "started (UTC)",
+        "ms",
+        "outcome",
+        "HTTP",
+        "ret",
+        "errcode",
+        "errmsg / detail",
+        "ctx",
+        "host",
+    )
+    for a in get_attempts(message_id):
+        attempts.add_row(
+            str(a.chunk_seq),
+            str(a.attempt_no),
+            f"{a.started_at:%H:%M:%S.%f}"[:-3],
+            "" if a.duration_ms is None else str(a.duration_ms),
+            a.outcome,
+            "" if a.http_status is None else str(a.http_status),
+            "" if a.ret is None else str(a.ret),
+            "" if a.errcode is None else str(a.errcode),
+            a.errmsg or a.detail or "",
+            "yes" if a.used_context_token else "",
+            a.worker_host or "",
+        )
+    out.print(attempts)

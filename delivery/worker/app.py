@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from celery import Celery
 
-__all__ = ["app"]
+__all__ = ["app", "use_broker_url"]
 
 app = Celery("delivery", include=["delivery.worker.tasks"])
 app.config_from_object("celeryconfig")
+
+
+def use_broker_url(url: str) -> None:
+    """Point this process's publishing at another broker (the demo's own Redis).
+
+    The app caches its connection and producer pools; they are dropped so the
+    next publish connects to ``url``. Kombu keeps pools per URL, so the old ones
+    are left open for whoever else uses them.
+    """
+    app.conf.broker_url = url
+    app._pool = None
+    app.amqp._producer_pool = None

@@ -9,6 +9,8 @@ from typing import Any
 
 import redis
 
+from delivery.worker.app import use_broker_url
+
 
 @dataclass(frozen=True)
 class Published:
@@ -42,11 +44,4 @@ def published(url: str, queue: str) -> list[Published]:
 
 def use_broker(url: str) -> None:
     """Point this process's Celery app (used by ``enqueue``) at another broker."""
-    from delivery.worker.app import app
-
-    app.conf.broker_url = url
-    # The app caches its connection and producer pools; drop them so the next
-    # publish connects to ``url``. (Kombu keeps pools per URL; closing one here
-    # would break the next test that goes back to it.)
-    app._pool = None
-    app.amqp._producer_pool = None
+    use_broker_url(url)

@@ -1,0 +1,91 @@
+"""``delivery worker`` and ``delivery beat``: the Celery processes, started the way
+the guarantees need them.
+
+``delivery worker`` supervises two Celery workers on this host: ``send@<host>``
+consumes the send queue with concurrency 1 and prefetch 1 (the account gate in
+Redis spreads sends across hosts; each send worker takes one at a time), and
+``default@<host>`` consumes everything else (reconciler, session checks,
+briefings). Both send events, so Flower sees them. Ctrl-C or SIGTERM stops
+both with a warm shutdown; if one dies, the other is stopped too and the
+command exits with its status, so a process supervisor restarts the pair.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from delivery.devstack import celery_argv
+from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
+
+__all__ = ["beat", "worker"]
+
+_POLL_SECONDS = 0.5
+
+
+def _supervise(commands: list[list[str]]) -> int:
+    children = [subprocess.Popen(argv) for argv in commands]
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while all(child.poll() is None for child in children):
+        time.sleep(_POLL_SECONDS)
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    codes = [child.wait() for child in children]
+    return next((code for code in codes if code), 0)
+
+
+@click.command("worker")
+@click.option(
+    "--role",
+    type=click.Choice(["all", "send", "default"]),
+    default="all",
+    show_default=True,
+    help="Run the send worker, the default-queue worker, or both.",
+)
+@click.option("--concurrency", default=2, show_default=True, help="Of the default-queue worker.")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(role: str, concurrency: int, loglevel: str) -> None:
+    """Celery workers: the send queue at concurrency 1, plus the other queues."""
+    commands = []
+    if role in ("all", "send"):
+        commands.append(celery_argv("worker", queues=SEND_QUEUE, name="send", loglevel=loglevel))
+    if role in ("all", "default"):
+        commands.append(
+            celery_argv(
+                "worker",
+                queues=DEFAULT_QUEUE,
+                name="default",
+                concurrency=concurrency,
+                loglevel=loglevel,
+            )
+        )
+    sys.exit(_supervise(commands))
+
+
+@click.command("beat")
+@click.option(
+    "--schedule",
+    default="celerybeat-schedule",
+    show_default=True,
+    help="Beat's state file (last run of each periodic task).",
+)
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat(schedule: str, loglevel: str) -> None:
+    """Celery beat with the leader lock: run one; a second one only stands by."""
+    argv = celery_argv("beat", beat_schedule=Path(schedule), loglevel=loglevel)
+    os.execv(argv[0], argv)  # noqa: S606 - the fixed argv of celery beat, no shell

@@ -1,0 +1,134 @@
+"""The demo's story and its compressed clock, as data.
+
+08:00. The agent's interactive replies have just tripped the platform's limit,
+so the account is locked out when the morning's cron briefings arrive: a daily
+briefing and a leaderboard for every reader, and a few long research replies.
+Part-way through, the platform expires the bot's session; the agent logs in
+again a little later and writes the new token to the account store. Meanwhile
+a "pulse" briefing fires on its own schedule.
+
+Everything runs ten times faster than on the real clock (``COMPRESSION``).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from delivery.api import OutboundMessage
+from delivery.simulator import SimulatorConfig
+
+__all__ = [
+    "ACCOUNT",
+    "COMPRESSION",
+    "PULSE",
+    "Scenario",
+    "burst",
+    "demo_settings",
+    "scenario",
+]
+
+COMPRESSION = 10  # one second of the demo is ten on the real clock
+ACCOUNT = "demo-bot"
+READERS = tuple(f"reader{n:02d}@im.wechat" for n in range(1, 13))
+PULSE = "pulse"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The platform the demo meets, in demo seconds."""
+
+    simulator: SimulatorConfig
+    initial_lockout_seconds: float
+    allowed_sends_per_second: float
+    relogin_after_seconds: float  # how long the "agent" takes to log in again
+
+
+def scenario() -> Scenario:
+    # The platform: 5 sends per second per account (50 per 100 s of real time),
+    # a 6 s lockout (a minute) growing 0.5 s per send during it, and a session
+    # that expires after 45 accepted sends.
+    return Scenario(
+        simulator=SimulatorConfig(
+            rate_limit_sends=5,
+            rate_limit_window_seconds=1.0,
+            lockout_seconds=6.0,
+            lockout_extend_seconds=0.5,
+            expire_after_sends=45,
+            send_latency_seconds=0.01,
+        ),
+        initial_lockout_seconds=8.0,
+        allowed_sends_per_second=5.0,
+        relogin_after_seconds=3.0,
+    )
+
+
+def demo_settings(*, directory: Path, broker_url: str) -> dict[str, str]:
+    """The DELIVERY_* settings of every demo process: the defaults, ten times faster."""
+    return {
+        "DELIVERY_DATABASE_URL": f"sqlite:///{directory / 'ledger.sqlite3'}",
+        "DELIVERY_BROKER_URL": broker_url,
+        "DELIVERY_REDIS_URL": broker_url,
+        "DELIVERY_ACCOUNT_STORE_DIR": str(directory / "accounts"),
+        # Just under the platform's 5 sends a second.
+        "DELIVERY_SEND_RATE_PER_MINUTE": "285",
+        "DELIVERY_SEND_BURST": "1",
+        "DELIVERY_CHUNK_GAP_SECONDS": "0.15",
+        "DELIVERY_CHUNK_GAP_BASE_SECONDS": "0.2",
+        "DELIVERY_CHUNK_GAP_PER_CHUNK_SECONDS": "0.03",
+        "DELIVERY_COOLDOWN_BASE_SECONDS": "3",
+        "DELIVERY_COOLDOWN_MAX_SECONDS": "90",
+        "DELIVERY_BACKOFF_BASE_SECONDS": "0.2",
+        "DELIVERY_BACKOFF_MAX_SECONDS": "60",
+        "DELIVERY_BACKOFF_FLOOR_SECONDS": "0.05",
+        "DELIVERY_SESSION_RECHECK_SECONDS": "1",
+        "DELIVERY_SESSION_CHECK_INTERVAL_SECONDS": "3",
+        "DELIVERY_OUTAGE_RETRY_SECONDS": "1",
+        "DELIVERY_RECONCILE_INTERVAL_SECONDS": "3",
+        "DELIVERY_RECONCILE_GRACE_SECONDS": "12",
+        "DELIVERY_VISIBILITY_TIMEOUT_SECONDS": "360",
+        "DELIVERY_HTTP_TIMEOUT_SECONDS": "3",
+        "DELIVERY_SEND_LOCK_TTL_SECONDS": "6",
+        "DELIVERY_DELIVERY_DEADLINE_SECONDS": "8640",
+        "DELIVERY_BRIEFING_TICK_SECONDS": "1",
+        "DELIVERY_BEAT_LOCK_TTL_SECONDS": "6",
+    }
+
+
+def _long_reply(n: int, rng: random.Random) -> str:
+    sections = []
+    for s in range(rng.randint(3, 5)):
+        body = " ".join(f"finding{n}.{s}.{w}" for w in range(150))
+        sections.append(f"## Part {s + 1}\n\n{body}")
+    code = "```python\n" + "\n".join(f"result_{i} = analyse({i})" for i in range(8)) + "\n```"
+    return f"Research answer #{n}\n\n" + "\n\n".join(sections) + "\n\n" + code
+
+
+def burst() -> list[OutboundMessage]:
+    """The 08:00 burst: a briefing and a leaderboard per reader, and six long replies."""
+    rng = random.Random(8)
+    messages = []
+    for n, reader in enumerate(READERS, 1):
+        messages.append(
+            OutboundMessage(
+                ACCOUNT,
+                reader,
+                f"Good morning, reader {n}! Today's briefing:\n\n"
+                + "\n".join(f"- item {i}: {rng.randint(1, 99)} updates" for i in range(1, 6)),
+                idempotency_key=f"daily-{reader}",
+                source="cron:daily",
+            )
+        )
+        messages.append(
+            OutboundMessage(
+                ACCOUNT,
+                reader,
+                f"Leaderboard for reader {n}: you are number {rng.randint(1, 50)} this week.",
+                idempotency_key=f"board-{reader}",
+                source="cron:leaderboard",
+            )
+        )
+    for n, reader in enumerate(READERS[:6], 1):
+        messages.append(OutboundMessage(ACCOUNT, reader, _long_reply(n, rng), source="agent:reply"))
+    return messages

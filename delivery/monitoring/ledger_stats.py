@@ -1,0 +1,185 @@
+"""What the SQL ledger says, read with a handful of aggregate queries per scrape.
+
+The ledger is the truth whatever the number of workers and hosts, so every
+delivery number comes from here. Each query is one aggregate (``GROUP BY``,
+``COUNT``, ``MIN``, ``SUM(CASE ...)``); no message or chunk row is loaded. Only
+the accounts table is read row by row (one row per bot account, a short list).
+
+Example::
+
+    source = SqlLedgerSource(engine_for(settings.database_url))
+    stats = source.read()
+    stats.messages["delivered"]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, Engine, Float, case, cast, extract, func, select
+from sqlalchemy import exc as sa_exc
+
+from delivery.errors import ConfigError, LedgerError
+from delivery.ledger.db import session_scope
+from delivery.ledger.models import Account, Attempt, Chunk, Message
+from delivery.ledger.states import (
+    OPEN_MESSAGE_STATES,
+    AttemptOutcome,
+    ChunkStatus,
+    MessageStatus,
+)
+
+__all__ = [
+    "LATENCY_BUCKETS_SECONDS",
+    "AccountSession",
+    "LatencyHistogram",
+    "LedgerSource",
+    "LedgerStats",
+    "SqlLedgerSource",
+]
+
+# created_at -> delivered_at: from a one-chunk reply to a day-long session expiry.
+LATENCY_BUCKETS_SECONDS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
+_SECONDS_PER_DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class LatencyHistogram:
+    """Delivered messages by latency: ``buckets`` are (upper bound seconds, cumulative count)."""
+
+    buckets: tuple[tuple[float, int], ...]
+    count: int
+    sum_seconds: float
+
+
+@dataclass(frozen=True)
+class AccountSession:
+    """An account's session as the ledger has it."""
+
+    account_id: str
+    state: str
+    expired_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class LedgerStats:
+    """One reading of the ledger. Every known status and outcome has a count (0 if none)."""
+
+    messages: Mapping[str, int]
+    attempts: Mapping[str, int]
+    chunks_waiting: int
+    oldest_waiting_since: dt.datetime | None  # created_at of the oldest open message
+    accounts: Sequence[AccountSession]
+    latency: LatencyHistogram
+
+
+class LedgerSource(Protocol):
+    """Where the collector gets ledger numbers; tests may hand it any such object."""
+
+    def read(self) -> LedgerStats:
+        """One reading. Raises :class:`~delivery.errors.LedgerError` if the ledger fails."""
+        ...
+
+
+class SqlLedgerSource:
+    """Reads :class:`LedgerStats` from a SQLite or PostgreSQL ledger.
+
+    Raises:
+        ConfigError: the engine is of another database (latency needs its date arithmetic).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        latency_buckets_seconds: Sequence[float] = LATENCY_BUCKETS_SECONDS,
+    ) -> None:
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            raise ConfigError(
+                f"metrics read SQLite or PostgreSQL ledgers, not {engine.dialect.name}"
+            )
+        self._engine = engine
+        self._bounds = tuple(sorted(float(b) for b in latency_buckets_seconds))
+
+    def read(self) -> LedgerStats:
+        """Read every number in one transaction.
+
+        Raises:
+            LedgerError: the ledger is unreachable, not migrated, or refused a query.
+        """
+        try:
+            with session_scope(self._engine) as session:
+                # .all(), not the Result: dict() would take its keys() for a mapping's.
+                messages = dict(
+                    session.execute(
+                        select(Message.status, func.count()).group_by(Message.status)
+                    ).all()
+                )
+                attempts = dict(
+                    session.execute(
+                        select(Attempt.outcome, func.count()).group_by(Attempt.outcome)
+                    ).all()
+                )
+                waiting = session.scalar(
+                    select(func.count()).where(Chunk.status == ChunkStatus.PENDING)
+                )
+                # Every open message has a pending chunk, waiting since the message was made.
+                oldest = session.scalar(
+                    select(func.min(Message.created_at)).where(
+                        Message.status.in_([str(s) for s in OPEN_MESSAGE_STATES])
+                    )
+                )
+                accounts = [
+                    AccountSession(account_id, state, expired_at)
+                    for account_id, state, expired_at in session.execute(
+                        select(
+                            Account.id, Account.session_state, Account.session_expired_at
+                        ).order_by(Account.id)
+                    )
+                ]
+                latency = session.execute(
+                    select(*self._latency_columns()).where(
+                        Message.status == MessageStatus.DELIVERED,
+                        Message.delivered_at.is_not(None),
+                    )
+                ).one()
+        except sa_exc.SQLAlchemyError as exc:  # what session_scope leaves untranslated
+            where = self._engine.url.render_as_string(hide_password=True)
+            raise LedgerError(f"the ledger at {where} failed: {type(exc).__name__}") from exc
+        count, total, *cumulative = latency
+        return LedgerStats(
+            messages=_every(MessageStatus, messages),
+            attempts=_every(AttemptOutcome, attempts),
+            chunks_waiting=int(waiting or 0),
+            oldest_waiting_since=oldest,
+            accounts=accounts,
+            latency=LatencyHistogram(
+                buckets=tuple(zip(self._bounds, (int(c or 0) for c in cumulative), strict=True)),
+                count=int(count or 0),
+                sum_seconds=float(total or 0.0),
+            ),
+        )
+
+    def _latency_columns(self) -> list[ColumnElement[Any]]:
+        """count, sum of seconds, then the cumulative count of each bucket."""
+        seconds = self._latency_seconds()
+        per_bucket = [func.sum(case((seconds <= bound, 1), else_=0)) for bound in self._bounds]
+        return [func.count(), func.sum(seconds), *per_bucket]
+
+    def _latency_seconds(self) -> ColumnElement[float]:
+        if self._engine.dialect.name == "sqlite":
+            # UTCDateTime is stored as naive UTC text there; julianday() reads it in days.
+            days = func.julianday(Message.delivered_at) - func.julianday(Message.created_at)
+            return cast(days * _SECONDS_PER_DAY, Float)
+        return cast(extract("epoch", Message.delivered_at - Message.created_at), Float)
+
+
+def _every(known: Iterable[str], counted: Mapping[str, int]) -> dict[str, int]:
+    """A count for every known value (0 if none, so each series exists from the start),
+    and for any other value the ledger holds."""
+    every = {str(value): 0 for value in known}
+    every.update({str(value): int(n) for value, n in counted.items()})
+    return every

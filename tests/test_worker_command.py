@@ -1,0 +1,42 @@
+"""``delivery worker`` runs the send worker (concurrency 1) and the default-queue worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import Ledger, RedisInfo
+from tests.support.waiting import wait_until
+
+
+def test_worker_runs_both_nodes_and_stops_them_together(
+    sqlite_ledger: Ledger, redis_db: RedisInfo, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "delivery", "worker"],
+            env=dict(os.environ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(
+            lambda: log.read_text(errors="replace").count("ready.") >= 2,
+            timeout=90,
+            message="both workers ready",
+        )
+        text = log.read_text(errors="replace")
+        assert "send@" in text and "default@" in text
+        assert ".> delivery.send" in text and ".> delivery.default" in text
+        assert "concurrency: 1 (prefork)" in text
+
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
