@@ -189,3 +189,18 @@ def own_redis_stack(
         yield from running_stack(sqlite_ledger.url, tmp_path)
     finally:
         use_broker(previous)
+
+
+@pytest.fixture
+def pg_stack(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_db: RedisInfo,
+) -> Iterator[Stack]:
+    """A stack on the PostgreSQL ledger (a test may cut the workers off from it)."""
+    result = make_ledger("postgresql", request, tmp_path)
+    monkeypatch.setenv("DELIVERY_DATABASE_URL", result.url)
+    get_settings.cache_clear()
+    yield from running_stack(result.url, tmp_path)
+    get_settings.cache_clear()

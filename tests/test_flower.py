@@ -10,7 +10,6 @@ import ast
 import os
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +18,19 @@ import requests
 
 import delivery
 from delivery.cli.monitoring import flower_invocation
-from delivery.devstack import ManagedProcess, free_port
+from delivery.devstack import free_port
 from delivery.errors import ConfigError
 from delivery.settings import load_settings
 from tests.conftest import RedisInfo
+from tests.support.flower import (
+    FLOWER_START_SECONDS,
+    flower_argv,
+    start_flower,
+)
 from tests.support.stack import TOKEN, Stack
 from tests.support.waiting import wait_until
 
-FLOWER_START_SECONDS = 60.0
 SECRET_TEXT = "the quarterly numbers: 4711 apples, 815 pears"
-
-
-def flower_argv(*options: str) -> list[str]:
-    return [sys.executable, "-m", "delivery", "flower", *options]
 
 
 def env_without_credentials() -> dict[str, str]:
@@ -47,32 +46,6 @@ def run_flower_cli(*options: str, env: dict[str, str]) -> subprocess.CompletedPr
     return subprocess.run(
         flower_argv(*options), env=env, capture_output=True, text=True, timeout=60, check=False
     )
-
-
-def get_json(url: str, **options: Any) -> Any | None:
-    """The JSON answer of ``url``, or None while Flower is not listening yet."""
-    try:
-        response = requests.get(url, timeout=5, **options)
-    except requests.ConnectionError:
-        return None
-    response.raise_for_status()
-    return response.json()
-
-
-class RunningFlower:
-    def __init__(self, process: ManagedProcess, port: int) -> None:
-        self.process = process
-        self.base = f"http://127.0.0.1:{port}"
-
-    def api(self, path: str, **options: Any) -> Any | None:
-        assert self.process.running(), self.process.log_text()
-        return get_json(f"{self.base}{path}", **options)
-
-
-def start_flower(env: dict[str, str], log_dir: Path, *options: str) -> RunningFlower:
-    port = free_port()
-    argv = flower_argv("--port", str(port), *options)
-    return RunningFlower(ManagedProcess(argv, env=env, log_path=log_dir / "flower.log"), port)
 
 
 def test_flower_refuses_to_start_without_credentials(redis_db: RedisInfo) -> None:

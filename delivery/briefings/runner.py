@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from delivery.api import OutboundMessage, enqueue_many
 from delivery.briefings.producers import BriefingSlot, load_producer, texts_for
 from delivery.briefings.schedule import latest_slot, parse_schedule, zone
-from delivery.errors import BriefingError, InvalidInput
+from delivery.errors import BriefingError, InvalidInput, LedgerError
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Briefing, BriefingRun
 from delivery.ledger.types import utcnow
@@ -165,6 +165,8 @@ def run_slot(engine: Engine, run_id: int) -> str:
             for recipient, text in texts.items()
         ]
         ids = enqueue_many(messages)
+    except LedgerError:
+        raise  # not the producer's fault: the run stays claimed and is tried again
     except Exception as exc:  # a producer is user code: anything may come out of it
         return _fail(engine, run_id, slot, exc)
     _finish(engine, run_id, status=RunStatus.ENQUEUED, count=len(ids), error=None)

@@ -7,11 +7,13 @@ broker or shows in Flower.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from celery import Task
 
 from delivery.briefings.runner import claim_due_slots, run_slot, stale_runs
+from delivery.errors import LedgerError, LimiterUnavailable
 from delivery.ledger.db import engine_for
 from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import SEND_TASK
@@ -24,6 +26,13 @@ __all__ = ["check_sessions", "reconcile", "run_briefing", "schedule_briefings", 
 
 RUN_BRIEFING_TASK = "delivery.run_briefing"
 _settings = get_settings()
+log = logging.getLogger(__name__)
+
+
+def _outage(task: str, exc: Exception) -> str:
+    """A periodic task meets an outage: one clear line, no traceback; the next run retries."""
+    log.error("%s skipped this run: %s", task, exc)
+    return f"skipped: {exc}"
 
 
 @app.task(
@@ -51,16 +60,22 @@ def send_chunk(self: Task[Any, Any], chunk_id: int) -> str:
 def reconcile() -> str:
     """Re-publish heads whose task was lost (a Redis flush, a dead worker)."""
     settings = get_settings()
-    count = reconcile_outbox(
-        engine_for(settings.database_url), grace_seconds=settings.reconcile_grace_seconds
-    )
+    try:
+        count = reconcile_outbox(
+            engine_for(settings.database_url), grace_seconds=settings.reconcile_grace_seconds
+        )
+    except LedgerError as exc:
+        return _outage("reconcile", exc)
     return f"re-published {count} chunk(s)"
 
 
 @app.task(name="delivery.check_sessions", acks_late=True)
 def check_sessions() -> str:
     """Validate every account's session; heal, or report, the expired ones."""
-    results = runtime.session_checker().check_all()
+    try:
+        results = runtime.session_checker().check_all()
+    except (LedgerError, LimiterUnavailable) as exc:
+        return _outage("check_sessions", exc)
     return "; ".join(f"{r.account_id}: {r.action}" for r in results) or "no accounts"
 
 
@@ -70,12 +85,15 @@ def schedule_briefings() -> str:
     settings = get_settings()
     engine = engine_for(settings.database_url)
     now = utcnow()
-    runs = claim_due_slots(
-        engine, now=now, misfire_grace_seconds=settings.briefing_misfire_grace_seconds
-    )
-    # A run whose task was lost (worker killed) is published again; it is idempotent.
-    lost_before = now - dt.timedelta(seconds=settings.reconcile_grace_seconds)
-    runs += [r for r in stale_runs(engine, older_than=lost_before) if r not in runs]
+    try:
+        runs = claim_due_slots(
+            engine, now=now, misfire_grace_seconds=settings.briefing_misfire_grace_seconds
+        )
+        # A run whose task was lost (worker killed) is published again; it is idempotent.
+        lost_before = now - dt.timedelta(seconds=settings.reconcile_grace_seconds)
+        runs += [r for r in stale_runs(engine, older_than=lost_before) if r not in runs]
+    except LedgerError as exc:
+        return _outage("schedule_briefings", exc)
     for run_id in runs:
         run_briefing.apply_async((run_id,))
     return f"{len(runs)} run(s) published"
@@ -84,4 +102,8 @@ def schedule_briefings() -> str:
 @app.task(name=RUN_BRIEFING_TASK, acks_late=True)
 def run_briefing(run_id: int) -> str:
     """Call one briefing slot's producer and enqueue its texts."""
-    return run_slot(engine_for(get_settings().database_url), int(run_id))
+    try:
+        return run_slot(engine_for(get_settings().database_url), int(run_id))
+    except LedgerError as exc:
+        # The run stays claimed; schedule_briefings publishes it again once it is stale.
+        return _outage("run_briefing", exc)
