@@ -147,5 +147,5 @@ def add_account(
 def list_accounts() -> list[AccountInfo]:
     """Every account, by id, with its token masked."""
     engine = engine_for(get_settings().database_url)
-    with session_scope(engine) as session:
+    with session_scope(engine, readonly=True) as session:
         return [AccountInfo.of(a) for a in session.scalars(select(Account).order_by(Account.id))]

@@ -101,7 +101,7 @@ def replay(message_id: str) -> ReplayResult:
 
 def dead_since(since: dt.datetime) -> list[str]:
     """Ids of the messages that died at or after ``since``, oldest first."""
-    with session_scope(engine_for(get_settings().database_url)) as session:
+    with session_scope(engine_for(get_settings().database_url), readonly=True) as session:
         rows = session.scalars(
             select(Message.id)
             .where(Message.status == MessageStatus.DEAD, Message.dead_at >= since)

@@ -54,7 +54,7 @@ def collect_status() -> StatusReport:
     """The state of accounts, queues and backlog, now."""
     settings = get_settings()
     now = utcnow()
-    with session_scope(engine_for(settings.database_url)) as session:
+    with session_scope(engine_for(settings.database_url), readonly=True) as session:
         by_status = {
             state: count
             for state, count in session.execute(

@@ -97,7 +97,7 @@ def get_status(message_id: str) -> MessageInfo:
     """
     row_id = parse_message_id(message_id)
     engine = engine_for(get_settings().database_url)
-    with session_scope(engine) as session:
+    with session_scope(engine, readonly=True) as session:
         message = session.scalars(
             select(Message).where(Message.id == row_id).options(selectinload(Message.chunks))
         ).one_or_none()
@@ -146,7 +146,7 @@ def get_attempts(message_id: str) -> list[AttemptInfo]:
         InvalidMessageId, MessageNotFound: as :func:`get_status`.
     """
     row_id = parse_message_id(message_id)
-    with session_scope(engine_for(get_settings().database_url)) as session:
+    with session_scope(engine_for(get_settings().database_url), readonly=True) as session:
         if session.get(Message, row_id) is None:
             raise MessageNotFound(f"no message with id {message_id}")
         rows = session.execute(
@@ -192,5 +192,5 @@ def list_messages(
         query = query.where(Message.to_user_id == to_user_id)
     if dead_since is not None:
         query = query.where(Message.dead_at >= dead_since)
-    with session_scope(engine_for(get_settings().database_url)) as session:
+    with session_scope(engine_for(get_settings().database_url), readonly=True) as session:
         return [message_info(m) for m in session.scalars(query.limit(limit))]

@@ -13,7 +13,7 @@ from delivery.briefings import add_briefing, list_briefings, remove_briefing
 from delivery.briefings.runner import claim_due_slots, run_slot
 from delivery.errors import BriefingError, UnknownAccount
 from delivery.ledger.db import session_scope
-from delivery.ledger.models import BriefingRun, Message
+from delivery.ledger.models import Briefing, BriefingRun, Message
 from delivery.ledger.types import utcnow
 from tests.conftest import Ledger, RedisInfo
 
@@ -112,8 +112,13 @@ def test_a_slot_before_the_briefing_existed_or_long_missed_is_not_run(
     account: str, ledger: Ledger
 ) -> None:
     define("daily", "hello")
-    assert claim_due_slots(ledger.engine, now=utcnow(), misfire_grace_seconds=7200) == []
-    assert claim_due_slots(ledger.engine, now=a_slot_later(3), misfire_grace_seconds=60) == []
+    with session_scope(ledger.engine) as session:
+        created = session.scalars(select(Briefing.created_at)).one()
+    # At its creation the latest slot is before it: nothing runs until the next one.
+    assert claim_due_slots(ledger.engine, now=created, misfire_grace_seconds=7200) == []
+    # Half an hour after a slot, with a minute's grace, that slot is missed for good.
+    half_past = created.replace(minute=30, second=0, microsecond=0) + dt.timedelta(hours=3)
+    assert claim_due_slots(ledger.engine, now=half_past, misfire_grace_seconds=60) == []
 
 
 def test_a_run_enqueues_one_message_per_reader_and_twice_changes_nothing(

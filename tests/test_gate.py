@@ -157,3 +157,39 @@ def test_a_slower_pace_spaces_the_slots_wider(gate: AccountGate) -> None:
 
     assert waiting.status == PACED
     assert 0.15 < waiting.wait_seconds <= 0.2
+
+
+def redis_now_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def test_a_busy_lock_means_look_again_soon_not_at_its_ttl(redis_db: RedisInfo) -> None:
+    client = redis.Redis.from_url(redis_db.url)
+    gate = AccountGate(client, rate=Rate(per_minute=600, burst=2), lock_ttl_seconds=60)
+    assert gate.acquire("bot-1", ticket="a").granted  # holds the lock (60 s TTL)
+
+    second = gate.acquire("bot-1", ticket="b")  # burst 2: its slot is now
+
+    assert second.status == BUSY
+    assert 0 < second.wait_seconds <= 0.1
+
+
+def test_late_waiters_turned_away_get_slots_of_their_own(redis_db: RedisInfo) -> None:
+    # Given three waiters whose reserved slots all passed while they were away
+    client = redis.Redis.from_url(redis_db.url)
+    gate = AccountGate(client, rate=Rate(per_minute=600, burst=1), lock_ttl_seconds=5)
+    past = redis_now_ms(client) - 300
+    for ticket in ("b", "c", "d"):
+        client.set(gate.key("bot-1", f"slot:{ticket}"), past, px=5000)
+    client.set(gate.key("bot-1", "gcra"), past + 100, px=5000)
+
+    # When they come back at once, the first goes and the others are spread out
+    first = gate.acquire("bot-1", ticket="b")
+    assert first.token is not None
+    gate.release("bot-1", first.token)
+    c = gate.acquire("bot-1", ticket="c")
+    d = gate.acquire("bot-1", ticket="d")
+
+    assert c.status == PACED and d.status == PACED
+    assert d.wait_seconds - c.wait_seconds == pytest.approx(0.1, abs=0.02)

@@ -40,3 +40,31 @@ def test_worker_runs_both_nodes_and_stops_them_together(
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
+
+
+def test_when_one_worker_dies_the_other_is_stopped_and_the_command_fails(
+    sqlite_ledger: Ledger, redis_db: RedisInfo, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "delivery", "worker"],
+            env=dict(os.environ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(
+            lambda: log.read_text(errors="replace").count("ready.") >= 2,
+            timeout=90,
+            message="both workers ready",
+        )
+        children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+        os.kill(int(children[0]), signal.SIGKILL)
+
+        assert worker.wait(timeout=60) != 0
+        assert "exited (-9); stopping the rest" in log.read_text(errors="replace")
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)

@@ -104,7 +104,7 @@ def remove_briefing(name: str) -> bool:
 
 def list_briefings() -> list[BriefingInfo]:
     """Every briefing with its next slot and its last run."""
-    with session_scope(engine_for(get_settings().database_url)) as session:
+    with session_scope(engine_for(get_settings().database_url), readonly=True) as session:
         result = []
         for briefing in session.scalars(select(Briefing).order_by(Briefing.name)):
             last = session.scalars(

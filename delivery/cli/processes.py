@@ -31,9 +31,13 @@ _POLL_SECONDS = 0.5
 
 
 def _supervise(commands: list[list[str]]) -> int:
+    """Run the commands; stop all when one ends. The exit status is 0 after a
+    requested stop, else the status of the first command that ended by itself."""
     children = [subprocess.Popen(argv) for argv in commands]
+    stopping: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        stopping.append(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
@@ -42,11 +46,18 @@ def _supervise(commands: list[list[str]]) -> int:
     signal.signal(signal.SIGINT, forward)
     while all(child.poll() is None for child in children):
         time.sleep(_POLL_SECONDS)
+    index, first = next((i, c) for i, c in enumerate(children) if c.poll() is not None)
+    if not stopping:
+        name = " ".join(commands[index][3:])
+        click.echo(f"worker: {name} exited ({first.returncode}); stopping the rest", err=True)
     for child in children:
         if child.poll() is None:
             child.terminate()
-    codes = [child.wait() for child in children]
-    return next((code for code in codes if code), 0)
+    for child in children:
+        child.wait()
+    if stopping:
+        return 0  # a requested stop: a child ended by the forwarded signal is expected
+    return first.returncode or 1
 
 
 @click.command("worker")

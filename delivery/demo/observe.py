@@ -54,7 +54,7 @@ class Watcher:
         return self._simulator.model.snapshot()
 
     def snapshot(self) -> Progress:
-        with session_scope(self._engine) as session:
+        with session_scope(self._engine, readonly=True) as session:
             by_status = Counter(
                 {
                     status: count

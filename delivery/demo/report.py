@@ -67,7 +67,7 @@ class Report:
 
 def build_report(*, engine: Engine, platform: Snapshot, timing: Timing) -> Report:
     """Compare the ledger with what the platform received."""
-    with session_scope(engine) as session:
+    with session_scope(engine, readonly=True) as session:
         rows = session.execute(
             select(Message.id, Message.status, Message.to_user_id, Chunk.client_id, Chunk.status)
             .join(Chunk, Chunk.message_id == Message.id)

@@ -45,6 +45,7 @@ __all__ = [
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0  # how long a writer queues for SQLite's lock
+_READONLY = "delivery_readonly"  # execution option of a read-only session
 
 _ready_lock = threading.Lock()
 _ready: set[str] = set()
@@ -102,24 +103,31 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A reader takes no write lock: WAL lets it read while a writer writes.
+        readonly = connection.get_execution_options().get(_READONLY, False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 @functools.cache
-def _sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def _sessionmaker(engine: Engine, readonly: bool) -> sessionmaker[Session]:
+    bind = engine.execution_options(**{_READONLY: True}) if readonly else engine
+    return sessionmaker(bind=bind, expire_on_commit=False)
 
 
 @contextlib.contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
+def session_scope(engine: Engine, *, readonly: bool = False) -> Iterator[Session]:
     """A transaction: commit when the block ends, roll back if it raises.
+
+    ``readonly`` is a promise not to write: on SQLite it starts a plain
+    (deferred) transaction that takes no write lock, so readers (status,
+    metrics, a send's first look at the ledger) never queue behind writers.
 
     Raises:
         LedgerNotReady: the schema is missing (run ``delivery db upgrade``).
         LedgerError: the database is unreachable or refused the transaction.
     """
     ensure_ready(engine)
-    session = _sessionmaker(engine)()
+    session = _sessionmaker(engine, readonly)()
     try:
         yield session
         session.commit()

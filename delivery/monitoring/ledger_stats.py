@@ -111,7 +111,7 @@ class SqlLedgerSource:
             LedgerError: the ledger is unreachable, not migrated, or refused a query.
         """
         try:
-            with session_scope(self._engine) as session:
+            with session_scope(self._engine, readonly=True) as session:
                 # .all(), not the Result: dict() would take its keys() for a mapping's.
                 messages = dict(
                     session.execute(

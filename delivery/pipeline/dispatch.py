@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from delivery.ledger.db import session_scope
+from delivery.ledger.models import Chunk
 from delivery.ledger.queries import Conversation, Head, conversation_heads
 from delivery.ledger.types import utcnow
 
@@ -83,12 +84,16 @@ def wake_conversations(
     a head is published only when it belongs to one of those messages (an older
     head is already on its way, and waking it again would duplicate its task).
     """
+    now = utcnow()
     with session_scope(engine) as session:
-        heads = conversation_heads(session, conversations)
-    published = []
-    for head in heads:
-        if only_messages is not None and head.message_id not in only_messages:
-            continue
-        if publish_head(head):
-            published.append(head)
-    return published
+        heads = [
+            head
+            for head in conversation_heads(session, conversations)
+            if only_messages is None or head.message_id in only_messages
+        ]
+        # A head that waited behind another message is due from now, not from
+        # when it was enqueued: the reconciler must not take it for lost.
+        stale = [head.chunk_id for head in heads if head.next_attempt_at < now]
+        if stale:
+            session.execute(update(Chunk).where(Chunk.id.in_(stale)).values(next_attempt_at=now))
+    return [head for head in heads if publish_head(head)]

@@ -63,6 +63,7 @@ __all__ = ["SendPipeline", "StepResult"]
 log = logging.getLogger(__name__)
 
 _RETRY_SOON_SECONDS = 0.05  # a stale context token is dropped and the chunk retried at once
+_ON_TIME_SECONDS = 0.002  # a countdown to a reserved slot: never zero, never late
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class SendPipeline:
 
     def _process(self, chunk_id: int) -> StepResult:
         now = utcnow()
-        with session_scope(self._engine) as session:
+        with session_scope(self._engine, readonly=True) as session:
             snap = _snapshot(session, chunk_id)
         if snap is None:
             log.warning("chunk %s is not in the ledger; its task is dropped", chunk_id)
@@ -182,7 +183,11 @@ class SendPipeline:
             )
         decision = self._gate.acquire(snap.account_id, ticket=str(chunk_id))
         if not decision.granted:
-            return self._wait(snap, decision.wait_seconds, decision.reason)
+            # A reserved slot is this task's own: come back right on it. A cooldown
+            # ends for every waiter at once: spread them out.
+            return self._wait(
+                snap, decision.wait_seconds, decision.reason, spread=not decision.scheduled
+            )
         assert decision.token is not None
         try:
             return self._attempt(snap)
@@ -212,8 +217,10 @@ class SendPipeline:
 
     # -- reading and waiting -----------------------------------------------------
 
-    def _wait(self, snap: _Snapshot, seconds: float, why: str) -> StepResult:
-        wait = self._spread(seconds)
+    def _wait(
+        self, snap: _Snapshot, seconds: float, why: str, *, spread: bool = True
+    ) -> StepResult:
+        wait = self._spread(seconds) if spread else max(_ON_TIME_SECONDS, seconds)
         with session_scope(self._engine) as session:
             ops.postpone(session, snap.chunk_id, until=utcnow() + dt.timedelta(seconds=wait))
         log.debug(

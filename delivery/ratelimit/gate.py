@@ -52,6 +52,7 @@ from delivery.ratelimit import scripts
 __all__ = ["AccountGate", "AccountState", "Decision", "Rate"]
 
 RESERVATION_GRACE_MS = 5_000  # a loaded worker may run a task this late
+BUSY_POLL_MS = 100  # a send in flight takes tens of ms; look again soon, not at its lock's TTL
 PACE_BACKOFF = 0.5  # after a trip the account sends at half its pace ...
 PACE_CEILING = 0.9  # ... and climbs back to 90% of the pace that tripped
 PACE_STEP = 0.05  # per accepted send
@@ -85,6 +86,12 @@ class Decision:
     @property
     def granted(self) -> bool:
         return self.status == scripts.GRANTED
+
+    @property
+    def scheduled(self) -> bool:
+        """The wait is this caller's own (a reserved slot, a short poll), not shared
+        with every other waiter of the account (a cooldown)."""
+        return self.status in (scripts.PACED, scripts.BUSY)
 
     @property
     def reason(self) -> str:
@@ -166,6 +173,7 @@ class AccountGate:
             self.rate.interval_ms,
             self.rate.tolerance_ms,
             self._reservation_grace_ms,
+            BUSY_POLL_MS,
         ]
         with _translated():
             status, wait_ms = self._acquire(keys=keys, args=args)

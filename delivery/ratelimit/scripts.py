@@ -20,14 +20,16 @@ __all__ = [
 
 GRANTED = 0  # the caller holds the lock and a rate slot; send now
 COOLING = 1  # the account is in a rate-limit cooldown; wait_ms until it ends
-BUSY = 2  # another send of this account is in flight; wait_ms is the lock's time left
+BUSY = 2  # another send of this account is in flight; wait_ms is how soon to look again
 PACED = 3  # the account's send rate is spent; wait_ms until the next slot
 
 # ACQUIRE: take the account's send lock and one slot of its rate (GCRA), atomically.
 # A caller that must wait for the rate gets a *reservation* of a future slot, so it
 # comes back once, at its slot, instead of polling with every other waiter. A
-# second GCRA on the times sends are actually granted keeps the rate exact even
-# when waiters come back late and bunched.
+# second GCRA on the times sends are actually granted keeps the sends themselves
+# at the rate when waiters come back late and bunched: it tolerates half an
+# interval of catching up, and a waiter it turns away joins the end of the queue
+# (a fresh reservation) rather than waking with every other late waiter.
 # KEYS[1] cooldown key     (exists while cooling down; its PTTL is the time left)
 # KEYS[2] lock key         (holds the holder's token)
 # KEYS[3] gcra key         (theoretical arrival time of reservations, ms since the epoch)
@@ -38,6 +40,7 @@ PACED = 3  # the account's send rate is spent; wait_ms until the next slot
 # ARGV[3] emission interval ms at full pace (one send per interval)
 # ARGV[4] burst tolerance ms ((burst - 1) * interval)
 # ARGV[5] reservation grace ms (how long past its slot a reservation is kept)
+# ARGV[6] busy poll ms (how soon to look again while another send is in flight)
 # Returns {status, wait_ms}.
 ACQUIRE = """
 redis.replicate_commands()
@@ -52,23 +55,34 @@ local pace = tonumber(redis.call('GET', KEYS[5]) or '1')
 local interval = math.ceil(tonumber(ARGV[3]) / pace)
 local tolerance = tonumber(ARGV[4])
 local grace = tonumber(ARGV[5])
-local slot = tonumber(redis.call('GET', KEYS[4]) or '-1')
-if slot < 0 then
+
+local function reserve(not_before)
   local tat = tonumber(redis.call('GET', KEYS[3]) or '0')
   if tat < now then tat = now end
-  local new_tat = tat + interval
+  local slot = tat - tolerance
+  if slot < not_before then slot = not_before end
+  local new_tat = math.max(tat, slot) + interval
   redis.call('SET', KEYS[3], new_tat, 'PX', new_tat - now + interval)
-  slot = tat - tolerance
-  if slot < now then slot = now end
   redis.call('SET', KEYS[4], slot, 'PX', slot - now + grace)
+  return slot
 end
+
+local slot = tonumber(redis.call('GET', KEYS[4]) or '-1')
+if slot < 0 then slot = reserve(now) end
 if slot > now then return {3, slot - now} end
 local held = redis.call('PTTL', KEYS[2])
-if held > 0 then return {2, held} end
-if held == -1 then return {2, tonumber(ARGV[2])} end
+if held > 0 or held == -1 then
+  local poll = tonumber(ARGV[6])
+  if held > 0 and held < poll then poll = held end
+  return {2, poll}
+end
 local sent = tonumber(redis.call('GET', KEYS[6]) or '0')
 if sent < now then sent = now end
-if sent - tolerance > now then return {3, sent - tolerance - now} end
+local earliest = sent - tolerance - math.floor(interval / 2)
+if earliest > now then
+  slot = reserve(earliest)
+  return {3, slot - now}
+end
 redis.call('SET', KEYS[6], sent + interval, 'PX', sent + interval - now + interval)
 redis.call('SET', KEYS[2], ARGV[1], 'PX', tonumber(ARGV[2]))
 redis.call('DEL', KEYS[4])

@@ -109,7 +109,7 @@ class SessionChecker:
 
     def check_all(self) -> list[CheckResult]:
         """Check every account; one account's trouble does not stop the others."""
-        with session_scope(self._engine) as session:
+        with session_scope(self._engine, readonly=True) as session:
             account_ids = list(session.scalars(select(Account.id).order_by(Account.id)))
         return [self.check(account_id) for account_id in account_ids]
 
