@@ -1,0 +1,15 @@
+"""Benchmarks of the delivery pipeline, run with ``python -m bench`` from the repository root.
+
+Each benchmark starts the real processes it measures (a private redis-server, real
+Celery workers, the platform simulator, temporary SQLite and PostgreSQL ledgers),
+prints its figures, writes them to ``bench/out/<name>.json`` and stops everything it
+started, also on Ctrl-C. :mod:`bench.report` turns the JSON files into
+``BENCHMARKS.md`` and ``bench/burst.png``.
+
+- :mod:`bench.burst`: a morning burst against a minutes-long rate limit, on a
+  compressed clock: this pipeline against the seed's policy and the seed's proposed fix.
+- :mod:`bench.cost`: chunks per second through one worker with no limit, against a
+  plain ``requests`` loop; where a chunk's time goes; peak memory.
+- :mod:`bench.enqueue`: messages per second through ``enqueue`` and ``enqueue_many``.
+- :mod:`bench.recovery`: a stub, not yet measured.
+"""

@@ -1,0 +1,266 @@
+"""Burst under a minutes-long limit: the pipeline, the seed, and the seed's proposed fix.
+
+**The platform** (one model, a fresh simulator for each policy): 20 sends per
+account in any sliding 60 s window; the send that would exceed it is refused and
+locks the account out for 5 minutes, and every send refused during the lockout
+pushes its end 5 s further. That is far longer than the seed's 12 s of retries.
+
+**The burst**: a morning of cron briefings, 40 messages of 1 to 6 chunks (141
+chunks) for 8 chats, all due at once.
+
+**The clock** is compressed by :data:`FACTOR` (1/25): every duration of the
+platform, of the seed's policies and of the pipeline's settings is multiplied by
+it, so 5 minutes of lockout take 12 s and the whole benchmark about two minutes.
+Reported times are compressed seconds; divide by the factor for real ones.
+
+**The policies**:
+
+- *pipeline*: a send worker (prefork, concurrency 1, as the README runs it) plus a
+  default-queue worker with beat (the reconciler), a private redis-server, a
+  SQLite ledger; every time knob at its default times the factor, except the
+  account rate, set to :data:`RATE_FRACTION` of the platform's allowed rate with
+  burst 1. The burst is enqueued with one ``delivery.enqueue_many``.
+- *seed* and *seed + fix*: :mod:`bench.seed_policies`, one thread per message.
+
+Figures per policy come from the simulator (accepted, duplicates, refusals) and the
+policy itself (when it finished). *Drain time* runs from the moment the burst is
+handed over (``enqueue_many`` called, or the threads started) until the last message
+is final: delivered, or given up (lost). The theoretical minimum is chunks ÷ the
+allowed rate.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import delivery
+from bench.common import (
+    celery_worker,
+    compressed_settings,
+    delivery_env,
+    pipeline_env,
+    private_redis,
+    running_simulator,
+    scratch_dir,
+    temporary_ledger,
+)
+from bench.observe import Arrivals, LedgerProbe, LockoutSampler, tally
+from bench.seed_policies import SeedTiming, fix_policy, run_policy, seed_policy
+from bench.workload import ACCOUNT_ID, TOKEN, Briefing, briefings
+from delivery.simulator import SimulatorConfig
+from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
+
+__all__ = ["FACTOR", "PlatformLimit", "PolicyRun", "run"]
+
+FACTOR = 1 / 25  # compressed seconds per real second
+RATE_FRACTION = 0.95  # the pipeline's account rate, as a share of the platform's
+MESSAGES, CHATS, SEED, MAX_CHUNKS = 40, 8, 40, 6
+POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class PlatformLimit:
+    """The platform's frequency limit, in real seconds."""
+
+    sends: int = 20
+    window_seconds: float = 60.0
+    lockout_seconds: float = 300.0
+    lockout_extend_seconds: float = 5.0
+
+    @property
+    def per_minute(self) -> float:
+        return self.sends * 60.0 / self.window_seconds
+
+    def simulator_config(self, factor: float) -> SimulatorConfig:
+        return SimulatorConfig(
+            rate_limit_sends=self.sends,
+            rate_limit_window_seconds=self.window_seconds * factor,
+            lockout_seconds=self.lockout_seconds * factor,
+            lockout_extend_seconds=self.lockout_extend_seconds * factor,
+        )
+
+
+@dataclass(frozen=True)
+class PolicyRun:
+    """One policy's burst, in compressed seconds after the burst was handed over."""
+
+    policy: str
+    messages: int
+    messages_delivered: int
+    messages_lost: int
+    messages_partial: int  # lost, with some of their chunks delivered
+    chunks: int
+    chunks_delivered: int
+    duplicates: int
+    rate_limited: int
+    sendmessage_requests: int
+    chats_out_of_order: int
+    drain_seconds: float
+    last_accept_seconds: float | None
+    min_drain_seconds: float
+    accepted_at: list[float]
+    lockouts: list[tuple[float, float]]
+    notes: dict[str, Any]
+
+    @property
+    def drain_ratio(self) -> float:
+        return self.drain_seconds / self.min_drain_seconds
+
+
+def _policy_run(
+    name: str,
+    batch: list[Briefing],
+    arrivals: Arrivals,
+    *,
+    drain_seconds: float,
+    min_drain_seconds: float,
+    lockouts: list[tuple[float, float]],
+    notes: dict[str, Any],
+) -> PolicyRun:
+    return PolicyRun(
+        policy=name,
+        messages=len(batch),
+        messages_delivered=arrivals.messages_delivered,
+        messages_lost=len(batch) - arrivals.messages_delivered,
+        messages_partial=arrivals.messages_partial,
+        chunks=sum(len(b.chunks) for b in batch),
+        chunks_delivered=arrivals.chunks_accepted,
+        duplicates=arrivals.duplicates,
+        rate_limited=arrivals.rate_limited,
+        sendmessage_requests=arrivals.requests,
+        chats_out_of_order=arrivals.chats_out_of_order,
+        drain_seconds=drain_seconds,
+        last_accept_seconds=arrivals.accepted_at[-1] if arrivals.accepted_at else None,
+        min_drain_seconds=min_drain_seconds,
+        accepted_at=arrivals.accepted_at,
+        lockouts=lockouts,
+        notes=notes,
+    )
+
+
+def _pipeline_overrides(limit: PlatformLimit) -> dict[str, str]:
+    env = compressed_settings(FACTOR)
+    allowed_per_minute = limit.per_minute / FACTOR
+    env["DELIVERY_SEND_RATE_PER_MINUTE"] = f"{allowed_per_minute * RATE_FRACTION:.6g}"
+    env["DELIVERY_SEND_BURST"] = "1"
+    return env
+
+
+def run_pipeline(limit: PlatformLimit, batch: list[Briefing], min_drain: float) -> PolicyRun:
+    """The pipeline with real workers, a private Redis and a SQLite ledger."""
+    overrides = _pipeline_overrides(limit)
+    with ExitStack() as stack:
+        workdir = stack.enter_context(scratch_dir("burst"))
+        redis = stack.enter_context(private_redis(workdir))
+        database_url = stack.enter_context(temporary_ledger("sqlite", workdir))
+        simulator = stack.enter_context(running_simulator(limit.simulator_config(FACTOR)))
+        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
+        env = pipeline_env(database_url=database_url, redis_url=redis.url, overrides=overrides)
+        stack.enter_context(delivery_env(env))
+        delivery.add_account(ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url)
+        stack.enter_context(celery_worker(env, workdir / "send.log", queues=SEND_QUEUE))
+        stack.enter_context(
+            celery_worker(env, workdir / "default.log", queues=DEFAULT_QUEUE, beat=True)
+        )
+        probe = LedgerProbe(database_url)
+        stack.callback(probe.close)
+        messages = [delivery.OutboundMessage(ACCOUNT_ID, b.to_user_id, b.text) for b in batch]
+        t0, t0_wall = time.monotonic(), time.time()
+        with LockoutSampler(simulator, ACCOUNT_ID, t0=t0) as sampler:
+            delivery.enqueue_many(messages)
+            enqueued = time.monotonic() - t0
+            deadline = t0 + 4 * min_drain + 60
+            while (states := probe.statuses())["delivered"] + states["dead"] < len(batch):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"pipeline not done: {dict(states)}")
+                time.sleep(POLL_SECONDS)
+        last = probe.last_final_at()
+        assert last is not None
+        arrivals = tally(simulator.model.snapshot(), batch, t0=t0)
+        # kombu publishes every task message with one LPUSH: first publishes, next
+        # chunks, and every retry of a waiting chunk (the reconciler's few included).
+        lpush = redis.client().info("commandstats").get("cmdstat_lpush", {}).get("calls", 0)
+        notes = {
+            "enqueue_many_seconds": enqueued,
+            "task_messages": lpush,
+            "ledger_statuses": dict(probe.statuses()),
+            "ledger_attempts": probe.attempt_outcomes(),
+            "settings": overrides,
+        }
+        return _policy_run(
+            "pipeline",
+            batch,
+            arrivals,
+            drain_seconds=last.timestamp() - t0_wall,
+            min_drain_seconds=min_drain,
+            lockouts=sampler.intervals,
+            notes=notes,
+        )
+
+
+def run_seed(
+    limit: PlatformLimit, batch: list[Briefing], min_drain: float, *, fixed: bool
+) -> PolicyRun:
+    """The seed's policy (or its proposed fix) against a fresh simulator."""
+    timing = SeedTiming(factor=FACTOR)
+    policy = fix_policy(timing) if fixed else seed_policy(timing)
+    with running_simulator(limit.simulator_config(FACTOR)) as simulator:
+        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
+        t0 = time.monotonic()
+        with LockoutSampler(simulator, ACCOUNT_ID, t0=t0) as sampler:
+            outcomes = run_policy(policy, batch, base_url=simulator.base_url, token=TOKEN)
+        arrivals = tally(simulator.model.snapshot(), batch, t0=t0)
+    notes = {
+        "attempts_by_policy": sum(o.attempts for o in outcomes),
+        "messages_given_up": sum(1 for o in outcomes if not o.delivered),
+        "timing_real_seconds": asdict(timing),
+    }
+    return _policy_run(
+        policy.name,
+        batch,
+        arrivals,
+        drain_seconds=max(o.finished_at for o in outcomes) - t0,
+        min_drain_seconds=min_drain,
+        lockouts=sampler.intervals,
+        notes=notes,
+    )
+
+
+def run() -> dict[str, Any]:
+    """All three policies, one after the other; the result as JSON-ready data."""
+    limit = PlatformLimit()
+    batch = briefings(messages=MESSAGES, chats=CHATS, seed=SEED, max_chunks=MAX_CHUNKS)
+    chunks = sum(len(b.chunks) for b in batch)
+    min_drain = chunks / (limit.per_minute / 60.0) * FACTOR
+    runs = []
+    for name in ("pipeline", "seed", "seed + fix"):
+        print(f"burst: running {name} ...", flush=True)
+        if name == "pipeline":
+            result = run_pipeline(limit, batch, min_drain)
+        else:
+            result = run_seed(limit, batch, min_drain, fixed=name == "seed + fix")
+        print(_row(result), flush=True)
+        runs.append(result)
+    return {
+        "factor": FACTOR,
+        "limit_real": asdict(limit),
+        "rate_fraction": RATE_FRACTION,
+        "workload": {"messages": MESSAGES, "chats": CHATS, "seed": SEED, "chunks": chunks},
+        "min_drain_seconds": min_drain,
+        "runs": [asdict(r) | {"drain_ratio": r.drain_ratio} for r in runs],
+    }
+
+
+def _row(r: PolicyRun) -> str:
+    tasks = r.notes.get("task_messages")
+    runs = f"; {tasks / r.chunks:.1f} task runs per chunk" if tasks else ""
+    return (
+        f"  {r.policy:<11} delivered {r.messages_delivered}/{r.messages} messages, "
+        f"lost {r.messages_lost}; chunks {r.chunks_delivered}/{r.chunks}; "
+        f"duplicates {r.duplicates}; rate-limited {r.rate_limited}; "
+        f"drain {r.drain_seconds:.1f}s = {r.drain_ratio:.2f} x minimum "
+        f"({r.drain_seconds / FACTOR / 60:.1f} real min){runs}"
+    )

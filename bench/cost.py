@@ -1,0 +1,218 @@
+"""Pipeline cost: what one chunk costs in the pipeline, next to a plain ``requests`` loop.
+
+**Throughput.** After a small warm-up, a burst (120 messages, 411 chunks, 30 chats)
+goes through one send worker as the README runs it (prefork, concurrency 1,
+prefetch 1, events on, log level WARNING) to a simulator with no limit; the account
+rate is set very high and every chunk gap to 0, all other settings at their
+defaults. Chunks per second is taken from the simulator's arrival times, first to
+last accepted chunk (the steady state); the end-to-end figure also counts the
+``enqueue_many`` call and the first chunk's latency. The best of
+:data:`THROUGHPUT_REPEATS` runs is reported. The *plain loop*
+(:mod:`bench.plain_loop`) sends the same texts with one ``ILinkClient`` in its own
+process. Both on SQLite and PostgreSQL.
+
+**Where the time goes.** The same burst again through a worker with ``--pool solo``
+(tasks in the main thread), its stack sampled about every millisecond with wall and
+CPU time (:mod:`bench.profiled_worker`); :mod:`bench.profile_split` sorts the
+samples into HTTP, SQL, the account gate, publishing the next chunk, Celery and the
+rest, and counts SQL statements and commits per chunk.
+
+**Memory.** Peak RSS (``VmHWM``) of the prefork worker's main process and of its
+pool child, read just before it stops.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import delivery
+from bench.common import (
+    Backend,
+    celery_worker,
+    delivery_env,
+    peak_rss_kib,
+    pipeline_env,
+    private_redis,
+    running_simulator,
+    scratch_dir,
+    temporary_ledger,
+)
+from bench.observe import LedgerProbe
+from bench.profile_split import Split, split_profile
+from bench.workload import ACCOUNT_ID, TOKEN, Briefing, briefings
+from delivery.simulator import PlatformSimulator, SimulatorConfig
+
+__all__ = ["PipelineRun", "run", "run_pipeline", "run_plain_loop", "workload"]
+
+MESSAGES, CHATS, SEED = 120, 30, 7
+WARMUP_MESSAGES = 4  # sent and waited for first: imports, connections, statement caches
+LOOP_REPEATS = 3
+# Other work on the machine only ever slows a run down: the best of a few is reported.
+THROUGHPUT_REPEATS = 2
+DONE_TIMEOUT_SECONDS = 180.0
+# No limit and no gaps: the account rate far above anything one worker reaches.
+UNLIMITED = {
+    "DELIVERY_SEND_RATE_PER_MINUTE": "6000000",
+    "DELIVERY_SEND_BURST": "1000",
+    "DELIVERY_CHUNK_GAP_SECONDS": "0",
+    "DELIVERY_CHUNK_GAP_BASE_SECONDS": "0",
+    "DELIVERY_CHUNK_GAP_PER_CHUNK_SECONDS": "0",
+}
+
+
+def workload() -> list[Briefing]:
+    """The cost benchmark's burst (the plain loop sends the same texts)."""
+    return briefings(messages=MESSAGES, chats=CHATS, seed=SEED)
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """One burst through one worker; seconds are real."""
+
+    backend: str
+    pool: str
+    chunks: int
+    enqueue_seconds: float
+    first_accept_seconds: float  # after enqueue_many returned
+    steady_chunks_per_second: float
+    end_to_end_chunks_per_second: float
+    peak_rss_kib: dict[str, int]
+    measured_since: float  # time.monotonic() when the measured burst was enqueued
+
+
+def _wait_accepted(simulator: PlatformSimulator, count: int) -> list[float]:
+    """Wait until ``count`` chunks were accepted in all; their arrival times, sorted."""
+    deadline = time.monotonic() + DONE_TIMEOUT_SECONDS
+    while True:
+        snapshot = simulator.model.snapshot()
+        if snapshot.counters.accepted >= count:
+            return sorted(m.arrived_at for ms in snapshot.messages.values() for m in ms)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {snapshot.counters.accepted} of {count} chunks arrived")
+        time.sleep(0.02)
+
+
+def _outbound(batch: list[Briefing]) -> list[delivery.OutboundMessage]:
+    return [delivery.OutboundMessage(ACCOUNT_ID, b.to_user_id, b.text) for b in batch]
+
+
+def run_pipeline(
+    backend: Backend, *, pool: str = "prefork", profile: Path | None = None
+) -> PipelineRun:
+    """A warm-up, then the burst through one worker; with ``profile``, under the sampler."""
+    batch, warmup = workload(), briefings(messages=WARMUP_MESSAGES, chats=2, seed=1)
+    chunks = sum(len(b.chunks) for b in batch)
+    warm_chunks = sum(len(b.chunks) for b in warmup)
+    with ExitStack() as stack:
+        workdir = stack.enter_context(scratch_dir(f"cost-{backend}"))
+        redis_url = stack.enter_context(private_redis(workdir)).url
+        database_url = stack.enter_context(temporary_ledger(backend, workdir))
+        simulator = stack.enter_context(running_simulator(SimulatorConfig()))
+        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
+        env = pipeline_env(database_url=database_url, redis_url=redis_url, overrides=UNLIMITED)
+        stack.enter_context(delivery_env(env))
+        delivery.add_account(ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url)
+        wrapper = ["-m", "bench.profiled_worker", str(profile)] if profile else None
+        worker = stack.enter_context(
+            celery_worker(env, workdir / "worker.log", pool=pool, wrapper=wrapper)
+        )
+        delivery.enqueue_many(_outbound(warmup))
+        _wait_accepted(simulator, warm_chunks)
+        started = time.monotonic()
+        delivery.enqueue_many(_outbound(batch))
+        enqueued = time.monotonic()
+        arrivals = [t for t in _wait_accepted(simulator, warm_chunks + chunks) if t >= started]
+        probe = LedgerProbe(database_url)
+        stack.callback(probe.close)
+        while probe.statuses()["delivered"] < len(batch) + len(warmup):  # the last commit
+            time.sleep(0.02)
+        peaks = peak_rss_kib(worker.pid)
+        roles = {"main": peaks.pop(worker.pid, 0)}
+        if peaks:
+            roles["pool child"] = max(peaks.values())
+    return PipelineRun(
+        backend=backend,
+        pool=pool,
+        chunks=len(arrivals),
+        enqueue_seconds=enqueued - started,
+        first_accept_seconds=arrivals[0] - enqueued,
+        steady_chunks_per_second=(len(arrivals) - 1) / (arrivals[-1] - arrivals[0]),
+        end_to_end_chunks_per_second=len(arrivals) / (arrivals[-1] - started),
+        peak_rss_kib=roles,
+        measured_since=started,
+    )
+
+
+def run_plain_loop() -> dict[str, float]:
+    """The same sends from one ILinkClient in a loop, best and median of a few runs."""
+    chunks = sum(len(b.chunks) for b in workload())
+    rates = []
+    for _ in range(LOOP_REPEATS):
+        with running_simulator(SimulatorConfig()) as simulator:
+            simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
+            argv = [sys.executable, "-m", "bench.plain_loop", simulator.base_url, TOKEN]
+            out = subprocess.run([*argv, str(chunks)], check=True, capture_output=True, text=True)
+            result = json.loads(out.stdout)
+            rates.append(result["chunks"] / result["seconds"])
+    return {
+        "chunks": chunks,
+        "median_chunks_per_second": statistics.median(rates),
+        "best_chunks_per_second": max(rates),
+    }
+
+
+def run() -> dict[str, Any]:
+    """The plain loop, then throughput (best of a few) and profile on both backends."""
+    with scratch_dir("profiles") as profiles:
+        return _run(profiles)
+
+
+def _run(profiles: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {"workload": {"messages": MESSAGES, "chats": CHATS, "seed": SEED}}
+    print("cost: plain requests loop ...", flush=True)
+    result["plain_loop"] = run_plain_loop()
+    print(f"  {result['plain_loop']['median_chunks_per_second']:.0f} chunks/s", flush=True)
+    backends: list[Backend] = ["sqlite", "postgresql"]
+    for backend in backends:
+        print(f"cost: pipeline on {backend} ...", flush=True)
+        runs = []
+        for _ in range(THROUGHPUT_REPEATS):
+            runs.append(run_pipeline(backend))
+            print(
+                f"  {runs[-1].steady_chunks_per_second:.1f} chunks/s steady, "
+                f"{runs[-1].end_to_end_chunks_per_second:.1f} end to end; "
+                f"peak RSS {runs[-1].peak_rss_kib} KiB",
+                flush=True,
+            )
+        best = max(runs, key=lambda r: r.steady_chunks_per_second)
+        print(f"cost: profiling the pipeline on {backend} (solo pool, stack sampling) ...")
+        profile = profiles / f"{backend}-samples.json"
+        profiled = run_pipeline(backend, pool="solo", profile=profile)
+        split = split_profile(profile, chunks=profiled.chunks, since=profiled.measured_since)
+        print(_split_text(split), flush=True)
+        result[backend] = {
+            "throughput": asdict(best),
+            "throughput_runs": [asdict(r) for r in runs],
+            "profiled": asdict(profiled),
+            "split": asdict(split)
+            | {"busy_wall_ms": split.busy_wall_ms, "busy_cpu_ms": split.busy_cpu_ms},
+        }
+    return result
+
+
+def _split_text(split: Split) -> str:
+    parts = ", ".join(
+        f"{name} {ms:.1f}/{split.cpu_ms_per_chunk[name]:.1f}"
+        for name, ms in split.wall_ms_per_chunk.items()
+    )
+    return (
+        f"  per chunk, ms wall/CPU (busy {split.busy_wall_ms:.1f}/{split.busy_cpu_ms:.1f}): {parts}"
+    )

@@ -1,0 +1,378 @@
+"""Render ``BENCHMARKS.md`` and ``bench/burst.png`` from the results in ``bench/out/``.
+
+Run by ``python -m bench`` after the benchmarks, or alone with
+``python -m bench report``. A benchmark without a result file is reported as
+not run. ``bench/findings.md``, written by hand after reading a run, is
+included as it stands.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bench.common import BENCH_DIR, OUT_DIR, environment
+from bench.plot import draw_burst
+from bench.profile_split import CATEGORIES, IDLE
+
+__all__ = ["render"]
+
+REPORT = BENCH_DIR.parent / "BENCHMARKS.md"
+PLOT = BENCH_DIR / "burst.png"
+FINDINGS = BENCH_DIR / "findings.md"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = OUT_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _stamp(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    before = "/".join(f"{x:.1f}" for x in meta["loadavg_before"])
+    after = "/".join(f"{x:.1f}" for x in meta["loadavg_after"])
+    return (
+        f"*Measured {meta['measured_at']} with `{meta['command']}` "
+        f"({meta['seconds']:.0f} s; load average {before} before, {after} after).*"
+    )
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _mean_gap_ms(run: dict[str, Any]) -> float:
+    times: list[float] = run["accepted_at"]
+    return 1000 * (times[-1] - times[0]) / max(1, len(times) - 1)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {what}" for what, n in sorted(counts.items(), key=lambda i: -i[1]))
+
+
+def _burst(r: dict[str, Any]) -> str:
+    factor, limit = r["factor"], r["limit_real"]
+    scale = round(1 / factor)
+    runs = {run["policy"]: run for run in r["runs"]}
+    rows = [
+        [
+            f"**{run['policy']}**",
+            f"{run['messages_delivered']} / {run['messages']}",
+            f"{run['messages_lost']} ({run['messages_partial']})",
+            f"{run['chunks_delivered']} / {run['chunks']}",
+            str(run["duplicates"]),
+            str(run["rate_limited"]),
+            str(run["sendmessage_requests"]),
+            f"{run['drain_seconds']:.1f} s",
+            f"{run['drain_seconds'] / factor / 60:.1f} min",
+            f"{run['drain_ratio']:.2f}",
+        ]
+        for run in r["runs"]
+    ]
+    head = [
+        "policy",
+        "messages delivered",
+        "lost (partly delivered)",
+        "chunks delivered",
+        "duplicates",
+        "rate-limit rejections",
+        "sendmessage calls",
+        "drain time",
+        "real time",
+        "drain ÷ minimum",
+    ]
+    pipe, seed, fix = runs["pipeline"], runs["seed"], runs["seed + fix"]
+    settings = pipe["notes"]["settings"]
+    lockout_end = max((b for _, b in seed["lockouts"]), default=0.0)
+    return f"""## 1. Burst under a minutes-long limit
+
+{_stamp(r)}
+
+**Platform** (the simulator; a fresh one with the same model for each policy): at most
+{limit["sends"]} sends per account in any sliding {limit["window_seconds"]:g} s window
+({limit["sends"] * 60 / limit["window_seconds"]:g} a minute); the send that would exceed
+it is refused and locks the account out for {limit["lockout_seconds"]:g} s, and every send
+refused during a lockout pushes its end {limit["lockout_extend_seconds"]:g} s further
+(the seed retried for only 12 s). **Clock compressed {scale}×** (factor 1/{scale}): every
+duration of the platform, of both seed policies and of the pipeline's settings is
+multiplied by 1/{scale}; the window is {limit["window_seconds"] * factor:g} s, the lockout
+{limit["lockout_seconds"] * factor:g} s, the seed's 3 s wait {3 * factor:g} s. Times below are
+compressed seconds; *real time* multiplies them back by {scale}.
+
+**Burst**: a morning of cron briefings, {r["workload"]["messages"]} messages of 1–6
+chunks ({r["workload"]["chunks"]} chunks) for {r["workload"]["chats"]} chats, all due at
+once. **Theoretical minimum** drain: chunks ÷ allowed rate =
+{r["min_drain_seconds"]:.1f} s ({r["min_drain_seconds"] / factor / 60:.2f} min real).
+
+{_table(head, rows)}
+
+*Lost* = not every chunk arrived; *partly delivered* = lost, but some chunks reached the
+chat (a briefing cut off mid-way). *Drain time* runs from handing the burst over
+(`enqueue_many` called, or the threads started) to the last message being final:
+delivered, or given up. Counts are the simulator's.
+
+Ratios measured in this run:
+- the pipeline delivered {pipe["messages_delivered"]}/{pipe["messages"]} messages in
+  {pipe["drain_ratio"]:.2f}× the theoretical minimum, with {pipe["rate_limited"]}
+  rate-limit rejections; its account rate was {r["rate_fraction"]:.0%} of the allowed
+  rate, so {1 / r["rate_fraction"]:.2f}× is its own floor; its sends were
+  {_mean_gap_ms(pipe):.0f} ms apart on average against the configured
+  {60_000 / float(settings["DELIVERY_SEND_RATE_PER_MINUTE"]):.0f} ms, and the send queue carried
+  {pipe["notes"].get("task_messages", 0) / pipe["chunks"]:.1f} task runs per chunk (see
+  Findings 2);
+- the seed + fix took {fix["drain_seconds"] / pipe["drain_seconds"]:.1f}× as long as the
+  pipeline ({fix["drain_ratio"]:.1f}× the minimum) and still lost
+  {fix["messages_lost"]} messages ({fix["messages_partial"]} of them cut off mid-way),
+  after {fix["rate_limited"]} refused sends and {len(fix["lockouts"])} lockouts;
+- the seed gave up on {seed["messages_lost"]} of {seed["messages"]} messages within
+  {seed["drain_seconds"]:.1f} s ({seed["drain_seconds"] / factor:.0f} s real); its
+  {seed["rate_limited"]} refused retries kept the account locked out until
+  {lockout_end:.0f} s ({lockout_end / factor / 60:.0f} min real).
+
+![chunks delivered over time](bench/burst.png)
+
+**Pipeline set-up**: a send worker (`-Q delivery.send`, prefork, concurrency 1, prefetch 1)
+and a default-queue worker with embedded beat (the reconciler), a private redis-server,
+a SQLite ledger; every `DELIVERY_*_SECONDS` default × 1/{scale}, the account rate
+`DELIVERY_SEND_RATE_PER_MINUTE={settings["DELIVERY_SEND_RATE_PER_MINUTE"]}` (compressed;
+{r["rate_fraction"]:.0%} of the platform's) with `DELIVERY_SEND_BURST=1`; cooldown
+{settings["DELIVERY_COOLDOWN_BASE_SECONDS"]} s, chunk gap
+`max({settings["DELIVERY_CHUNK_GAP_SECONDS"]}, {settings["DELIVERY_CHUNK_GAP_BASE_SECONDS"]}
++ {settings["DELIVERY_CHUNK_GAP_PER_CHUNK_SECONDS"]} × n)` s. The ledger recorded
+{_counts(pipe["notes"]["ledger_attempts"])} attempts.
+
+**Seed policies** (`bench/seed_policies.py`): one thread per message, real HTTP through
+`ILinkClient`. *seed*: 5 attempts per chunk, fixed 3 s wait, fixed 1.5 s gap, not
+serialised, a failed chunk aborts and drops the message. *seed + fix*: wait
+`min(9 s × 2^attempt + uniform(0, 2 s), 60 s)` (base_wait = 3 × retry_delay),
+`threading.Semaphore(1)` around each whole send (sleeps included), gap
+`max(1.5, 2.0 + 0.3 × n)` s, and still 5 attempts (the seed's count, which the issue
+keeps), no resend. `client_id`: a fresh `seed-<uuid>` per chunk per message send, reused
+by that chunk's retries within the send; since neither policy resends a message, no
+chunk is ever sent under two ids, hence no duplicates here.
+"""
+
+
+def _cost(r: dict[str, Any]) -> str:
+    loop = r["plain_loop"]
+    repeats = max(
+        (len(r[b].get("throughput_runs", [])) for b in ("sqlite", "postgresql") if b in r),
+        default=1,
+    )
+    rows = [
+        [
+            "plain loop (`ILinkClient`, one session)",
+            "—",
+            f"{loop['median_chunks_per_second']:.0f}",
+            "—",
+            f"{1000 / loop['median_chunks_per_second']:.1f}",
+        ]
+    ]
+    splits = []
+    for backend in ("sqlite", "postgresql"):
+        if backend not in r:
+            continue
+        for key, what in (
+            ("throughput", "prefork, as run in production"),
+            ("profiled", "solo pool, sampled"),
+        ):
+            run = r[backend][key]
+            rows.append(
+                [
+                    f"pipeline, 1 worker ({what})",
+                    backend,
+                    f"{run['steady_chunks_per_second']:.1f}",
+                    f"{run['end_to_end_chunks_per_second']:.1f}",
+                    f"{1000 / run['steady_chunks_per_second']:.1f}",
+                ]
+            )
+        splits.append((backend, r[backend]["split"]))
+    split_rows = []
+    for name in (*CATEGORIES, IDLE):
+        row = [name if name != IDLE else "idle (waiting for the next task)"]
+        for _, split in splits:
+            wall, cpu = split["wall_ms_per_chunk"][name], split["cpu_ms_per_chunk"][name]
+            share = f" ({wall / split['busy_wall_ms']:.0%})" if name != IDLE else ""
+            row += [f"{wall:.1f}{share}", f"{cpu:.1f}"]
+        split_rows.append(row)
+    busy = ["**busy total**"]
+    for _, split in splits:
+        busy += [f"**{split['busy_wall_ms']:.1f}**", f"**{split['busy_cpu_ms']:.1f}**"]
+    split_rows.append(busy)
+    split_head = ["per chunk, ms"]
+    for backend, _ in splits:
+        split_head += [f"{backend} wall", f"{backend} CPU"]
+    sql_rows = [
+        [
+            backend,
+            f"{split['statements_per_chunk']:.1f}",
+            f"{split['commits_per_chunk']:.1f}",
+            ", ".join(f"`{site}` {ms:.1f}" for site, ms in split["top_sql_sites"][:6]),
+        ]
+        for backend, split in splits
+    ]
+    statements = splits[0][1]["top_statements"] if splits else []
+    statement_lines = "\n".join(f"- {n:.1f} × `{text}…`" for text, n in statements)
+    rss_rows = []
+    for backend in ("sqlite", "postgresql"):
+        if backend in r:
+            peaks = r[backend]["throughput"]["peak_rss_kib"]
+            rss_rows.append(
+                [backend] + [f"{peaks.get(k, 0) / 1024:.0f} MiB" for k in ("main", "pool child")]
+            )
+    return f"""## 2. Pipeline cost
+
+{_stamp(r)}
+
+One send worker, a simulator with no limit (no latency), the account rate set far above
+reach and every chunk gap 0, all other settings at their defaults; a burst of
+{r["workload"]["messages"]} messages ({loop["chunks"]} chunks) for {r["workload"]["chats"]}
+chats after a small warm-up. *Steady* chunks per second is the simulator's count from
+the first to the last accepted chunk; *end to end* includes `enqueue_many` and the first
+chunk's latency; the prefork figure is the best of {repeats} runs (other work on
+the machine only slows runs down). The plain loop sends the same texts from its own
+process (median of 3). Real seconds; no compression.
+
+{_table(["path", "ledger", "chunks/s steady", "chunks/s end to end", "ms per chunk"], rows)}
+
+**Where a chunk's time goes.** The profiled run is the same burst through a worker with
+`--pool solo` (tasks run in the main thread), started by `bench/profiled_worker.py`: a
+thread samples the main thread's stack about every 1 ms (`sys._current_frames`) and
+weighs each sample by the wall-clock and the CPU time (the thread's
+`pthread_getcpuclockid` clock) since the previous one; each stack is sorted by the
+first matching frame: HTTP (`delivery.ilink`, requests, urllib3), SQL (SQLAlchemy,
+psycopg, sqlite3), the account gate (`delivery.ratelimit`), publishing the next chunk
+(`delivery.pipeline.dispatch`), other pipeline code, Celery/kombu (receive, ack, retry,
+events, loop). In one solo-against-solo comparison the sampler slowed the worker
+by about 4%. Wall time includes waiting on
+sockets and on the CPU, which the simulator, Redis and PostgreSQL share on 2 cores;
+CPU is the worker's own.
+
+{_table(split_head, split_rows)}
+
+SQL statements and transactions per chunk (SQLAlchemy engine events in the profiled
+worker), and the `delivery` functions whose SQL took the most wall time (ms per chunk):
+
+{_table(["ledger", "statements", "commits", "heaviest callers"], sql_rows)}
+
+Statements per chunk on SQLite (first words):
+
+{statement_lines}
+
+**Peak memory** (max RSS, `VmHWM`) of the prefork worker after the burst:
+
+{_table(["ledger", "main process", "pool child"], rss_rows)}
+"""
+
+
+def _enqueue(r: dict[str, Any]) -> str:
+    rows = [
+        [
+            run["backend"],
+            f"`{run['mode']}`",
+            f"{run['messages_per_second']:.0f}",
+            f"{run['chunks_per_second']:.0f}",
+            str(run["messages"]),
+            f"{run['seconds']:.2f}",
+        ]
+        for run in r["runs"]
+    ]
+    return f"""## 4. Enqueue
+
+{_stamp(r)}
+
+Messages per second into a fresh ledger, publishing to a private redis-server (no worker
+runs). Each message is a briefing of 1–6 chunks of 1,500 characters (3.5 on average)
+for one of {r["chats"]} chats, with an idempotency key; `enqueue` is called once per
+message, `enqueue_many` with batches of 100 or 500. The time covers validation,
+chunking, the transaction and publishing new conversation heads. *chunker alone* is
+`split_text` on the same texts, with no ledger or broker.
+
+{_table(["ledger", "call", "messages/s", "chunks/s", "messages", "seconds"], rows)}
+"""
+
+
+def _recovery(r: dict[str, Any] | None) -> str:
+    if not r or "paths" not in r:
+        return "## 3. Recovery\n\n**Not run.** `python -m bench recovery` measures it.\n"
+    scale = round(1 / r["factor"])
+    rows = [
+        [
+            via,
+            f"{p['median']:.2f} s",
+            f"{p['max']:.2f} s",
+            f"{p['median'] * scale:.0f} s",
+            ", ".join(f"{s:.2f}" for s in p["seconds"]),
+        ]
+        for via, p in r["paths"].items()
+    ]
+    return f"""## 3. Recovery
+
+{_stamp(r)}
+
+Time from a good token being stored to the platform's first accepted chunk, with
+sends parked on an expired session. Clock compressed {scale}x: the parked sends
+look again every {r["recheck_seconds"]:g} s (`DELIVERY_SESSION_RECHECK_SECONDS`,
+{r["recheck_seconds"] * scale:g} s by default) and beat checks sessions every
+{r["check_interval_seconds"]:g} s (`DELIVERY_SESSION_CHECK_INTERVAL_SECONDS`,
+{r["check_interval_seconds"] * scale:g} s by default). *rotation*: an operator
+stores the token in the ledger (`delivery account add`); *account store*: an agent
+writes it to its file and beat's check imports it. {r["trials"]} trials each.
+
+{_table(["token stored by", "median", "max", "median, real clock", "trials (s)"], rows)}
+
+Expected: within one recheck for a rotation, within one check interval plus one
+recheck for the store.
+"""
+
+
+def _header(env: dict[str, str]) -> str:
+    return f"""# Benchmarks
+
+Figures from real processes on one machine: **{env["cores"]} cores** ({env["cpu"]}),
+{env["memory"]} RAM, Linux {env["kernel"]}; Python {env["python"]}, Celery
+{env["celery"]}, SQLAlchemy {env["sqlalchemy"]}, redis-server {env["redis"]} (a private one
+per run), PostgreSQL {env["postgresql"]}, SQLite {env["sqlite"]}. Other work shared the
+machine during the runs (see each section's load average), so read small differences as
+noise.
+
+**Reproduce**: from the repository root, in the project's virtualenv,
+
+```bash
+python -m bench              # everything (about five minutes), then this file and bench/burst.png
+python -m bench burst        # or: cost, enqueue, recovery; several names run in order
+python -m bench report       # re-render from bench/out/*.json only
+```
+
+Each benchmark starts its own redis-server on a free port (`delivery.devstack.LocalRedis`),
+real Celery workers, the simulator, and temporary ledgers (a SQLite file under the
+system's temporary directory, here on the same ext4 disk as PostgreSQL's data; a
+`delivery_bench_*` PostgreSQL database on `BENCH_PG_DSN`, default
+`postgresql://postgres@127.0.0.1:5432/postgres`), and stops or drops all of them when it
+ends, also on Ctrl-C. Raw figures: `bench/out/<name>.json` (not committed).
+"""
+
+
+def render() -> None:
+    """Write ``BENCHMARKS.md`` (and the plot, if the burst was run)."""
+    parts = [_header(environment())]
+    burst = _load("burst")
+    if burst is not None:
+        draw_burst(burst, PLOT)
+        parts.append(_burst(burst))
+    else:
+        parts.append("## 1. Burst under a minutes-long limit\n\nNot run yet.\n")
+    cost = _load("cost")
+    parts.append(_cost(cost) if cost else "## 2. Pipeline cost\n\nNot run yet.\n")
+    parts.append(_recovery(_load("recovery")))
+    enqueue = _load("enqueue")
+    parts.append(_enqueue(enqueue) if enqueue else "## 4. Enqueue\n\nNot run yet.\n")
+    if FINDINGS.exists():
+        parts.append(FINDINGS.read_text())
+    REPORT.write_text("\n".join(parts))
+    print(
+        f"report: wrote {REPORT.name}"
+        + (f" and {PLOT.relative_to(REPORT.parent)}" if burst else "")
+    )
