@@ -1,7 +1,10 @@
 """What an operator asks first: how are the accounts, the queues, the backlog?
 
-Read from the ledger (the truth) and Redis (queues, cooldowns). Redis being down
-does not stop the report: its parts are left empty and ``redis_error`` says why.
+Built on the same readings as the metrics exporter (``delivery.monitoring``), so
+``delivery status`` and ``/metrics`` cannot disagree, plus what only an operator
+needs: open messages per account, the oldest waiting chunk by id, the learned
+pace. Redis being down does not stop the report: its parts are left empty and
+``redis_error`` says why.
 
 Example::
 
@@ -14,15 +17,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-import redis
 from sqlalchemy import func, select
 
 from delivery.errors import LimiterUnavailable
 from delivery.ledger.db import engine_for, session_scope
-from delivery.ledger.models import Account, Chunk, Message
+from delivery.ledger.models import Chunk, Message
 from delivery.ledger.states import OPEN_MESSAGE_STATES, ChunkStatus, MessageStatus
 from delivery.ledger.types import utcnow
-from delivery.ratelimit.gate import AccountGate, Rate
+from delivery.monitoring.exporter import gate_for, redis_client
+from delivery.monitoring.ledger_stats import SqlLedgerSource
+from delivery.monitoring.redis_stats import RedisSource
+from delivery.ratelimit.gate import AccountState
 from delivery.settings import get_settings
 from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
@@ -35,8 +40,7 @@ class AccountStatus:
     session_state: str
     expired_since: dt.datetime | None
     open_messages: int
-    cooldown_seconds: float | None  # None when Redis could not be asked
-    rate_limit_strikes: int | None
+    gate: AccountState | None  # cooldown, strikes, pace; None when Redis could not be asked
 
 
 @dataclass(frozen=True)
@@ -53,14 +57,10 @@ class StatusReport:
 def collect_status() -> StatusReport:
     """The state of accounts, queues and backlog, now."""
     settings = get_settings()
+    engine = engine_for(settings.database_url)
     now = utcnow()
-    with session_scope(engine_for(settings.database_url), readonly=True) as session:
-        by_status = {
-            state: count
-            for state, count in session.execute(
-                select(Message.status, func.count()).group_by(Message.status)
-            )
-        }
+    stats = SqlLedgerSource(engine).read()
+    with session_scope(engine, readonly=True) as session:
         open_by_account = {
             account_id: count
             for account_id, count in session.execute(
@@ -69,15 +69,11 @@ def collect_status() -> StatusReport:
                 .group_by(Message.account_id)
             )
         }
-        accounts = list(session.scalars(select(Account).order_by(Account.id)))
-        waiting = session.scalar(
-            select(func.count()).select_from(Chunk).where(Chunk.status == ChunkStatus.PENDING)
-        )
         oldest = session.execute(
             select(Message.id, Chunk.seq, Message.created_at)
             .join(Chunk, Chunk.message_id == Message.id)
             .where(Chunk.status == ChunkStatus.PENDING)
-            .order_by(Message.created_at)
+            .order_by(Message.created_at, Message.id, Chunk.seq)
             .limit(1)
         ).first()
         dead_recently = session.scalar(
@@ -88,51 +84,35 @@ def collect_status() -> StatusReport:
                 Message.dead_at >= now - dt.timedelta(days=1),
             )
         )
-        rows = [
-            (a.id, a.session_state, a.session_expired_at, open_by_account.get(a.id, 0))
-            for a in accounts
-        ]
-    gate_states, depths, error = _from_redis([r[0] for r in rows])
+    account_ids = [a.account_id for a in stats.accounts]
+    gate = gate_for(settings)
+    redis_stats = RedisSource(
+        broker=redis_client(settings.broker_url), gate=gate, queues=(SEND_QUEUE, DEFAULT_QUEUE)
+    ).read(account_ids)
+    gate_states: dict[str, AccountState] = {}
+    error = redis_stats.error
+    if redis_stats.cooldown_seconds is not None:
+        try:
+            gate_states = {a: gate.state(a) for a in account_ids}
+        except LimiterUnavailable as exc:
+            error = str(exc)
     return StatusReport(
         accounts=[
             AccountStatus(
-                account_id=account_id,
-                session_state=state,
-                expired_since=since,
-                open_messages=count,
-                cooldown_seconds=gate_states.get(account_id, (None, None))[0],
-                rate_limit_strikes=gate_states.get(account_id, (None, None))[1],
+                account_id=a.account_id,
+                session_state=a.state,
+                expired_since=a.expired_at,
+                open_messages=open_by_account.get(a.account_id, 0),
+                gate=gate_states.get(a.account_id),
             )
-            for account_id, state, since, count in rows
+            for a in stats.accounts
         ],
-        messages_by_status={str(k): int(v) for k, v in by_status.items()},
-        chunks_waiting=int(waiting or 0),
+        messages_by_status={k: v for k, v in stats.messages.items() if v},
+        chunks_waiting=stats.chunks_waiting,
         oldest_waiting=(
             (oldest[0], oldest[1], (now - oldest[2]).total_seconds()) if oldest else None
         ),
         dead_last_day=int(dead_recently or 0),
-        queue_depths=depths,
+        queue_depths=dict(redis_stats.queue_depths or {}),
         redis_error=error,
     )
-
-
-def _from_redis(
-    account_ids: list[str],
-) -> tuple[dict[str, tuple[float, int]], dict[str, int], str | None]:
-    settings = get_settings()
-    try:
-        broker = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2)
-        depths = {queue: int(broker.llen(queue)) for queue in (SEND_QUEUE, DEFAULT_QUEUE)}
-        gate = AccountGate(
-            redis.Redis.from_url(settings.limiter_redis_url, socket_connect_timeout=2),
-            rate=Rate(per_minute=settings.send_rate_per_minute),
-            lock_ttl_seconds=settings.send_lock_ttl_seconds,
-            prefix=settings.redis_key_prefix,
-        )
-        states = {}
-        for account_id in account_ids:
-            state = gate.state(account_id)
-            states[account_id] = (state.cooldown_seconds, state.strikes)
-    except (redis.RedisError, LimiterUnavailable) as exc:
-        return {}, {}, f"Redis unreachable: {exc}"
-    return states, depths, None

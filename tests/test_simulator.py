@@ -40,6 +40,7 @@ from delivery.simulator import (
     serve_forever,
 )
 from delivery.simulator.replies import Outcome
+from tests.support.waiting import wait_until
 
 ACCOUNT = "bot-1@im.bot"
 TOKEN = "token-one-123"
@@ -58,15 +59,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def wait_for(condition: Callable[[], bool], *, timeout_seconds: float = 3.0) -> None:
-    """Poll ``condition`` until it holds; fail the test after the deadline."""
-    deadline = time.monotonic() + timeout_seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met before the deadline")
-        time.sleep(0.005)
 
 
 def answer(outcome: Outcome) -> dict[str, Any]:
@@ -540,7 +532,12 @@ def test_stop_does_not_wait_for_a_hanging_request() -> None:
 
     sender = threading.Thread(target=send)
     sender.start()
-    wait_for(lambda: simulator.model.snapshot().accounts[ACCOUNT].in_flight == 1)
+    wait_until(
+        lambda: simulator.model.snapshot().accounts[ACCOUNT].in_flight == 1,
+        timeout=3,
+        interval=0.005,
+        message="a send in flight",
+    )
     started = time.monotonic()
     simulator.stop()
     assert time.monotonic() - started < 2.0
@@ -717,7 +714,7 @@ def test_serve_forever_serves_until_stopped() -> None:
         },
     )
     server.start()
-    wait_for(lambda: bool(started))
+    wait_until(lambda: bool(started), timeout=3, interval=0.005, message="the server up")
     control = SimulatorControl(started[0].base_url)
     assert control.config()["rate_limit_sends"] == 7
     started[0].stop()

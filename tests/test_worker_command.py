@@ -6,15 +6,20 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import Ledger, RedisInfo
 from tests.support.waiting import wait_until
 
 
-def test_worker_runs_both_nodes_and_stops_them_together(
+@pytest.fixture
+def worker_command(
     sqlite_ledger: Ledger, redis_db: RedisInfo, tmp_path: Path
-) -> None:
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """A running ``delivery worker`` with both of its workers ready, and its log."""
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
         worker = subprocess.Popen(
@@ -30,41 +35,33 @@ def test_worker_runs_both_nodes_and_stops_them_together(
             timeout=90,
             message="both workers ready",
         )
-        text = log.read_text(errors="replace")
-        assert "send@" in text and "default@" in text
-        assert ".> delivery.send" in text and ".> delivery.default" in text
-        assert "concurrency: 1 (prefork)" in text
-
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0
+        yield worker, log
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
+
+
+def test_worker_runs_both_nodes_and_stops_them_together(
+    worker_command: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    worker, log = worker_command
+    text = log.read_text(errors="replace")
+    assert "send@" in text and "default@" in text
+    assert ".> delivery.send" in text and ".> delivery.default" in text
+    assert "concurrency: 1 (prefork)" in text
+
+    worker.send_signal(signal.SIGTERM)
+
+    assert worker.wait(timeout=60) == 0
 
 
 def test_when_one_worker_dies_the_other_is_stopped_and_the_command_fails(
-    sqlite_ledger: Ledger, redis_db: RedisInfo, tmp_path: Path
+    worker_command: tuple[subprocess.Popen[bytes], Path],
 ) -> None:
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "delivery", "worker"],
-            env=dict(os.environ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_until(
-            lambda: log.read_text(errors="replace").count("ready.") >= 2,
-            timeout=90,
-            message="both workers ready",
-        )
-        children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
-        os.kill(int(children[0]), signal.SIGKILL)
+    worker, log = worker_command
+    children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
 
-        assert worker.wait(timeout=60) != 0
-        assert "exited (-9); stopping the rest" in log.read_text(errors="replace")
-    finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
+    os.kill(int(children[0]), signal.SIGKILL)
+
+    assert worker.wait(timeout=60) != 0
+    assert "exited (-9); stopping the rest" in log.read_text(errors="replace")

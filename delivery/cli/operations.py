@@ -47,15 +47,19 @@ def status() -> None:
     """Accounts (session, cooldown), queues, counts by state, oldest waiting chunk."""
     report = collect_status()
     out = console()
-    accounts = Table("account", "session", "since", "open messages", "cooldown", "strikes")
+    accounts = Table(
+        "account", "session", "expired since", "open messages", "cooldown", "strikes", "pace"
+    )
     for a in report.accounts:
+        gate = a.gate
         accounts.add_row(
             a.account_id,
             a.session_state,
             f"{a.expired_since:%Y-%m-%d %H:%M:%S}" if a.expired_since else "",
             str(a.open_messages),
-            "?" if a.cooldown_seconds is None else f"{a.cooldown_seconds:.1f}s",
-            "?" if a.rate_limit_strikes is None else str(a.rate_limit_strikes),
+            "?" if gate is None else f"{gate.cooldown_seconds:.1f}s",
+            "?" if gate is None else str(gate.strikes),
+            "?" if gate is None else f"{gate.pace:.0%}",
         )
     out.print(accounts)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.messages_by_status.items()))

@@ -26,15 +26,33 @@ from delivery.ratelimit.gate import AccountGate, Rate
 from delivery.settings import Settings
 from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
-__all__ = ["REDIS_TIMEOUT_SECONDS", "build_collector", "build_registry", "serve"]
+__all__ = [
+    "REDIS_TIMEOUT_SECONDS",
+    "build_collector",
+    "build_registry",
+    "gate_for",
+    "redis_client",
+    "serve",
+]
 
 # A scrape must answer within Prometheus's scrape timeout (10 s by default), Redis down or not.
 REDIS_TIMEOUT_SECONDS = 2.0
 
 
-def _redis(url: str) -> redis.Redis:
+def redis_client(url: str) -> redis.Redis:
+    """A Redis client that gives up quickly: a report must answer while Redis is down."""
     return redis.Redis.from_url(
         url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
+    )
+
+
+def gate_for(settings: Settings) -> AccountGate:
+    """The account gate, read-only use (state of accounts), on quick-failing Redis."""
+    return AccountGate(
+        redis_client(settings.limiter_redis_url),
+        rate=Rate(per_minute=settings.send_rate_per_minute, burst=settings.send_burst),
+        lock_ttl_seconds=settings.send_lock_ttl_seconds,
+        prefix=settings.redis_key_prefix,
     )
 
 
@@ -44,16 +62,12 @@ def build_collector(settings: Settings) -> DeliveryCollector:
     Raises:
         ConfigError: the database URL is unusable, or names neither SQLite nor PostgreSQL.
     """
-    gate = AccountGate(
-        _redis(settings.limiter_redis_url),
-        rate=Rate(per_minute=settings.send_rate_per_minute, burst=settings.send_burst),
-        lock_ttl_seconds=settings.send_lock_ttl_seconds,
-        prefix=settings.redis_key_prefix,
-    )
     return DeliveryCollector(
         ledger=SqlLedgerSource(engine_for(settings.database_url)),
         redis=RedisSource(
-            broker=_redis(settings.broker_url), gate=gate, queues=(SEND_QUEUE, DEFAULT_QUEUE)
+            broker=redis_client(settings.broker_url),
+            gate=gate_for(settings),
+            queues=(SEND_QUEUE, DEFAULT_QUEUE),
         ),
     )
 
