@@ -27,10 +27,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from delivery.chunking import split_text
-from delivery.errors import InvalidInput, UnknownAccount
+from delivery.errors import InvalidInput, LedgerError, UnknownAccount
 from delivery.ledger.context_tokens import upsert_context_token
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Account, Chunk, Message
+from delivery.ledger.queries import IN_LIST_BATCH
 from delivery.ledger.states import ChunkStatus, MessageStatus
 from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import wake_conversations
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 # A concurrent enqueue with the same idempotency key makes our insert fail;
 # the next try finds the other's row. More than a few tries means a real fault.
 _MAX_WRITE_TRIES = 3
-_IN_LIST_BATCH = 500  # keeps tuple IN lists inside every driver's parameter limit
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,15 @@ def _enqueue(messages: Sequence[OutboundMessage], *, numbered: bool) -> list[str
     ids, created = _write_with_retry(engine, prepared, settings)
     if created:
         conversations = {(m.account_id, m.to_user_id) for m in created.values()}
-        wake_conversations(engine, conversations, only_messages=created.keys())
+        try:
+            wake_conversations(engine, conversations, only_messages=created.keys())
+        except LedgerError as exc:
+            # Committed already: raising now would make a caller retry and queue it twice.
+            log.warning(
+                "%d message(s) enqueued; publishing them waits for the reconciler (%s)",
+                len(created),
+                exc,
+            )
     return [str(message_id) for message_id in ids]
 
 
@@ -152,9 +160,12 @@ def _write_with_retry(
         try:
             with session_scope(engine) as session:
                 return _write(session, prepared, settings)
-        except IntegrityError:
+        except IntegrityError as exc:
             if attempt == _MAX_WRITE_TRIES:
-                raise
+                raise LedgerError(
+                    f"the ledger refused the messages {_MAX_WRITE_TRIES} times "
+                    f"({type(exc.orig).__name__}); nothing was written"
+                ) from exc
             log.info("idempotency key taken by a concurrent enqueue; reading it back")
     raise AssertionError("unreachable")
 
@@ -244,8 +255,8 @@ def _existing_keys(
         return {}
     found: dict[tuple[str, str], tuple[int, str, str]] = {}
     ordered = sorted(keys)
-    for start in range(0, len(ordered), _IN_LIST_BATCH):
-        batch = ordered[start : start + _IN_LIST_BATCH]
+    for start in range(0, len(ordered), IN_LIST_BATCH):
+        batch = ordered[start : start + IN_LIST_BATCH]
         rows = session.execute(
             select(
                 Message.account_id,

@@ -4,8 +4,9 @@ A replay puts a dead message back in the pipeline from its first unsent chunk:
 chunks already accepted by the platform stay sent and are never sent again;
 the failed and unsent ones become pending with a fresh failure budget and a new
 deadline, keeping their ``client_id`` (so the platform can still de-duplicate).
-The message goes back to the head of its chat, ahead of newer messages still
-queued there.
+The message is queued again: it goes next in its chat, ahead of newer messages
+still queued there, but after a message that is being sent right now (chunks of
+two messages never interleave).
 
 Example::
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
-from delivery.errors import MessageNotFound, NotReplayable
+from delivery.errors import LedgerError, MessageNotFound, NotReplayable
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Chunk, Message
 from delivery.ledger.states import ChunkStatus, MessageStatus
@@ -82,7 +83,8 @@ def replay(message_id: str) -> ReplayResult:
         )
         sent = statuses.count(ChunkStatus.SENT)
         reason = message.dead_reason
-        message.status = MessageStatus.SENDING if sent else MessageStatus.QUEUED
+        # Queued, even with chunks sent: it must not take the chat from a message in progress.
+        message.status = MessageStatus.QUEUED
         message.dead_at = None
         message.dead_reason = None
         message.deadline_at = now + dt.timedelta(seconds=settings.delivery_deadline_seconds)
@@ -95,7 +97,12 @@ def replay(message_id: str) -> ReplayResult:
         len(statuses),
         reason,
     )
-    wake_conversations(engine, [conversation])
+    try:
+        wake_conversations(engine, [conversation])
+    except LedgerError as exc:  # the replay is committed; the reconciler publishes it
+        log.warning(
+            "message %s replayed; publishing it waits for the reconciler (%s)", message_id, exc
+        )
     return ReplayResult(str(row_id), sent + 1, len(statuses), reason)
 
 

@@ -67,6 +67,8 @@ DEFAULT_PUBLISH_TIMEOUT_SECONDS = 5.0
 # Briefings: how often beat looks for due slots, and how late a slot may still run.
 DEFAULT_BRIEFING_TICK_SECONDS = 15.0
 DEFAULT_BRIEFING_MISFIRE_GRACE_SECONDS = 3600.0
+# A producer still running after this is presumed dead with its worker, and run again.
+DEFAULT_BRIEFING_RUN_LEASE_SECONDS = 1800.0
 # A second beat stays on standby; it takes over this long after the first stops.
 DEFAULT_BEAT_LOCK_TTL_SECONDS = 30.0
 # Flower's basic auth is "user:password"; Flower splits its variable at commas.
@@ -81,11 +83,17 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field(
-        default="sqlite:///delivery.sqlite3", description="SQLAlchemy URL of the ledger."
+        repr=False,
+        default="sqlite:///delivery.sqlite3",
+        description="SQLAlchemy URL of the ledger.",
     )
-    broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker.")
+    broker_url: str = Field(
+        repr=False, default="redis://127.0.0.1:6379/0", description="Celery broker."
+    )
     redis_url: str | None = Field(
-        default=None, description="Redis for limiter, locks and cooldowns (default: broker)."
+        repr=False,
+        default=None,
+        description="Redis for limiter, locks and cooldowns (default: broker).",
     )
     redis_key_prefix: str = Field(default="delivery", min_length=1)
 
@@ -126,7 +134,7 @@ class Settings(BaseSettings):
         "process (an agent's own login) may write; the session check imports new tokens.",
     )
     alert_webhook_url: str | None = Field(
-        default=None, description="POSTed a JSON event when a session expires or heals."
+        repr=False, default=None, description="POSTed a JSON event when a session expires or heals."
     )
     alert_callback: str | None = Field(
         default=None,
@@ -137,6 +145,7 @@ class Settings(BaseSettings):
     briefing_misfire_grace_seconds: float = Field(
         default=DEFAULT_BRIEFING_MISFIRE_GRACE_SECONDS, gt=0
     )
+    briefing_run_lease_seconds: float = Field(default=DEFAULT_BRIEFING_RUN_LEASE_SECONDS, gt=0)
     beat_lock_ttl_seconds: float = Field(default=DEFAULT_BEAT_LOCK_TTL_SECONDS, gt=0)
 
     # Monitoring: the port of `delivery metrics`, and the credentials `delivery flower` requires.
@@ -183,10 +192,12 @@ class Settings(BaseSettings):
         for low, high in pairs:
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"{_env(low)} must not exceed {_env(high)}")
-        if self.send_lock_ttl_seconds <= self.http_timeout_seconds:
+        # requests applies the timeout to connecting and to reading, one after the other.
+        if self.send_lock_ttl_seconds <= 2 * self.http_timeout_seconds:
             raise ValueError(
-                f"{_env('send_lock_ttl_seconds')} must exceed {_env('http_timeout_seconds')}: "
-                "the lock must outlive the longest send it guards"
+                f"{_env('send_lock_ttl_seconds')} must exceed twice "
+                f"{_env('http_timeout_seconds')}: the lock must outlive the longest send it "
+                "guards (connect and read time out separately)"
             )
         return self
 

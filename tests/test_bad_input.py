@@ -209,7 +209,7 @@ def test_a_producer_that_raises_fails_its_run_with_the_error(account: str, ledge
     later = utcnow() + dt.timedelta(hours=1, minutes=1)
     [run_id] = claim_due_slots(ledger.engine, now=later, misfire_grace_seconds=7200)
 
-    summary = run_slot(ledger.engine, run_id)
+    summary = run_slot(ledger.engine, run_id, lease_seconds=60)
 
     assert "RuntimeError: the leaderboard database is down" in summary
     with session_scope(ledger.engine) as session:

@@ -127,16 +127,33 @@ def test_a_run_enqueues_one_message_per_reader_and_twice_changes_nothing(
     define("board", "per_reader")
     [run_id] = claim_due_slots(ledger.engine, now=a_slot_later(), misfire_grace_seconds=7200)
 
-    summary = run_slot(ledger.engine, run_id)
+    summary = run_slot(ledger.engine, run_id, lease_seconds=60)
     with session_scope(ledger.engine) as session:
         session.get(BriefingRun, run_id).status = "pending"  # type: ignore[union-attr]
-    run_slot(ledger.engine, run_id)  # a redelivered task
+    run_slot(ledger.engine, run_id, lease_seconds=60)  # a redelivered task
 
     assert "2 message(s)" in summary
     assert sorted(messages(ledger)) == [
         ("alice@im.wechat", "briefing:board"),
         ("bob@im.wechat", "briefing:board"),
     ]
+
+
+def test_a_run_another_worker_started_is_left_to_it_until_its_lease_ends(
+    account: str, ledger: Ledger
+) -> None:
+    define("slow", "hello")
+    [run_id] = claim_due_slots(ledger.engine, now=a_slot_later(), misfire_grace_seconds=7200)
+    with session_scope(ledger.engine) as session:
+        run = session.get(BriefingRun, run_id)
+        assert run is not None
+        run.status = "running"  # another worker is calling the producer
+        run.claimed_at = utcnow()
+
+    assert "running elsewhere" in run_slot(ledger.engine, run_id, lease_seconds=60)
+    assert messages(ledger) == []
+    # Its lease over, the worker is presumed dead and the slot runs here.
+    assert "2 message(s)" in run_slot(ledger.engine, run_id, lease_seconds=0)
 
 
 @pytest.mark.parametrize(
@@ -154,7 +171,7 @@ def test_a_failing_producer_fails_its_run_only(
     define("good", "hello")
     run_ids = claim_due_slots(ledger.engine, now=a_slot_later(), misfire_grace_seconds=7200)
 
-    summaries = [run_slot(ledger.engine, run_id) for run_id in run_ids]
+    summaries = [run_slot(ledger.engine, run_id, lease_seconds=60) for run_id in run_ids]
 
     assert any("failed" in s for s in summaries)
     by_name = {info.name: info for info in list_briefings()}

@@ -101,7 +101,7 @@ def _decide(outcome: AttemptOutcome, **overrides: object) -> object:
         (AttemptOutcome.RATE_LIMITED, {}, Step.COOL_DOWN, False),
         (AttemptOutcome.SESSION_EXPIRED, {}, Step.AWAIT_SESSION, False),
         (AttemptOutcome.STALE_CONTEXT, {"used_context_token": True}, Step.RETRY_SOON, False),
-        (AttemptOutcome.STALE_CONTEXT, {}, Step.AWAIT_SESSION, False),
+        (AttemptOutcome.STALE_CONTEXT, {}, Step.BACK_OFF, True),
         (AttemptOutcome.TRANSIENT, {"failures": 3}, Step.BACK_OFF, True),
         (AttemptOutcome.TRANSIENT, {"failures": 4}, Step.DEAD, True),
         (AttemptOutcome.PERMANENT, {}, Step.DEAD, False),
@@ -116,18 +116,18 @@ def test_each_outcome_has_one_next_step(
 
 
 def test_waits_never_spend_the_failure_budget() -> None:
-    for outcome in (
-        AttemptOutcome.RATE_LIMITED,
-        AttemptOutcome.SESSION_EXPIRED,
-        AttemptOutcome.STALE_CONTEXT,
+    for outcome, options in (
+        (AttemptOutcome.RATE_LIMITED, {}),
+        (AttemptOutcome.SESSION_EXPIRED, {}),
+        (AttemptOutcome.STALE_CONTEXT, {"used_context_token": True}),
     ):
-        assert not _decide(outcome, failures=4).spend_failure  # type: ignore[attr-defined]
+        assert not _decide(outcome, failures=4, **options).spend_failure  # type: ignore[attr-defined]
 
 
 def test_dead_reasons_name_the_cause() -> None:
     transient = _decide(AttemptOutcome.TRANSIENT, failures=4, reason="HTTP 502 from the platform")
     assert transient.dead_reason == (  # type: ignore[attr-defined]
-        "gave up after 5 transient failures; last: HTTP 502 from the platform"
+        "gave up after 5 failed attempts; last: HTTP 502 from the platform"
     )
     permanent = _decide(AttemptOutcome.PERMANENT, reason="refused (ret -1 'bad')")
     assert permanent.dead_reason == "refused by the platform: refused (ret -1 'bad')"  # type: ignore[attr-defined]

@@ -85,3 +85,26 @@ def test_only_a_dead_message_is_replayed(stack: Stack) -> None:
     message_id = delivery.enqueue(account, PEER, "queued, not dead")
     with pytest.raises(delivery.NotReplayable, match="is queued; only a dead message"):
         delivery.replay(message_id)
+
+
+def test_a_replayed_message_waits_for_the_one_in_progress(stack: Stack) -> None:
+    # Given a chat with message A (dead at its second chunk) and message B sending,
+    # its chunks a second apart
+    stack.overrides.update(DELIVERY_CHUNK_GAP_SECONDS="1.0", DELIVERY_CHUNK_GAP_BASE_SECONDS="1.0")
+    account = stack.add_account()
+    stack.start_worker()
+    a = delivery.enqueue(account, PEER, three_chunks("A"))
+    wait_until(lambda: stack.snapshot().counters.accepted >= 1, timeout=30, message="A1")
+    stack.simulator.model.queue_fault(
+        Fault.answer(ret=-1, errcode=-1, errmsg="invalid param"), account_id=account
+    )
+    b = delivery.enqueue(account, PEER, three_chunks("B"))
+    wait_until(lambda: len(stack.snapshot().texts(PEER)) >= 2, timeout=30, message="B1")
+
+    # When A is replayed while B is under way
+    delivery.replay(a)
+
+    # Then B finishes before A goes on: the chat never gets them interleaved
+    assert stack.wait_final([a, b], timeout=60) == {a: "delivered", b: "delivered"}
+    order = [f"{t.split(' ')[0]}{t.split(' ')[2]}" for t in stack.snapshot().texts(PEER)]
+    assert order == ["A0", "B0", "B1", "B2", "A1", "A2"]

@@ -91,3 +91,12 @@ def test_bad_schedules_say_why(text: str, words: str) -> None:
 def test_a_crontab_that_never_matches_is_refused_when_used() -> None:
     with pytest.raises(BriefingError, match="no day"):
         latest_slot(parse_schedule("0 0 31 2 *"), now=NOW)
+
+
+def test_a_slot_in_a_spring_forward_gap_is_never_in_the_future() -> None:
+    # 02:30 does not exist in New York on 2026-03-08; at 03:05 local (07:05 UTC) it is
+    # not due yet: the latest slot is the day before's.
+    now = utc(2026, 3, 8, 7, 5)
+    slot = latest_slot(parse_schedule("30 2 * * *"), now=now, timezone="America/New_York")
+    assert slot <= now
+    assert slot == utc(2026, 3, 7, 7, 30)

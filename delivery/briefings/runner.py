@@ -24,7 +24,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from delivery.api import OutboundMessage, enqueue_many
@@ -115,24 +115,36 @@ def _claim(engine: Engine, item: _Due) -> int | None:
         return None  # another beat (or tick) claimed it first
 
 
-def stale_runs(engine: Engine, *, older_than: dt.datetime) -> list[int]:
-    """Runs claimed before ``older_than`` and never finished (their task was lost)."""
-    with session_scope(engine) as session:
+def stale_runs(
+    engine: Engine, *, pending_before: dt.datetime, running_before: dt.datetime
+) -> list[int]:
+    """Runs whose task was lost: claimed and never started before ``pending_before``,
+    or started and never finished before ``running_before`` (the producer's lease)."""
+    with session_scope(engine, readonly=True) as session:
         return list(
             session.scalars(
                 select(BriefingRun.id).where(
-                    BriefingRun.status.in_([RunStatus.PENDING, RunStatus.RUNNING]),
-                    BriefingRun.claimed_at < older_than,
+                    or_(
+                        and_(
+                            BriefingRun.status == RunStatus.PENDING,
+                            BriefingRun.claimed_at < pending_before,
+                        ),
+                        and_(
+                            BriefingRun.status == RunStatus.RUNNING,
+                            BriefingRun.claimed_at < running_before,
+                        ),
+                    )
                 )
             )
         )
 
 
-def run_slot(engine: Engine, run_id: int) -> str:
+def run_slot(engine: Engine, run_id: int, *, lease_seconds: float) -> str:
     """Produce and enqueue one claimed slot; return a one-line summary.
 
     A producer that raises, or returns nothing usable, fails this run only: the
-    error is kept on the run and logged.
+    error is kept on the run and logged. A run another worker started less than
+    ``lease_seconds`` ago is left to it.
     """
     with session_scope(engine) as session:
         run = session.get(BriefingRun, run_id, with_for_update=True)
@@ -140,6 +152,9 @@ def run_slot(engine: Engine, run_id: int) -> str:
             return f"run {run_id} not found"
         if run.status in (RunStatus.ENQUEUED, RunStatus.FAILED):
             return f"run {run_id} already {run.status}"
+        leased_until = run.claimed_at + dt.timedelta(seconds=lease_seconds)
+        if run.status == RunStatus.RUNNING and leased_until > utcnow():
+            return f"run {run_id} is running elsewhere"
         briefing = run.briefing
         run.status = RunStatus.RUNNING
         run.claimed_at = utcnow()

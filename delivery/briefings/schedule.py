@@ -117,8 +117,7 @@ def latest_slot(schedule: Schedule, *, now: dt.datetime, timezone: str = "UTC") 
     now = now.astimezone(dt.UTC)
     if isinstance(schedule, Every):
         epoch_seconds = now.timestamp()
-        slot = epoch_seconds - (epoch_seconds % schedule.seconds)
-        return dt.datetime.fromtimestamp(slot, dt.UTC)
+        return dt.datetime.fromtimestamp(epoch_seconds - epoch_seconds % schedule.seconds, dt.UTC)
     local = now.astimezone(zone(timezone)).replace(second=0, microsecond=0)
     for back in range(_SEARCH_DAYS):
         day = local.date() - dt.timedelta(days=back)
@@ -131,7 +130,10 @@ def latest_slot(schedule: Schedule, *, now: dt.datetime, timezone: str = "UTC") 
                 if back == 0 and hour == local.hour and minute > local.minute:
                     continue
                 naive = dt.datetime.combine(day, dt.time(hour, minute))
-                return naive.replace(tzinfo=zone(timezone)).astimezone(dt.UTC)
+                candidate = naive.replace(tzinfo=zone(timezone)).astimezone(dt.UTC)
+                # A local time inside a clock change's gap maps past now: not due yet.
+                if candidate <= now:
+                    return candidate
     raise BriefingError("the crontab matches no day in eight years")
 
 

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from delivery.briefings import add_briefing, list_briefings, remove_briefing
 from delivery.cli.output import console
+from delivery.errors import BriefingError
 
 __all__ = ["briefing", "briefings"]
 
@@ -73,5 +74,5 @@ def add(
 def remove(name: str) -> None:
     """Delete briefing NAME and its run history."""
     if not remove_briefing(name):
-        raise click.ClickException(f"no briefing named {name!r}")
+        raise BriefingError(f"no briefing named {name!r}")
     click.echo(f"briefing {name} removed")

@@ -26,7 +26,10 @@ def parse_since(value: str) -> dt.datetime:
     """``2h`` (that long ago), or an ISO 8601 time (UTC unless it says otherwise)."""
     match = _AGO.fullmatch(value.strip())
     if match:
-        return utcnow() - dt.timedelta(seconds=float(match.group(1)) * _UNIT[match.group(2)])
+        try:
+            return utcnow() - dt.timedelta(seconds=float(match.group(1)) * _UNIT[match.group(2)])
+        except OverflowError:
+            raise click.BadParameter(f"{value!r} reaches before the year 1") from None
     try:
         moment = dt.datetime.fromisoformat(value.strip())
     except ValueError:

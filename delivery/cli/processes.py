@@ -69,12 +69,28 @@ def _supervise(commands: list[list[str]]) -> int:
     help="Run the send worker, the default-queue worker, or both.",
 )
 @click.option("--concurrency", default=2, show_default=True, help="Of the default-queue worker.")
+@click.option(
+    "--send-concurrency",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Sends this host makes at once. The account gate keeps one per account in flight "
+    "whatever this says; more lets other accounts go while one waits on a slow platform.",
+)
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(role: str, concurrency: int, loglevel: str) -> None:
+def worker(role: str, concurrency: int, send_concurrency: int, loglevel: str) -> None:
     """Celery workers: the send queue at concurrency 1, plus the other queues."""
     commands = []
     if role in ("all", "send"):
-        commands.append(celery_argv("worker", queues=SEND_QUEUE, name="send", loglevel=loglevel))
+        commands.append(
+            celery_argv(
+                "worker",
+                queues=SEND_QUEUE,
+                name="send",
+                concurrency=send_concurrency,
+                loglevel=loglevel,
+            )
+        )
     if role in ("all", "default"):
         commands.append(
             celery_argv(

@@ -89,7 +89,7 @@ def demo_settings(*, directory: Path, broker_url: str) -> dict[str, str]:
         "DELIVERY_RECONCILE_GRACE_SECONDS": "12",
         "DELIVERY_VISIBILITY_TIMEOUT_SECONDS": "360",
         "DELIVERY_HTTP_TIMEOUT_SECONDS": "3",
-        "DELIVERY_SEND_LOCK_TTL_SECONDS": "6",
+        "DELIVERY_SEND_LOCK_TTL_SECONDS": "8",
         "DELIVERY_DELIVERY_DEADLINE_SECONDS": "8640",
         "DELIVERY_BRIEFING_TICK_SECONDS": "1",
         "DELIVERY_BEAT_LOCK_TTL_SECONDS": "6",

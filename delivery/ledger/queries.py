@@ -1,8 +1,9 @@
 """Queries the pipeline asks of the ledger, in one place.
 
 The central idea is the *head of a conversation*: the first pending chunk of the
-oldest open message from one account to one peer. Only the head may be sent, so
-chunks arrive in order and messages to one chat never interleave.
+message from one account to one peer that is already sending, or else of the
+oldest queued one. Only the head may be sent, so chunks arrive in order and
+messages to one chat never interleave.
 
 Example::
 
@@ -17,16 +18,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, func, select, tuple_
+from sqlalchemy import Row, Select, and_, case, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from delivery.ledger.models import Chunk, Message
-from delivery.ledger.states import OPEN_MESSAGE_STATES, ChunkStatus
+from delivery.ledger.states import OPEN_MESSAGE_STATES, ChunkStatus, MessageStatus
 
-__all__ = ["Conversation", "Head", "conversation_heads", "overdue_heads"]
+__all__ = ["IN_LIST_BATCH", "Conversation", "Head", "conversation_heads", "overdue_heads"]
 
 Conversation = tuple[str, str]  # (account_id, to_user_id)
-_IN_LIST_BATCH = 500  # keeps tuple IN lists well inside every driver's parameter limit
+IN_LIST_BATCH = 500  # keeps tuple IN lists well inside every driver's parameter limit
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,14 @@ def _head_rows(message_ids: Any) -> Select[str, str, int, int, dt.datetime]:
 
 
 def _oldest_open() -> Select[int]:
+    """Each conversation's head message: the one already sending, else the oldest queued.
+
+    Only one message of a chat is ever sending, so a replayed message (queued
+    again) waits for the one in progress instead of interleaving with it.
+    """
+    sending = func.min(case((Message.status == MessageStatus.SENDING, Message.id)))
     return (
-        select(func.min(Message.id))
+        select(func.coalesce(sending, func.min(Message.id)))
         .where(Message.status.in_(_open()))
         .group_by(Message.account_id, Message.to_user_id)
     )
@@ -80,8 +87,8 @@ def conversation_heads(session: Session, conversations: Iterable[Conversation]) 
     """The head of each conversation that has an open message, oldest message first."""
     unique = sorted(set(conversations))
     heads: list[Head] = []
-    for start in range(0, len(unique), _IN_LIST_BATCH):
-        batch = unique[start : start + _IN_LIST_BATCH]
+    for start in range(0, len(unique), IN_LIST_BATCH):
+        batch = unique[start : start + IN_LIST_BATCH]
         oldest = _oldest_open().where(tuple_(Message.account_id, Message.to_user_id).in_(batch))
         heads.extend(_head(row) for row in session.execute(_head_rows(oldest)))
     return sorted(heads, key=lambda head: head.message_id)

@@ -22,6 +22,7 @@ from delivery.ledger.db import session_scope
 from delivery.ledger.models import Chunk
 from delivery.ledger.queries import Conversation, Head, conversation_heads
 from delivery.ledger.types import utcnow
+from delivery.settings import get_settings
 
 __all__ = ["SEND_TASK", "publish_head", "publish_send", "wake_conversations"]
 
@@ -44,11 +45,14 @@ def publish_send(chunk_id: int, *, countdown_seconds: float = 0.0) -> bool:
     """
     from delivery.worker.app import app
 
+    # A countdown past the visibility timeout would make the broker redeliver the
+    # task again and again; a task woken early just waits again.
+    countdown = min(max(0.0, countdown_seconds), get_settings().max_countdown_seconds)
     try:
         app.send_task(
             SEND_TASK,
             args=[chunk_id],
-            countdown=max(0.0, countdown_seconds),
+            countdown=countdown,
             retry=True,
             retry_policy=_PUBLISH_RETRY_POLICY,
         )

@@ -4,10 +4,10 @@ the caller's transaction moves attempt, chunk, message and account together.
 Example::
 
     with session_scope(engine) as session:
-        attempt = start_attempt(session, chunk, context_token=None, host="worker-1")
+        attempt = start_attempt(session, chunk, context_token=None, host="worker-1", now=utcnow())
     ...call the platform...
     with session_scope(engine) as session:
-        finish_attempt(session, attempt.id, result=..., decision=..., now=utcnow())
+        record_result(session, session.get(Attempt, attempt.id), result)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from delivery.ilink.classify import Answer
@@ -26,10 +26,12 @@ from delivery.ledger.states import AttemptOutcome, ChunkStatus, MessageStatus, S
 __all__ = [
     "AttemptResult",
     "abandon_message",
+    "attempt_in_flight",
     "close_lost_attempts",
     "mark_session_expired",
     "mark_session_ok",
     "postpone",
+    "record_result",
     "start_attempt",
 ]
 
@@ -45,6 +47,20 @@ class AttemptResult:
     reason: str
     answer: Answer | None
     duration_ms: int
+
+
+def attempt_in_flight(session: Session, chunk_id: int, *, since: dt.datetime) -> bool:
+    """Whether an attempt at the chunk started after ``since`` and has no answer yet."""
+    found = session.scalar(
+        select(Attempt.id)
+        .where(
+            Attempt.chunk_id == chunk_id,
+            Attempt.outcome == AttemptOutcome.IN_FLIGHT,
+            Attempt.started_at > since,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def close_lost_attempts(session: Session, chunk_id: int) -> int:
@@ -149,13 +165,3 @@ def mark_session_ok(session: Session, account: Account, *, now: dt.datetime) -> 
     account.last_validated_at = now
     account.last_error = None
     return changed
-
-
-def pending_chunks(session: Session, message_id: int) -> int:
-    """How many chunks of the message are still pending."""
-    count = session.scalar(
-        select(func.count())
-        .select_from(Chunk)
-        .where(Chunk.message_id == message_id, Chunk.status == ChunkStatus.PENDING)
-    )
-    return int(count or 0)

@@ -34,27 +34,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
 
 from delivery.errors import LedgerError, LimiterUnavailable, TransportError
 from delivery.ilink.classify import classify
-from delivery.ledger.context_tokens import mark_stale, usable_context_token
+from delivery.ledger.context_tokens import usable_context_token
 from delivery.ledger.db import session_scope
-from delivery.ledger.models import Account, Attempt, Chunk, Message
-from delivery.ledger.queries import conversation_heads
+from delivery.ledger.models import Account, Chunk, Message
 from delivery.ledger.states import (
     OPEN_MESSAGE_STATES,
     AttemptOutcome,
     ChunkStatus,
-    MessageStatus,
     SessionState,
 )
 from delivery.ledger.types import utcnow
 from delivery.pipeline import ledger_ops as ops
 from delivery.pipeline.clients import ClientPool
 from delivery.pipeline.dispatch import publish_send, wake_conversations
+from delivery.pipeline.outcome import Job, apply_outcome
+from delivery.pipeline.snapshot import Snapshot, read_snapshot
 from delivery.policy.outcomes import Decision, Step, decide
-from delivery.policy.timing import chunk_gap_seconds, cooldown_seconds, spread_seconds
+from delivery.policy.timing import cooldown_seconds, spread_seconds
 from delivery.ratelimit.gate import AccountGate
 from delivery.settings import Settings
 
@@ -72,48 +71,6 @@ class StepResult:
 
     summary: str
     retry_in_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    chunk_id: int
-    chunk_status: str
-    seq: int
-    next_attempt_at: dt.datetime
-    message_id: int
-    message_status: str
-    chunk_count: int
-    deadline_at: dt.datetime
-    account_id: str
-    to_user_id: str
-    session_state: str
-    head_chunk_id: int | None
-    head_message_id: int | None
-
-
-@dataclass(frozen=True)
-class _Job:
-    """Everything one call needs, read in the transaction that wrote the attempt row."""
-
-    attempt_id: int
-    attempt_no: int
-    chunk_id: int
-    seq: int
-    chunk_count: int
-    failures: int
-    message_id: int
-    account_id: str
-    to_user_id: str
-    base_url: str
-    token: str
-    token_version: int
-    client_id: str
-    text: str
-    context_token: str | None
-
-    @property
-    def label(self) -> str:
-        return f"message {self.message_id} chunk {self.seq}/{self.chunk_count}"
 
 
 class SendPipeline:
@@ -151,6 +108,7 @@ class SendPipeline:
         except LimiterUnavailable as exc:
             wait = self._spread(self._settings.outage_retry_seconds)
             log.warning("chunk %s waits %.1fs: %s (nothing sent)", chunk_id, wait, exc)
+            self._postpone_quietly(chunk_id, wait)
             return StepResult(f"limiter unavailable; retry in {wait:.1f}s", wait)
         except LedgerError as exc:
             wait = self._spread(self._settings.outage_retry_seconds)
@@ -160,7 +118,7 @@ class SendPipeline:
     def _process(self, chunk_id: int) -> StepResult:
         now = utcnow()
         with session_scope(self._engine, readonly=True) as session:
-            snap = _snapshot(session, chunk_id)
+            snap = read_snapshot(session, chunk_id)
         if snap is None:
             log.warning("chunk %s is not in the ledger; its task is dropped", chunk_id)
             return StepResult(f"chunk {chunk_id} not found")
@@ -175,8 +133,8 @@ class SendPipeline:
         if now >= snap.deadline_at:
             return self._miss_deadline(snap, now)
         if snap.next_attempt_at > now:
-            wait = (snap.next_attempt_at - now).total_seconds()
-            return StepResult(f"chunk {chunk_id} not due yet", max(0.01, wait))
+            wait = self._on_time((snap.next_attempt_at - now).total_seconds())
+            return StepResult(f"chunk {chunk_id} not due yet", wait)
         if snap.session_state == SessionState.EXPIRED:
             return self._wait(
                 snap, self._settings.session_recheck_seconds, "the account's session expired"
@@ -194,8 +152,11 @@ class SendPipeline:
         finally:
             self._release(snap.account_id, decision.token)
 
-    def _attempt(self, snap: _Snapshot) -> StepResult:
+    def _attempt(self, snap: Snapshot) -> StepResult:
         job = self._start(snap.chunk_id)
+        if isinstance(job, float):
+            # Another task of this chunk recorded a wait (a backoff) meanwhile.
+            return StepResult(f"chunk {snap.chunk_id} not due yet", self._on_time(job))
         if isinstance(job, str):
             if job == SessionState.EXPIRED:
                 # Expired while this task queued for the lock: do not call.
@@ -217,10 +178,8 @@ class SendPipeline:
 
     # -- reading and waiting -----------------------------------------------------
 
-    def _wait(
-        self, snap: _Snapshot, seconds: float, why: str, *, spread: bool = True
-    ) -> StepResult:
-        wait = self._spread(seconds) if spread else max(_ON_TIME_SECONDS, seconds)
+    def _wait(self, snap: Snapshot, seconds: float, why: str, *, spread: bool = True) -> StepResult:
+        wait = self._spread(seconds) if spread else self._on_time(seconds)
         with session_scope(self._engine) as session:
             ops.postpone(session, snap.chunk_id, until=utcnow() + dt.timedelta(seconds=wait))
         log.debug(
@@ -234,7 +193,22 @@ class SendPipeline:
         return StepResult(f"{why}; retry in {wait:.2f}s", wait)
 
     def _spread(self, seconds: float) -> float:
+        """A shared wait (a cooldown ends for all its waiters at once), spread out."""
         return min(self._settings.max_countdown_seconds, spread_seconds(seconds, rng=self._rng))
+
+    def _on_time(self, seconds: float) -> float:
+        """A wait of this task's own (a reserved slot, the chunk gap): exact, never zero.
+
+        Capped like every countdown: a task woken early just waits again.
+        """
+        return min(self._settings.max_countdown_seconds, max(_ON_TIME_SECONDS, seconds))
+
+    def _postpone_quietly(self, chunk_id: int, seconds: float) -> None:
+        try:
+            with session_scope(self._engine) as session:
+                ops.postpone(session, chunk_id, until=utcnow() + dt.timedelta(seconds=seconds))
+        except LedgerError:
+            pass  # then the reconciler cannot run either
 
     def _release(self, account_id: str, token: str) -> None:
         try:
@@ -247,11 +221,15 @@ class SendPipeline:
         except LimiterUnavailable as exc:
             log.warning("account %s: lock not released (%s); it expires by itself", account_id, exc)
 
-    def _miss_deadline(self, snap: _Snapshot, now: dt.datetime) -> StepResult:
+    def _miss_deadline(self, snap: Snapshot, now: dt.datetime) -> StepResult:
+        lock_ttl = dt.timedelta(seconds=self._settings.send_lock_ttl_seconds)
         with session_scope(self._engine) as session:
             message = session.get(Message, snap.message_id, with_for_update=True)
             if message is None or message.status not in OPEN_MESSAGE_STATES:
                 return StepResult(f"message {snap.message_id} already final")
+            if ops.attempt_in_flight(session, snap.chunk_id, since=now - lock_ttl):
+                # Its answer decides; the deadline is looked at again after it.
+                return StepResult("a send of this chunk is in flight", self._on_time(1.0))
             last = session.scalar(select(Chunk.last_outcome).where(Chunk.id == snap.chunk_id))
             reason = (
                 f"not delivered by its deadline {message.deadline_at:%Y-%m-%d %H:%M:%S} UTC "
@@ -264,16 +242,20 @@ class SendPipeline:
 
     # -- the attempt -------------------------------------------------------------
 
-    def _start(self, chunk_id: int) -> _Job | str:
+    def _start(self, chunk_id: int) -> Job | str | float:
         """Under the account lock: re-check, close lost attempts, write the attempt row.
 
-        Returns the job, or why there is nothing to send (the session expired,
-        or the chunk was sent meanwhile by a duplicate task).
+        Returns the job; or why there is nothing to send (the session expired,
+        the chunk was sent meanwhile by a duplicate task); or, as seconds, how
+        long until the chunk is due (a duplicate task recorded a backoff).
         """
         with session_scope(self._engine) as session:
             chunk = session.get(Chunk, chunk_id, with_for_update=True)
             if chunk is None or chunk.status != ChunkStatus.PENDING:
                 return "was sent meanwhile"
+            due_in = (chunk.next_attempt_at - utcnow()).total_seconds()
+            if due_in > _ON_TIME_SECONDS:
+                return due_in
             message = chunk.message
             if message.status not in OPEN_MESSAGE_STATES:
                 return f"belongs to a message that is {message.status}"
@@ -297,7 +279,7 @@ class SendPipeline:
             attempt = ops.start_attempt(
                 session, chunk, context_token=context_token, host=self._host, now=utcnow()
             )
-            return _Job(
+            return Job(
                 attempt_id=attempt.id,
                 attempt_no=attempt.attempt_no,
                 chunk_id=chunk.id,
@@ -315,7 +297,7 @@ class SendPipeline:
                 context_token=context_token,
             )
 
-    def _call(self, job: _Job) -> ops.AttemptResult:
+    def _call(self, job: Job) -> ops.AttemptResult:
         client = self._clients.get(
             account_id=job.account_id,
             token=job.token,
@@ -336,7 +318,7 @@ class SendPipeline:
         verdict = classify(reply.answer, used_context_token=job.context_token is not None)
         return ops.AttemptResult(verdict.outcome, verdict.reason, reply.answer, reply.elapsed_ms)
 
-    def _account_effects(self, job: _Job, outcome: AttemptOutcome) -> float | None:
+    def _account_effects(self, job: Job, outcome: AttemptOutcome) -> float | None:
         """Redis side of an outcome: end a rate-limit streak, or start a cooldown.
 
         Returns the cooldown's time left (seconds) for a rate-limited answer.
@@ -372,79 +354,39 @@ class SendPipeline:
 
     def _finish(
         self,
-        job: _Job,
+        job: Job,
         result: ops.AttemptResult,
         decision: Decision,
         cooldown_left: float | None,
     ) -> StepResult:
-        now = utcnow()
         step = decision.step
         wait = self._wait_for(step, job, cooldown_left)
-        next_chunk_id: int | None = None
-        gap = 0.0
         with session_scope(self._engine) as session:
-            attempt = session.get(Attempt, job.attempt_id)
-            chunk = session.get(Chunk, job.chunk_id)
-            account = session.get(Account, job.account_id)
-            assert attempt is not None
-            assert chunk is not None
-            assert account is not None
-            message = chunk.message
-            ops.record_result(session, attempt, result)
-            chunk.last_outcome = result.outcome
-            if decision.spend_failure:
-                chunk.failure_count += 1
-            if step in (Step.SENT, Step.DELIVERED):
-                chunk.status = ChunkStatus.SENT
-                chunk.sent_at = now
-                if ops.mark_session_ok(session, account, now=now):
-                    log.info("account %s: session good (a send was accepted)", account.id)
-            if step == Step.SENT:
-                message.status = MessageStatus.SENDING
-                gap = chunk_gap_seconds(
-                    n_chunks=job.chunk_count,
-                    gap_seconds=self._settings.chunk_gap_seconds,
-                    base_seconds=self._settings.chunk_gap_base_seconds,
-                    per_chunk_seconds=self._settings.chunk_gap_per_chunk_seconds,
-                )
-                next_chunk_id = _schedule_next(session, job, at=now + dt.timedelta(seconds=gap))
-            elif step == Step.DELIVERED:
-                message.status = MessageStatus.DELIVERED
-                message.delivered_at = now
-            elif step == Step.DEAD:
-                assert decision.dead_reason is not None
-                ops.abandon_message(
-                    session, message, reason=decision.dead_reason, now=now, failed_chunk_id=chunk.id
-                )
-            else:
-                assert wait is not None
-                chunk.next_attempt_at = now + dt.timedelta(seconds=wait)
-                if decision.expire_session and ops.mark_session_expired(
-                    session, account, token_version=job.token_version, reason=result.reason, now=now
-                ):
-                    log.error(
-                        "account %s: session expired (%s); its sends wait, spending no budget, "
-                        "until a good token is stored (delivery account add %s --token ...)",
-                        account.id,
-                        result.reason,
-                        account.id,
-                    )
-                if decision.drop_context_token and job.context_token is not None:
-                    mark_stale(
-                        session,
-                        account_id=job.account_id,
-                        peer_id=job.to_user_id,
-                        token=job.context_token,
-                    )
+            applied = apply_outcome(
+                session,
+                job=job,
+                result=result,
+                decision=decision,
+                wait_seconds=wait,
+                settings=self._settings,
+                now=utcnow(),
+            )
+        if applied.was_final_already:
+            log.warning(
+                "%s: %s, but the message had died meanwhile (deadline); it stays dead",
+                job.label,
+                result.reason,
+            )
+            return StepResult(f"{job.label}: {result.outcome}, message already final")
         self._log_attempt(job, result, step, wait)
-        if next_chunk_id is not None:
-            publish_send(next_chunk_id, countdown_seconds=gap)
-        if step in (Step.DELIVERED, Step.DEAD):
+        if applied.next_chunk_id is not None:
+            publish_send(applied.next_chunk_id, countdown_seconds=applied.gap_seconds)
+        if applied.message_final:
             self._wake(job.account_id, job.to_user_id)
         summary = f"{job.label} attempt {job.attempt_no}: {result.outcome} -> {step}"
         return StepResult(summary, wait)
 
-    def _wait_for(self, step: Step, job: _Job, cooldown_left: float | None) -> float | None:
+    def _wait_for(self, step: Step, job: Job, cooldown_left: float | None) -> float | None:
         settings = self._settings
         match step:
             case Step.COOL_DOWN:
@@ -458,7 +400,7 @@ class SendPipeline:
         return None
 
     def _log_attempt(
-        self, job: _Job, result: ops.AttemptResult, step: Step, wait: float | None
+        self, job: Job, result: ops.AttemptResult, step: Step, wait: float | None
     ) -> None:
         then = f"; next try in {wait:.1f}s" if wait is not None else ""
         level = logging.INFO if result.outcome == AttemptOutcome.ACCEPTED else logging.WARNING
@@ -484,43 +426,3 @@ class SendPipeline:
             log.warning(
                 "could not wake the next message to %s (%s); the reconciler will", to_user_id, exc
             )
-
-
-def _snapshot(session: Session, chunk_id: int) -> _Snapshot | None:
-    row = session.execute(
-        select(Chunk, Message, Account.session_state)
-        .join(Message, Chunk.message_id == Message.id)
-        .join(Account, Message.account_id == Account.id)
-        .where(Chunk.id == chunk_id)
-    ).one_or_none()
-    if row is None:
-        return None
-    chunk, message, session_state = row
-    heads = conversation_heads(session, [(message.account_id, message.to_user_id)])
-    head = heads[0] if heads else None
-    return _Snapshot(
-        chunk_id=chunk.id,
-        chunk_status=chunk.status,
-        seq=chunk.seq,
-        next_attempt_at=chunk.next_attempt_at,
-        message_id=message.id,
-        message_status=message.status,
-        chunk_count=message.chunk_count,
-        deadline_at=message.deadline_at,
-        account_id=message.account_id,
-        to_user_id=message.to_user_id,
-        session_state=session_state,
-        head_chunk_id=head.chunk_id if head else None,
-        head_message_id=head.message_id if head else None,
-    )
-
-
-def _schedule_next(session: Session, job: _Job, *, at: dt.datetime) -> int | None:
-    """Set the not-before time of the message's next chunk; return its id."""
-    chunk = session.scalars(
-        select(Chunk).where(Chunk.message_id == job.message_id, Chunk.seq == job.seq + 1)
-    ).one_or_none()
-    if chunk is None or chunk.status != ChunkStatus.PENDING:
-        return None
-    chunk.next_attempt_at = at
-    return chunk.id

@@ -7,7 +7,9 @@ accepted                chunk sent; message delivered if it was the last
 rate_limited            account-wide cooldown; wait it out; no budget spent
 session_expired         account marked expired; wait for a good token; no budget
 stale_context           with a context token: drop the token, retry soon;
-                        without one: treat as session trouble (as expired)
+                        without one: this chat's trouble, not the account's:
+                        spend one failure and back off (the session check
+                        tells an expired session apart with getconfig)
 transient               spend one failure; back off; dead when the budget is gone
 permanent               dead at once, with the platform's reason
 ======================  =====================================================
@@ -17,7 +19,7 @@ Example::
     decide(AttemptOutcome.TRANSIENT, reason="HTTP 502 from the platform", failures=24,
            max_failures=25, used_context_token=False, last_chunk=False)
     # Decision(step=Step.DEAD, spend_failure=True,
-    #          dead_reason='gave up after 25 transient failures; last: HTTP 502 ...')
+    #          dead_reason='gave up after 25 failed attempts; last: HTTP 502 ...')
 """
 
 from __future__ import annotations
@@ -76,15 +78,15 @@ def decide(
             return Decision(Step.AWAIT_SESSION, expire_session=True)
         case AttemptOutcome.STALE_CONTEXT if used_context_token:
             return Decision(Step.RETRY_SOON, drop_context_token=True)
-        case AttemptOutcome.STALE_CONTEXT:
-            return Decision(Step.AWAIT_SESSION, expire_session=True)
-        case AttemptOutcome.TRANSIENT if failures + 1 >= max_failures:
+        case AttemptOutcome.TRANSIENT | AttemptOutcome.STALE_CONTEXT if (
+            failures + 1 >= max_failures
+        ):
             return Decision(
                 Step.DEAD,
                 spend_failure=True,
-                dead_reason=f"gave up after {failures + 1} transient failures; last: {reason}",
+                dead_reason=f"gave up after {failures + 1} failed attempts; last: {reason}",
             )
-        case AttemptOutcome.TRANSIENT:
+        case AttemptOutcome.TRANSIENT | AttemptOutcome.STALE_CONTEXT:
             return Decision(Step.BACK_OFF, spend_failure=True)
         case AttemptOutcome.PERMANENT:
             return Decision(Step.DEAD, dead_reason=f"refused by the platform: {reason}")

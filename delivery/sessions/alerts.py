@@ -85,7 +85,14 @@ class Alerter:
                 )
                 response.raise_for_status()
             except requests.RequestException as exc:
-                log.error("alert webhook failed for %s: %s", event.account_id, exc)
+                # Not the exception's text: it holds the URL, and webhook URLs carry keys.
+                status = getattr(exc.response, "status_code", None)
+                log.error(
+                    "alert webhook failed for %s: %s%s",
+                    event.account_id,
+                    type(exc).__name__,
+                    f" (HTTP {status})" if status else "",
+                )
         if self._callback:
             try:
                 _load_callback(self._callback)(event)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
@@ -63,7 +63,7 @@ class CheckResult:
 @dataclass(frozen=True)
 class _Account:
     id: str
-    token: str
+    token: str = field(repr=False)
     token_version: int
     base_url: str
     session_state: str

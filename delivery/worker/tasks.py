@@ -90,8 +90,12 @@ def schedule_briefings() -> str:
             engine, now=now, misfire_grace_seconds=settings.briefing_misfire_grace_seconds
         )
         # A run whose task was lost (worker killed) is published again; it is idempotent.
-        lost_before = now - dt.timedelta(seconds=settings.reconcile_grace_seconds)
-        runs += [r for r in stale_runs(engine, older_than=lost_before) if r not in runs]
+        lost = stale_runs(
+            engine,
+            pending_before=now - dt.timedelta(seconds=settings.reconcile_grace_seconds),
+            running_before=now - dt.timedelta(seconds=settings.briefing_run_lease_seconds),
+        )
+        runs += [r for r in lost if r not in runs]
     except LedgerError as exc:
         return _outage("schedule_briefings", exc)
     for run_id in runs:
@@ -103,7 +107,12 @@ def schedule_briefings() -> str:
 def run_briefing(run_id: int) -> str:
     """Call one briefing slot's producer and enqueue its texts."""
     try:
-        return run_slot(engine_for(get_settings().database_url), int(run_id))
+        settings = get_settings()
+        return run_slot(
+            engine_for(settings.database_url),
+            int(run_id),
+            lease_seconds=settings.briefing_run_lease_seconds,
+        )
     except LedgerError as exc:
         # The run stays claimed; schedule_briefings publishes it again once it is stale.
         return _outage("run_briefing", exc)

@@ -1,0 +1,156 @@
+"""Races the pipeline must survive, driven step by step on real Redis, SQL and HTTP.
+
+The send pipeline runs in this process (two "tasks" for one chunk, in threads)
+against the simulator, so the order of events can be forced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+from sqlalchemy import update
+
+import delivery
+from delivery.errors import LedgerError
+from delivery.ledger.db import session_scope
+from delivery.ledger.models import Chunk, Message
+from delivery.ledger.types import utcnow
+from delivery.pipeline.clients import ClientPool
+from delivery.pipeline.dispatch import publish_send
+from delivery.pipeline.send import SendPipeline
+from delivery.ratelimit.gate import AccountGate, Rate
+from delivery.settings import get_settings
+from delivery.simulator import Fault, PlatformSimulator
+from delivery.worker.queues import SEND_QUEUE
+from tests.conftest import Ledger, RedisInfo
+from tests.support.broker import published
+from tests.support.waiting import wait_until
+
+ACCOUNT = "bot-1"
+TOKEN = "tok-secret-0001"
+PEER = "o9cq80peer@im.wechat"
+
+
+@pytest.fixture
+def simulator() -> Iterator[PlatformSimulator]:
+    with PlatformSimulator() as sim:
+        sim.model.register_account(ACCOUNT, token=TOKEN)
+        yield sim
+
+
+@pytest.fixture
+def pipeline(
+    sqlite_ledger: Ledger, redis_db: RedisInfo, simulator: PlatformSimulator
+) -> SendPipeline:
+    delivery.add_account(ACCOUNT, token=TOKEN, base_url=simulator.base_url)
+    settings = get_settings()
+    gate = AccountGate(
+        redis.Redis.from_url(redis_db.url), rate=Rate(per_minute=6000), lock_ttl_seconds=30
+    )
+    return SendPipeline(
+        engine=sqlite_ledger.engine,
+        gate=gate,
+        clients=ClientPool(timeout_seconds=10),
+        settings=settings,
+        backoff=lambda failures: 0.1,
+        host="test",
+    )
+
+
+def chunk_ids(ledger: Ledger, message_id: str) -> list[int]:
+    with session_scope(ledger.engine) as session:
+        return [c.id for c in session.get(Message, int(message_id)).chunks]  # type: ignore[union-attr]
+
+
+def test_a_deadline_passing_while_a_send_is_in_flight_waits_for_its_answer(
+    pipeline: SendPipeline, simulator: PlatformSimulator, sqlite_ledger: Ledger
+) -> None:
+    # Given a two-chunk message whose first send the platform holds for a while
+    text = "\n\n".join(f"part {i} " + "x" * 1500 for i in range(2))
+    message_id = delivery.enqueue(ACCOUNT, PEER, text)
+    first, second = chunk_ids(sqlite_ledger, message_id)
+    simulator.model.queue_fault(Fault.hang(1.0, deliver=True), account_id=ACCOUNT)
+    sending = threading.Thread(target=pipeline.process, args=(first,))
+    sending.start()
+    wait_until(
+        lambda: simulator.model.snapshot().accounts[ACCOUNT].in_flight == 1,
+        timeout=10,
+        message="the send in flight",
+    )
+
+    # When the deadline passes and a duplicate task of the chunk runs meanwhile
+    with session_scope(sqlite_ledger.engine) as session:
+        session.execute(
+            update(Message)
+            .where(Message.id == int(message_id))
+            .values(deadline_at=utcnow() - dt.timedelta(seconds=1))
+        )
+    duplicate = pipeline.process(first)
+    sending.join(timeout=30)
+
+    # Then the duplicate left the message to the send in flight ...
+    assert duplicate.retry_in_seconds is not None
+    status = delivery.get_status(message_id)
+    assert status.status == "sending"
+    assert [c.status for c in status.chunks] == ["sent", "pending"]
+    # ... and the deadline now kills it cleanly, leaving the chat open for the next message
+    assert "deadline" in pipeline.process(second).summary
+    dead = delivery.get_status(message_id)
+    assert dead.status == "dead"
+    assert [c.status for c in dead.chunks] == ["sent", "unsent"]
+    nxt = delivery.enqueue(ACCOUNT, PEER, "the next message to this chat")
+    [only] = chunk_ids(sqlite_ledger, nxt)
+    assert "accepted" in pipeline.process(only).summary
+
+
+def test_a_committed_enqueue_never_raises_for_its_publish(
+    sqlite_ledger: Ledger, redis_db: RedisInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a ledger that fails right after the message is committed
+    delivery.add_account(ACCOUNT, token=TOKEN, base_url="http://127.0.0.1:9")
+
+    def failing_wake(*args: object, **kwargs: object) -> None:
+        raise LedgerError("the ledger at sqlite:///x failed: database is locked")
+
+    monkeypatch.setattr("delivery.api.wake_conversations", failing_wake)
+
+    # When a message is enqueued, it returns its id (a retry would duplicate it)
+    message_id = delivery.enqueue(ACCOUNT, PEER, "committed, then the wake-up failed")
+
+    # Then the message is queued for the reconciler to publish
+    assert delivery.get_status(message_id).status == "queued"
+
+
+def test_every_countdown_stays_under_half_the_visibility_timeout(
+    sqlite_ledger: Ledger, redis_db: RedisInfo
+) -> None:
+    publish_send(1, countdown_seconds=10 * 86_400)
+
+    [task] = published(redis_db.url, SEND_QUEUE)
+    assert task.eta is not None
+    eta = dt.datetime.fromisoformat(task.eta)
+    limit = get_settings().max_countdown_seconds
+    assert (eta - utcnow()).total_seconds() <= limit + 1
+
+
+def test_a_chunk_with_a_backoff_recorded_is_not_sent_early_by_a_duplicate(
+    pipeline: SendPipeline, simulator: PlatformSimulator, sqlite_ledger: Ledger
+) -> None:
+    message_id = delivery.enqueue(ACCOUNT, PEER, "hello")
+    [chunk] = chunk_ids(sqlite_ledger, message_id)
+    with session_scope(sqlite_ledger.engine) as session:
+        # as if another task of this chunk had just recorded a 5 s backoff
+        session.execute(
+            update(Chunk)
+            .where(Chunk.id == chunk)
+            .values(next_attempt_at=utcnow() + dt.timedelta(seconds=5))
+        )
+
+    result = pipeline.process(chunk)
+
+    assert result.retry_in_seconds is not None and 4 < result.retry_in_seconds <= 5
+    assert simulator.model.snapshot().counters.requests.get("sendmessage", 0) == 0
