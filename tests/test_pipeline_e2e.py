@@ -49,8 +49,9 @@ def test_a_burst_survives_a_lockout_longer_than_the_seeds_retry_window(stack: St
         lockout_seconds=3.0,
         lockout_extend_seconds=0.5,
     )
-    stack.simulator.model.lock_out(account, seconds=3.0)
     stack.start_worker()
+    # (locked out only now: a worker can take seconds to start on a loaded machine)
+    stack.simulator.model.lock_out(account, seconds=3.0)
 
     # When 40 messages of 1 to 6 chunks for 8 chats are enqueued at once
     ids = delivery.enqueue_many(burst(account, messages=40, recipients=8, seed=40))
