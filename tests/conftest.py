@@ -20,8 +20,8 @@ from sqlalchemy import Engine, text
 from delivery.ledger.db import engine_for, upgrade_head
 from delivery.ledger.models import Base
 from delivery.settings import get_settings
+from delivery.worker.app import use_broker_url
 from tests.support import services
-from tests.support.broker import use_broker
 from tests.support.own_redis import OwnRedis
 from tests.support.stack import Stack, running_stack
 
@@ -184,11 +184,11 @@ def own_redis_stack(
     """A stack whose broker and limiter are a Redis this test owns."""
     previous = os.environ["DELIVERY_BROKER_URL"]
     set_env(DELIVERY_BROKER_URL=own_redis.url, DELIVERY_REDIS_URL=own_redis.url)
-    use_broker(own_redis.url)
+    use_broker_url(own_redis.url)
     try:
         yield from running_stack(sqlite_ledger.url, tmp_path)
     finally:
-        use_broker(previous)
+        use_broker_url(previous)
 
 
 @pytest.fixture

@@ -73,6 +73,18 @@ API_CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         "recipient id 'bob smith' is malformed",
     ),
     (
+        "empty recipient",
+        lambda: delivery.enqueue(ACCOUNT, "", "hi"),
+        errors.InvalidRecipient,
+        "recipient id is empty",
+    ),
+    (
+        "bad context token",
+        lambda: delivery.enqueue(ACCOUNT, PEER, "hi", context_token="\x01"),
+        errors.InvalidContextToken,
+        "printable",
+    ),
+    (
         "bad account id",
         lambda: delivery.enqueue("bot/1", PEER, "hi"),
         errors.InvalidAccountId,

@@ -157,9 +157,20 @@ def mark_session_expired(
     return changed
 
 
-def mark_session_ok(session: Session, account: Account, *, now: dt.datetime) -> bool:
-    """An accepted call proves the session. Returns True when it was not known good."""
+def mark_session_ok(
+    session: Session, account: Account, *, now: dt.datetime, refresh_seconds: float = 0.0
+) -> bool:
+    """An accepted call proves the session. Returns True when it was not known good.
+
+    An account already good and validated less than ``refresh_seconds`` ago is
+    left untouched: every accepted send need not rewrite the account row.
+    """
     changed = account.session_state != SessionState.OK
+    fresh = account.last_validated_at is not None and (
+        (now - account.last_validated_at).total_seconds() < refresh_seconds
+    )
+    if not changed and fresh:
+        return False
     account.session_state = SessionState.OK
     account.session_expired_at = None
     account.last_validated_at = now

@@ -37,6 +37,9 @@ __all__ = ["Applied", "Job", "apply_outcome"]
 
 log = logging.getLogger(__name__)
 
+# An accepted send proves the session; noting it once a minute is enough.
+_VALIDATED_REFRESH_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class Job:
@@ -99,7 +102,9 @@ def apply_outcome(
     if accepted:
         chunk.status = ChunkStatus.SENT
         chunk.sent_at = now
-        if ops.mark_session_ok(session, account, now=now):
+        if ops.mark_session_ok(
+            session, account, now=now, refresh_seconds=_VALIDATED_REFRESH_SECONDS
+        ):
             log.info("account %s: session good (a send was accepted)", account.id)
     if message.status not in OPEN_MESSAGE_STATES:
         return Applied(was_final_already=True)

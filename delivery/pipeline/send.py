@@ -263,7 +263,8 @@ class SendPipeline:
             assert account is not None
             if account.session_state == SessionState.EXPIRED:
                 return SessionState.EXPIRED
-            lost = ops.close_lost_attempts(session, chunk_id)
+            # Only a chunk tried before can have an attempt cut off mid-call.
+            lost = ops.close_lost_attempts(session, chunk_id) if chunk.attempt_count else 0
             if lost:
                 log.warning(
                     "message %s chunk %s: %d earlier attempt(s) were cut off mid-call; "

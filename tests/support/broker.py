@@ -9,8 +9,6 @@ from typing import Any
 
 import redis
 
-from delivery.worker.app import use_broker_url
-
 
 @dataclass(frozen=True)
 class Published:
@@ -40,8 +38,3 @@ def published(url: str, queue: str) -> list[Published]:
             )
         )
     return found
-
-
-def use_broker(url: str) -> None:
-    """Point this process's Celery app (used by ``enqueue``) at another broker."""
-    use_broker_url(url)
