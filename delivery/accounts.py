@@ -19,13 +19,17 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from delivery import runtime
 from delivery.ilink.protocol import DEFAULT_BASE_URL
-from delivery.ledger.db import engine_for, session_scope
+from delivery.ledger.accounts import store_account
+from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account
-from delivery.ledger.states import SessionState
+from delivery.ledger.states import ParkReason
 from delivery.ledger.types import utcnow
+from delivery.pipeline.dispatch import wake_parked
 from delivery.settings import get_settings
 from delivery.validation import (
+    mask_token,
     validate_account_id,
     validate_base_url,
     validate_recipient,
@@ -35,15 +39,6 @@ from delivery.validation import (
 __all__ = ["AccountInfo", "add_account", "list_accounts", "mask_token"]
 
 log = logging.getLogger(__name__)
-
-_SHOWN_TAIL = 4  # characters of a token an operator sees, to tell tokens apart
-
-
-def mask_token(token: str) -> str:
-    """``••••`` and the last four characters (none at all for a short token)."""
-    if len(token) < 3 * _SHOWN_TAIL:
-        return "••••"
-    return "••••" + token[-_SHOWN_TAIL:]
 
 
 @dataclass(frozen=True)
@@ -103,49 +98,46 @@ def add_account(
     base_url = validate_base_url(base_url)
     if ilink_user_id is not None:
         validate_recipient(ilink_user_id)
-    engine = engine_for(get_settings().database_url)
-    with session_scope(engine) as session:
-        account = session.get(Account, account_id, with_for_update=True)
-        now = utcnow()
-        if account is None:
-            account = Account(
-                id=account_id,
-                base_url=base_url,
-                token=token,
-                token_version=1,
-                token_updated_at=now,
-                session_state=SessionState.UNKNOWN,
-                owns_inbound=bool(owns_inbound),
-                ilink_user_id=ilink_user_id,
-                created_at=now,
-            )
-            session.add(account)
-            log.info("account %s added (base URL %s)", account_id, base_url)
-        else:
-            if account.token != token:
-                account.token = token
-                account.token_version += 1
-                account.token_updated_at = now
-                account.session_state = SessionState.UNKNOWN
-                account.session_expired_at = None
-                account.last_error = None
-                log.info(
-                    "account %s: token rotated (version %d, %s)",
-                    account_id,
-                    account.token_version,
-                    mask_token(token),
-                )
-            account.base_url = base_url
-            if owns_inbound is not None:
-                account.owns_inbound = owns_inbound
-            if ilink_user_id is not None:
-                account.ilink_user_id = ilink_user_id
-        session.flush()
-        return AccountInfo.of(account)
+    engine = runtime.engine()
+    with session_scope(engine) as db:
+        stored = store_account(
+            db,
+            account_id,
+            token=token,
+            base_url=base_url,
+            owns_inbound=owns_inbound,
+            ilink_user_id=ilink_user_id,
+            now=utcnow(),
+        )
+        info = AccountInfo.of(stored.account)
+    if stored.created:
+        log.info("account %s added (base URL %s)", account_id, base_url)
+    if stored.base_url_changed_from is not None:
+        log.warning(
+            "account %s: base URL changed from %s to %s",
+            account_id,
+            stored.base_url_changed_from,
+            base_url,
+        )
+    if stored.rotated:
+        log.info(
+            "account %s: token rotated (version %d, %s)",
+            account_id,
+            info.token_version,
+            info.token_masked,
+        )
+        # A new token: the sends parked on the expired session try it.
+        wake_parked(
+            engine,
+            runtime.publisher(),
+            account_id,
+            reason=ParkReason.SESSION,
+            grace_seconds=get_settings().reconcile_grace_seconds,
+        )
+    return info
 
 
 def list_accounts() -> list[AccountInfo]:
     """Every account, by id, with its token masked."""
-    engine = engine_for(get_settings().database_url)
-    with session_scope(engine, readonly=True) as session:
+    with session_scope(runtime.engine(), readonly=True) as session:
         return [AccountInfo.of(a) for a in session.scalars(select(Account).order_by(Account.id))]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -26,13 +25,15 @@ from sqlalchemy import Engine, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from delivery import runtime
 from delivery.chunking import split_text
 from delivery.errors import InvalidInput, LedgerError, UnknownAccount
+from delivery.ledger import outbox
 from delivery.ledger.context_tokens import upsert_context_token
-from delivery.ledger.db import engine_for, session_scope
-from delivery.ledger.models import Account, Chunk, Message
+from delivery.ledger.db import session_scope
+from delivery.ledger.models import Account, Message
 from delivery.ledger.queries import IN_LIST_BATCH
-from delivery.ledger.states import ChunkStatus, MessageStatus
+from delivery.ledger.states import ParkReason, SessionState
 from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import wake_conversations
 from delivery.settings import Settings, get_settings
@@ -126,12 +127,18 @@ def _enqueue(messages: Sequence[OutboundMessage], *, numbered: bool) -> list[str
             raise type(exc)(f"message {index}: {exc}") from None
     if not prepared:
         return []
-    engine = engine_for(settings.database_url)
+    engine = runtime.engine()
     ids, created = _write_with_retry(engine, prepared, settings)
     if created:
         conversations = {(m.account_id, m.to_user_id) for m in created.values()}
         try:
-            wake_conversations(engine, conversations, only_messages=created.keys())
+            wake_conversations(
+                engine,
+                runtime.publisher(),
+                conversations,
+                grace_seconds=settings.reconcile_grace_seconds,
+                only_messages=created.keys(),
+            )
         except LedgerError as exc:
             # Committed already: raising now would make a caller retry and queue it twice.
             log.warning(
@@ -175,71 +182,71 @@ def _write(
 ) -> tuple[list[int], dict[int, OutboundMessage]]:
     """Insert what is new; return every message's id and the new ones by id."""
     account_ids = {p.message.account_id for p in prepared}
-    known = set(session.scalars(select(Account.id).where(Account.id.in_(account_ids))))
-    for account_id in sorted(account_ids - known):
+    states: dict[str, str] = {
+        account_id: state
+        for account_id, state in session.execute(
+            select(Account.id, Account.session_state).where(Account.id.in_(account_ids))
+        )
+    }
+    for account_id in sorted(account_ids - states.keys()):
         raise UnknownAccount(
             f"unknown account {account_id!r}; add it with `delivery account add {account_id}`"
         )
     existing = _existing_keys(session, prepared)
     now = utcnow()
     deadline = now + dt.timedelta(seconds=settings.delivery_deadline_seconds)
-    in_batch: dict[tuple[str, str], tuple[Message, _Prepared]] = {}
-    new: list[tuple[_Prepared, Message]] = []
-    results: list[int | Message] = []
+    in_batch: dict[tuple[str, str], int] = {}  # key -> index in `new`
+    new: list[_Prepared] = []
+    picks: list[tuple[bool, int]] = []  # per input: (is new, its index in `new` or its id)
     for item in prepared:
         msg = item.message
         key = (msg.account_id, msg.idempotency_key) if msg.idempotency_key else None
         if key is not None and key in existing:
             message_id, to_user_id, sha = existing[key]
             _warn_if_different(item, message_id, to_user_id, sha)
-            results.append(message_id)
+            picks.append((False, message_id))
             continue
         if key is not None and key in in_batch:
             # The same key twice in one batch means the same message.
-            first, first_item = in_batch[key]
-            _warn_if_different(item, None, first.to_user_id, first_item.sha256)
-            results.append(first)
+            first = new[in_batch[key]]
+            _warn_if_different(item, None, first.message.to_user_id, first.sha256)
+            picks.append((True, in_batch[key]))
             continue
-        row = _new_message(item, now=now, deadline=deadline)
-        session.add(row)
+        if key is not None:
+            in_batch[key] = len(new)
+        picks.append((True, len(new)))
+        new.append(item)
+    expired = {a for a, state in states.items() if state == SessionState.EXPIRED}
+    ids = outbox.insert_messages(
+        session,
+        [_new_message(item, parked=item.message.account_id in expired) for item in new],
+        now=now,
+        deadline=deadline,
+        grace_seconds=settings.reconcile_grace_seconds,
+    )
+    for item in new:
+        msg = item.message
         if msg.context_token:
             upsert_context_token(
                 session, account_id=msg.account_id, peer_id=msg.to_user_id, token=msg.context_token
             )
-        new.append((item, row))
-        results.append(row)
-        if key is not None:
-            in_batch[key] = (row, item)
-    session.flush()
-    ids = [result if isinstance(result, int) else result.id for result in results]
-    created = {row.id: item.message for item, row in new}
-    _log_enqueued(new, len(prepared))
-    return ids, created
+    created = {message_id: item.message for message_id, item in zip(ids, new, strict=True)}
+    parked = sum(1 for item in new if item.message.account_id in expired)
+    _log_enqueued(new, ids, len(prepared), parked=parked)
+    return [ids[n] if is_new else n for is_new, n in picks], created
 
 
-def _new_message(item: _Prepared, *, now: dt.datetime, deadline: dt.datetime) -> Message:
+def _new_message(item: _Prepared, *, parked: bool) -> outbox.NewMessage:
     msg = item.message
-    return Message(
+    return outbox.NewMessage(
         account_id=msg.account_id,
         to_user_id=msg.to_user_id,
         idempotency_key=msg.idempotency_key,
-        status=MessageStatus.QUEUED,
         source=msg.source,
         text_sha256=item.sha256,
         text_chars=len(msg.text),
-        chunk_count=len(item.chunks),
-        created_at=now,
-        deadline_at=deadline,
-        chunks=[
-            Chunk(
-                seq=seq,
-                text=text,
-                status=ChunkStatus.PENDING,
-                client_id=f"dlv-{uuid.uuid4().hex}",
-                next_attempt_at=now,
-            )
-            for seq, text in enumerate(item.chunks, start=1)
-        ],
+        chunks=item.chunks,
+        parked_on=ParkReason.SESSION if parked else None,
     )
 
 
@@ -283,22 +290,28 @@ def _warn_if_different(item: _Prepared, message_id: int | None, to_user_id: str,
         )
 
 
-def _log_enqueued(new: list[tuple[_Prepared, Message]], total: int) -> None:
-    for item, row in new:
+def _log_enqueued(new: list[_Prepared], ids: list[int], total: int, *, parked: int) -> None:
+    for item, message_id in zip(new, ids, strict=True):
         log.log(
             logging.INFO if total == 1 else logging.DEBUG,
             "enqueued message %s from %s to %s: %d chunk(s), %d characters",
-            row.id,
-            row.account_id,
-            row.to_user_id,
+            message_id,
+            item.message.account_id,
+            item.message.to_user_id,
             len(item.chunks),
-            row.text_chars,
+            len(item.message.text),
         )
     if total > 1:
         log.info(
             "enqueued %d message(s) in one batch (%d already known by idempotency key)",
             len(new),
             total - len(new),
+        )
+    if parked:
+        log.warning(
+            "%d new message(s) wait for an expired session: they go once a good token "
+            "is stored (delivery login ACCOUNT, or delivery account add ACCOUNT --token -)",
+            parked,
         )
 
 
@@ -314,8 +327,7 @@ def record_context_token(account_id: str, peer_id: str, token: str) -> None:
     validate_account_id(account_id)
     validate_recipient(peer_id)
     validate_context_token(token)
-    engine = engine_for(get_settings().database_url)
-    with session_scope(engine) as session:
+    with session_scope(runtime.engine()) as session:
         if session.get(Account, account_id) is None:
             raise UnknownAccount(f"unknown account {account_id!r}")
         upsert_context_token(session, account_id=account_id, peer_id=peer_id, token=token)

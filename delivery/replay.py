@@ -21,12 +21,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
+from delivery import runtime
 from delivery.errors import LedgerError, MessageNotFound, NotReplayable
-from delivery.ledger.db import engine_for, session_scope
-from delivery.ledger.models import Chunk, Message
-from delivery.ledger.states import ChunkStatus, MessageStatus
+from delivery.ledger import outbox
+from delivery.ledger.db import session_scope
+from delivery.ledger.models import Message
+from delivery.ledger.states import MessageStatus
 from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import wake_conversations
 from delivery.settings import get_settings
@@ -58,57 +60,50 @@ def replay(message_id: str) -> ReplayResult:
     """
     row_id = parse_message_id(message_id)
     settings = get_settings()
-    engine = engine_for(settings.database_url)
+    engine = runtime.engine()
     now = utcnow()
+    deadline = now + dt.timedelta(seconds=settings.delivery_deadline_seconds)
     with session_scope(engine) as session:
-        message = session.get(Message, row_id, with_for_update=True)
-        if message is None:
+        status = session.scalar(select(Message.status).where(Message.id == row_id))
+        if status is None:
             raise MessageNotFound(f"no message with id {message_id}")
-        if message.status != MessageStatus.DEAD:
+        if status != MessageStatus.DEAD:
             raise NotReplayable(
-                f"message {message_id} is {message.status}; only a dead message is replayed"
+                f"message {message_id} is {status}; only a dead message is replayed"
             )
-        session.execute(
-            update(Chunk)
-            .where(
-                Chunk.message_id == row_id,
-                Chunk.status.in_([ChunkStatus.FAILED, ChunkStatus.UNSENT]),
-            )
-            .values(status=ChunkStatus.PENDING, failure_count=0, next_attempt_at=now)
+        replayed = outbox.replay(session, row_id, now=now, deadline=deadline)
+    if replayed is None:
+        log.warning("message %s: every chunk had been accepted; marked delivered", message_id)
+        raise NotReplayable(
+            f"message {message_id} has nothing left to send (the platform accepted every "
+            "chunk); it is marked delivered"
         )
-        statuses = list(
-            session.scalars(
-                select(Chunk.status).where(Chunk.message_id == row_id).order_by(Chunk.seq)
-            )
-        )
-        sent = statuses.count(ChunkStatus.SENT)
-        reason = message.dead_reason
-        # Queued, even with chunks sent: it must not take the chat from a message in progress.
-        message.status = MessageStatus.QUEUED
-        message.dead_at = None
-        message.dead_reason = None
-        message.deadline_at = now + dt.timedelta(seconds=settings.delivery_deadline_seconds)
-        message.replay_count += 1
-        conversation = (message.account_id, message.to_user_id)
     log.info(
         "message %s replayed from chunk %d/%d (it had died: %s)",
         message_id,
-        sent + 1,
-        len(statuses),
-        reason,
+        replayed.resumes_at_chunk,
+        replayed.chunks,
+        replayed.was_dead_because,
     )
     try:
-        wake_conversations(engine, [conversation])
+        wake_conversations(
+            engine,
+            runtime.publisher(),
+            [replayed.conversation],
+            grace_seconds=settings.reconcile_grace_seconds,
+        )
     except LedgerError as exc:  # the replay is committed; the reconciler publishes it
         log.warning(
             "message %s replayed; publishing it waits for the reconciler (%s)", message_id, exc
         )
-    return ReplayResult(str(row_id), sent + 1, len(statuses), reason)
+    return ReplayResult(
+        str(row_id), replayed.resumes_at_chunk, replayed.chunks, replayed.was_dead_because
+    )
 
 
 def dead_since(since: dt.datetime) -> list[str]:
     """Ids of the messages that died at or after ``since``, oldest first."""
-    with session_scope(engine_for(get_settings().database_url), readonly=True) as session:
+    with session_scope(runtime.engine(), readonly=True) as session:
         rows = session.scalars(
             select(Message.id)
             .where(Message.status == MessageStatus.DEAD, Message.dead_at >= since)

@@ -31,6 +31,7 @@ __all__ = [
     "MAX_CONTEXT_TOKEN_CHARS",
     "MAX_IDEMPOTENCY_KEY_CHARS",
     "MAX_RECIPIENT_CHARS",
+    "mask_token",
     "parse_message_id",
     "validate_account_id",
     "validate_base_url",
@@ -47,6 +48,7 @@ MAX_IDEMPOTENCY_KEY_CHARS = 256
 MAX_CONTEXT_TOKEN_CHARS = 4096
 MAX_TOKEN_CHARS = 1024
 MIN_TOKEN_CHARS = 8
+_SHOWN_TAIL = 4  # characters of a token an operator sees, to tell tokens apart
 
 # Platform ids seen so far look like "o9cq80...@im.wechat" or "2c1f...@im.bot":
 # letters, digits and a little punctuation, never whitespace.
@@ -166,6 +168,14 @@ def validate_token(value: object) -> str:
     if len(token) < MIN_TOKEN_CHARS:
         raise InvalidToken(f"token is {len(token)} characters; the minimum is {MIN_TOKEN_CHARS}")
     return token
+
+
+def mask_token(token: str) -> str:
+    """``••••`` and the last four characters (none at all for a short token): what an
+    operator may see of a token, to tell tokens apart."""
+    if len(token) < 3 * _SHOWN_TAIL:
+        return "••••"
+    return "••••" + token[-_SHOWN_TAIL:]
 
 
 def validate_base_url(value: object) -> str:

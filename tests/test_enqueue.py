@@ -159,7 +159,7 @@ def test_publish_after_commit_carries_the_chunk_id_only(
     assert tasks[0].task == SEND_TASK
     with session_scope(ledger.engine) as session:
         chunk_id = session.scalar(select(Chunk.id).where(Chunk.message_id == int(message_id)))
-    assert tasks[0].args == [chunk_id] and tasks[0].kwargs == {}
+    assert tasks[0].args == [chunk_id, 1] and tasks[0].kwargs == {}  # chunk and generation
     assert "secret text" not in tasks[0].raw and "tok-secret" not in tasks[0].raw
     assert first_chunk.status == "queued"
 

@@ -241,13 +241,14 @@ def test_delivery_latency_is_a_histogram_of_created_to_delivered(
 def test_queue_depth_and_cooldowns_come_from_redis(
     busy_ledger: Ledger, redis_db: RedisInfo
 ) -> None:
-    # Given the five heads enqueue published, and bot-1 cooling down after a rate limit
+    # Given the four heads enqueue published (bot-2's message waits parked for its expired
+    # session, with no task), and bot-1 cooling down after a rate limit
     gate_on(redis_db.url).cool_down("bot-1", 30)
 
     got = scrape(collector_for(busy_ledger.engine, redis_db.url))
 
-    assert got.value("delivery_queue_depth", queue=SEND_QUEUE) == 5
-    assert len(published(redis_db.url, SEND_QUEUE)) == 5
+    assert got.value("delivery_queue_depth", queue=SEND_QUEUE) == 4
+    assert len(published(redis_db.url, SEND_QUEUE)) == 4
     assert got.value("delivery_queue_depth", queue=DEFAULT_QUEUE) == 0
     assert 29 < got.value("delivery_account_cooldown_seconds", account="bot-1") <= 30
     assert got.value("delivery_account_cooldown_seconds", account="bot-2") == 0

@@ -12,6 +12,7 @@ from sqlalchemy import select
 import delivery
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Account, Chunk
+from delivery.ledger.queries import conversation_heads
 from delivery.simulator import Fault
 from delivery.worker.queues import SEND_QUEUE
 from tests.support.bursts import assert_delivered_exactly_once_in_order, burst, max_in_window
@@ -112,17 +113,17 @@ def test_session_expiry_mid_burst_then_a_token_rotation(stack: Stack) -> None:
     wait_until(lambda: account_state() == "expired", timeout=60, message="expired mark")
     calls_when_expired = stack.snapshot().counters.requests.get("sendmessage", 0)
 
-    # Then the waiting sends look again and again without calling the platform
-    seen: set[object] = set()
-
-    def rechecked_three_times() -> bool:
+    # Then every chat's waiting head is parked: no task polls, nothing calls the platform
+    def parked_heads() -> set[str | None]:
         with session_scope(engine) as session:
-            seen.update(
-                session.scalars(select(Chunk.next_attempt_at).where(Chunk.status == "pending"))
+            heads = conversation_heads(session, [(account, f"user{n}@im.wechat") for n in range(4)])
+            return set(
+                session.scalars(
+                    select(Chunk.parked_on).where(Chunk.id.in_([h.chunk_id for h in heads]))
+                )
             )
-        return len(seen) >= 6
 
-    wait_until(rechecked_three_times, timeout=30, message="waiting sends rechecking")
+    wait_until(lambda: parked_heads() == {"session"}, timeout=30, message="heads parked")
     assert stack.snapshot().counters.requests.get("sendmessage", 0) == calls_when_expired
 
     # When an operator stores a new token (the platform issued it), no worker restart

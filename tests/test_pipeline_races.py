@@ -11,23 +11,23 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-import redis
 from sqlalchemy import update
 
 import delivery
+from delivery import runtime
 from delivery.errors import LedgerError
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Chunk, Message
+from delivery.ledger.outbox import Armed
 from delivery.ledger.types import utcnow
-from delivery.pipeline.clients import ClientPool
-from delivery.pipeline.dispatch import publish_send
+from delivery.pipeline.results import Wait
 from delivery.pipeline.send import SendPipeline
-from delivery.ratelimit.gate import AccountGate, Rate
 from delivery.settings import get_settings
 from delivery.simulator import Fault, PlatformSimulator
 from delivery.worker.queues import SEND_QUEUE
 from tests.conftest import Ledger, RedisInfo
 from tests.support.broker import published
+from tests.support.inprocess import in_process_pipeline
 from tests.support.waiting import wait_until
 
 ACCOUNT = "bot-1"
@@ -47,18 +47,7 @@ def pipeline(
     sqlite_ledger: Ledger, redis_db: RedisInfo, simulator: PlatformSimulator
 ) -> SendPipeline:
     delivery.add_account(ACCOUNT, token=TOKEN, base_url=simulator.base_url)
-    settings = get_settings()
-    gate = AccountGate(
-        redis.Redis.from_url(redis_db.url), rate=Rate(per_minute=6000), lock_ttl_seconds=30
-    )
-    return SendPipeline(
-        engine=sqlite_ledger.engine,
-        gate=gate,
-        clients=ClientPool(timeout_seconds=10),
-        settings=settings,
-        backoff=lambda failures: 0.1,
-        host="test",
-    )
+    return in_process_pipeline(redis_db.url)
 
 
 def chunk_ids(ledger: Ledger, message_id: str) -> list[int]:
@@ -93,7 +82,7 @@ def test_a_deadline_passing_while_a_send_is_in_flight_waits_for_its_answer(
     sending.join(timeout=30)
 
     # Then the duplicate left the message to the send in flight ...
-    assert duplicate.retry_in_seconds is not None
+    assert isinstance(duplicate, Wait)
     status = delivery.get_status(message_id)
     assert status.status == "sending"
     assert [c.status for c in status.chunks] == ["sent", "pending"]
@@ -128,7 +117,7 @@ def test_a_committed_enqueue_never_raises_for_its_publish(
 def test_every_countdown_stays_under_half_the_visibility_timeout(
     sqlite_ledger: Ledger, redis_db: RedisInfo
 ) -> None:
-    publish_send(1, countdown_seconds=10 * 86_400)
+    runtime.publisher()(Armed(chunk_id=1, generation=1, countdown_seconds=10 * 86_400))
 
     [task] = published(redis_db.url, SEND_QUEUE)
     assert task.eta is not None
@@ -152,5 +141,5 @@ def test_a_chunk_with_a_backoff_recorded_is_not_sent_early_by_a_duplicate(
 
     result = pipeline.process(chunk)
 
-    assert result.retry_in_seconds is not None and 4 < result.retry_in_seconds <= 5
+    assert isinstance(result, Wait) and 4 < result.seconds <= 5
     assert simulator.model.snapshot().counters.requests.get("sendmessage", 0) == 0

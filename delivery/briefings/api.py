@@ -20,6 +20,7 @@ from sqlalchemy import select
 from delivery.briefings.producers import load_producer
 from delivery.briefings.schedule import next_slot, parse_schedule, zone
 from delivery.errors import BriefingError, UnknownAccount
+from delivery.ledger.briefings import delete_briefing, store_briefing
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Account, Briefing, BriefingRun
 from delivery.ledger.types import utcnow
@@ -78,28 +79,24 @@ def add_briefing(
     with session_scope(engine_for(get_settings().database_url)) as session:
         if session.get(Account, account_id) is None:
             raise UnknownAccount(f"unknown account {account_id!r}")
-        briefing = session.scalars(select(Briefing).where(Briefing.name == name)).one_or_none()
-        if briefing is None:
-            briefing = Briefing(name=name, created_at=utcnow())
-            session.add(briefing)
-        briefing.account_id = account_id
-        briefing.recipients = json.dumps(list(people))
-        briefing.producer = producer
-        briefing.schedule = schedule
-        briefing.timezone = timezone
-        briefing.enabled = enabled
-        session.flush()
+        briefing = store_briefing(
+            session,
+            name,
+            account_id=account_id,
+            recipients=people,
+            producer=producer,
+            schedule=schedule,
+            timezone=timezone,
+            enabled=enabled,
+            now=utcnow(),
+        )
         return _info(briefing, None)
 
 
 def remove_briefing(name: str) -> bool:
     """Delete the briefing and its run history; False if there was none."""
     with session_scope(engine_for(get_settings().database_url)) as session:
-        briefing = session.scalars(select(Briefing).where(Briefing.name == name)).one_or_none()
-        if briefing is None:
-            return False
-        session.delete(briefing)
-        return True
+        return delete_briefing(session, name)
 
 
 def list_briefings() -> list[BriefingInfo]:

@@ -18,19 +18,19 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import hashlib
 import json
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from delivery.api import OutboundMessage, enqueue_many
 from delivery.briefings.producers import BriefingSlot, load_producer, texts_for
 from delivery.briefings.schedule import latest_slot, parse_schedule, zone
 from delivery.errors import BriefingError, InvalidInput, LedgerError
+from delivery.ledger.briefings import RunStatus, claim_slot, finish_run, start_run
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Briefing, BriefingRun
 from delivery.ledger.types import utcnow
@@ -41,13 +41,6 @@ __all__ = ["RunStatus", "claim_due_slots", "idempotency_key", "run_slot", "stale
 log = logging.getLogger(__name__)
 
 _ERROR_CHARS = 2000  # of a producer's exception text kept on the run
-
-
-class RunStatus(enum.StrEnum):
-    PENDING = "pending"  # claimed, task published
-    RUNNING = "running"  # the producer is being called
-    ENQUEUED = "enqueued"  # its messages are in the ledger
-    FAILED = "failed"  # the producer raised or returned nothing usable
 
 
 @dataclass(frozen=True)
@@ -94,23 +87,9 @@ def claim_due_slots(engine: Engine, *, now: dt.datetime, misfire_grace_seconds: 
 def _claim(engine: Engine, item: _Due) -> int | None:
     try:
         with session_scope(engine) as session:
-            exists = session.scalar(
-                select(BriefingRun.id).where(
-                    BriefingRun.briefing_id == item.briefing_id,
-                    BriefingRun.slot_at == item.slot_at,
-                )
+            return claim_slot(
+                session, briefing_id=item.briefing_id, slot_at=item.slot_at, now=utcnow()
             )
-            if exists is not None:
-                return None
-            run = BriefingRun(
-                briefing_id=item.briefing_id,
-                slot_at=item.slot_at,
-                status=RunStatus.PENDING,
-                claimed_at=utcnow(),
-            )
-            session.add(run)
-            session.flush()
-            return run.id
     except IntegrityError:
         return None  # another beat (or tick) claimed it first
 
@@ -147,17 +126,10 @@ def run_slot(engine: Engine, run_id: int, *, lease_seconds: float) -> str:
     ``lease_seconds`` ago is left to it.
     """
     with session_scope(engine) as session:
-        run = session.get(BriefingRun, run_id, with_for_update=True)
-        if run is None:
-            return f"run {run_id} not found"
-        if run.status in (RunStatus.ENQUEUED, RunStatus.FAILED):
-            return f"run {run_id} already {run.status}"
-        leased_until = run.claimed_at + dt.timedelta(seconds=lease_seconds)
-        if run.status == RunStatus.RUNNING and leased_until > utcnow():
-            return f"run {run_id} is running elsewhere"
+        run = start_run(session, run_id, now=utcnow(), lease_seconds=lease_seconds)
+        if isinstance(run, str):
+            return run
         briefing = run.briefing
-        run.status = RunStatus.RUNNING
-        run.claimed_at = utcnow()
         local = run.slot_at.astimezone(zone(briefing.timezone))
         slot = BriefingSlot(
             name=briefing.name,
@@ -197,10 +169,8 @@ def _fail(engine: Engine, run_id: int, slot: BriefingSlot, exc: Exception) -> st
     return f"briefing {slot.name} failed: {error}"
 
 
-def _finish(engine: Engine, run_id: int, *, status: str, count: int, error: str | None) -> None:
+def _finish(
+    engine: Engine, run_id: int, *, status: RunStatus, count: int, error: str | None
+) -> None:
     with session_scope(engine) as session:
-        session.execute(
-            update(BriefingRun)
-            .where(BriefingRun.id == run_id)
-            .values(status=status, message_count=count, error=error, finished_at=utcnow())
-        )
+        finish_run(session, run_id, status=status, count=count, error=error, now=utcnow())

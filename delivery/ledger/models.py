@@ -143,6 +143,13 @@ class Chunk(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_outcome: Mapped[str | None] = mapped_column(String(32))
+    # The lease (see delivery.ledger.outbox): every publish bumps the generation,
+    # a task carries the one it was published with, and a stale task exits.
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    # By when the live task must have run or re-armed; past it, it is taken for lost.
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # What a parked head waits for (a ParkReason); no task holds a parked chunk.
+    parked_on: Mapped[str | None] = mapped_column(String(16))
 
     message: Mapped[Message] = relationship(back_populates="chunks")
     attempts: Mapped[list[Attempt]] = relationship(

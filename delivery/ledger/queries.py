@@ -18,13 +18,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, case, func, select, tuple_
+from sqlalchemy import Row, Select, and_, case, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from delivery.ledger.models import Chunk, Message
-from delivery.ledger.states import OPEN_MESSAGE_STATES, ChunkStatus, MessageStatus
+from delivery.ledger.models import Account, Chunk, Message
+from delivery.ledger.states import (
+    OPEN_MESSAGE_STATES,
+    ChunkStatus,
+    MessageStatus,
+    ParkReason,
+    SessionState,
+)
 
-__all__ = ["IN_LIST_BATCH", "Conversation", "Head", "conversation_heads", "overdue_heads"]
+__all__ = [
+    "IN_LIST_BATCH",
+    "Conversation",
+    "Head",
+    "conversation_heads",
+    "lost_heads",
+    "unblocked_parked_heads",
+]
 
 Conversation = tuple[str, str]  # (account_id, to_user_id)
 IN_LIST_BATCH = 500  # keeps tuple IN lists well inside every driver's parameter limit
@@ -39,18 +52,19 @@ class Head:
     message_id: int
     chunk_id: int
     next_attempt_at: dt.datetime
+    generation: int
 
 
-def _head(row: Row[str, str, int, int, dt.datetime]) -> Head:
-    account_id, to_user_id, message_id, chunk_id, next_attempt_at = row
-    return Head(account_id, to_user_id, message_id, chunk_id, next_attempt_at)
+def _head(row: Row[str, str, int, int, dt.datetime, int]) -> Head:
+    account_id, to_user_id, message_id, chunk_id, next_attempt_at, generation = row
+    return Head(account_id, to_user_id, message_id, chunk_id, next_attempt_at, generation)
 
 
 def _open() -> list[str]:
     return [str(state) for state in OPEN_MESSAGE_STATES]
 
 
-def _head_rows(message_ids: Any) -> Select[str, str, int, int, dt.datetime]:
+def _head_rows(message_ids: Any) -> Select[str, str, int, int, dt.datetime, int]:
     """The first pending chunk of each message in ``message_ids`` (a list or a subquery)."""
     first_pending = (
         select(Chunk.message_id, func.min(Chunk.seq).label("seq"))
@@ -59,7 +73,14 @@ def _head_rows(message_ids: Any) -> Select[str, str, int, int, dt.datetime]:
         .subquery()
     )
     return (
-        select(Message.account_id, Message.to_user_id, Message.id, Chunk.id, Chunk.next_attempt_at)
+        select(
+            Message.account_id,
+            Message.to_user_id,
+            Message.id,
+            Chunk.id,
+            Chunk.next_attempt_at,
+            Chunk.generation,
+        )
         .join(Chunk, Chunk.message_id == Message.id)
         .join(
             first_pending,
@@ -94,12 +115,35 @@ def conversation_heads(session: Session, conversations: Iterable[Conversation]) 
     return sorted(heads, key=lambda head: head.message_id)
 
 
-def overdue_heads(session: Session, *, before: dt.datetime, limit: int) -> list[Head]:
-    """Heads whose next attempt was due before ``before``: their task may have been lost.
+def lost_heads(
+    session: Session, *, now: dt.datetime, grace_seconds: float, limit: int
+) -> list[Head]:
+    """Heads whose task may be lost: not parked, their lease run out, and due for
+    longer than the grace. A waiting task renews its lease and pushes the due
+    time forward, so it is not lost; chunks queued behind a head never are."""
+    due_before = now - dt.timedelta(seconds=grace_seconds)
+    query = (
+        _head_rows(_oldest_open())
+        .where(
+            Chunk.parked_on.is_(None),
+            or_(Chunk.lease_until.is_(None), Chunk.lease_until < now),
+            Chunk.next_attempt_at < due_before,
+        )
+        .limit(limit)
+    )
+    return [_head(row) for row in session.execute(query)]
 
-    A chunk that is waiting (cooldown, backoff, expired session) has its next
-    attempt time pushed forward by the pipeline, so it is not overdue; chunks
-    queued behind a head are never considered.
-    """
-    query = _head_rows(_oldest_open()).where(Chunk.next_attempt_at < before).limit(limit)
+
+def unblocked_parked_heads(session: Session, *, limit: int) -> list[Head]:
+    """Heads parked on their account's session although it is no longer expired
+    (the wake that should have published them was lost)."""
+    query = (
+        _head_rows(_oldest_open())
+        .join(Account, Account.id == Message.account_id)
+        .where(
+            Chunk.parked_on == ParkReason.SESSION,
+            Account.session_state != SessionState.EXPIRED,
+        )
+        .limit(limit)
+    )
     return [_head(row) for row in session.execute(query)]

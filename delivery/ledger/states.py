@@ -20,6 +20,7 @@ __all__ = [
     "AttemptOutcome",
     "ChunkStatus",
     "MessageStatus",
+    "ParkReason",
     "SessionState",
 ]
 
@@ -40,6 +41,13 @@ class ChunkStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     UNSENT = "unsent"
+
+
+class ParkReason(enum.StrEnum):
+    """What a parked head waits for. No task holds it: the event that ends the wait
+    publishes it (and the reconciler does, should that publish be lost)."""
+
+    SESSION = "session"  # the account's session expired; a healed session wakes it
 
 
 class AttemptOutcome(enum.StrEnum):

@@ -9,12 +9,22 @@ from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["UTCDateTime", "utcnow"]
+__all__ = ["UTCDateTime", "clean_text", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware UTC."""
     return dt.datetime.now(dt.UTC)
+
+
+def clean_text(text: str | None, *, limit: int) -> str | None:
+    """``text`` fit for any text column of either database: no NUL (PostgreSQL
+    refuses it), no lone surrogate (not UTF-8), at most ``limit`` characters."""
+    if text is None:
+        return None
+    text = text.replace("\x00", "")
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return text[:limit]
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

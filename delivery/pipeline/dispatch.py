@@ -1,103 +1,149 @@
 """Handing chunks to the broker, always after the ledger has committed them.
 
 A publish is a hint, never the record: if it fails (broker down, Redis flushed),
-the chunk is still pending in SQL and the reconciler publishes it again once it
-is overdue. Kombu's errors are translated here, at the one place that publishes.
+the chunk is still pending in SQL and the reconciler publishes it again once its
+lease has run out. The pipeline only knows the :class:`Publisher` protocol; the
+one that talks to Celery is built by :mod:`delivery.runtime` and injected, so
+nothing here imports the worker.
+
+Each publish carries the chunk's generation (see :mod:`delivery.ledger.outbox`),
+and its task id is derived from both, so the reconciler can tell a task that is
+merely late in the queue from one that is lost.
 
 Example::
 
-    with session_scope(engine) as session:
-        ...                                   # write message and chunks
-    wake_conversations(engine, [("bot-1", "u@im.wechat")])   # after the commit
+    with session_scope(engine) as db:
+        armed = outbox.arm_conversations(db, [("bot-1", "u@im.wechat")], now=now,
+                                         grace_seconds=120)
+    publish_all(publisher, armed)            # after the commit
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable
+from typing import Protocol
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
+from delivery.errors import LedgerError
+from delivery.ledger import outbox
 from delivery.ledger.db import session_scope
-from delivery.ledger.models import Chunk
-from delivery.ledger.queries import Conversation, Head, conversation_heads
+from delivery.ledger.outbox import Armed
+from delivery.ledger.queries import Conversation
+from delivery.ledger.states import ParkReason
 from delivery.ledger.types import utcnow
-from delivery.settings import get_settings
 
-__all__ = ["SEND_TASK", "publish_head", "publish_send", "wake_conversations"]
+__all__ = [
+    "SEND_TASK",
+    "Publisher",
+    "publish_all",
+    "send_task_id",
+    "wake_conversations",
+    "wake_parked",
+]
 
 log = logging.getLogger(__name__)
 
 SEND_TASK = "delivery.send_chunk"
-# Publishing must not hang a caller when the broker is down: the ledger has it.
-_PUBLISH_RETRY_POLICY = {
-    "max_retries": 2,
-    "interval_start": 0.1,
-    "interval_step": 0.4,
-    "interval_max": 1.0,
-}
 
 
-def publish_send(chunk_id: int, *, countdown_seconds: float = 0.0) -> bool:
-    """Publish the send task of one chunk; ``False`` (logged) if the broker refused.
+def send_task_id(chunk_id: int, generation: int) -> str:
+    """The task id of a chunk's send task of one generation (kept across retries)."""
+    return f"send-{chunk_id}-{generation}"
 
-    Only the chunk id travels: no token and no text (Flower shows arguments).
+
+class Publisher(Protocol):
+    """Publishes one armed chunk's send task; False (logged) when the broker refused."""
+
+    def __call__(self, armed: Armed) -> bool: ...
+
+
+def publish_all(publisher: Publisher, armed: Iterable[Armed]) -> int:
+    """Publish each armed chunk, giving up on the rest at the first refusal.
+
+    A broker that refused one publish is down: trying each of the others would
+    block the caller for the broker's timeout every time, and the reconciler
+    publishes them anyway once their leases run out. Returns how many went.
     """
-    from delivery.worker.app import app
-
-    # A countdown past the visibility timeout would make the broker redeliver the
-    # task again and again; a task woken early just waits again.
-    countdown = min(max(0.0, countdown_seconds), get_settings().max_countdown_seconds)
-    try:
-        app.send_task(
-            SEND_TASK,
-            args=[chunk_id],
-            countdown=countdown,
-            retry=True,
-            retry_policy=_PUBLISH_RETRY_POLICY,
-        )
-    except Exception as exc:  # kombu and redis raise many types; all mean "not published"
-        log.warning(
-            "could not publish chunk %s (%s: %s); it stays pending in the ledger "
-            "and the reconciler will publish it",
-            chunk_id,
-            type(exc).__name__,
-            exc,
-        )
-        return False
-    return True
-
-
-def publish_head(head: Head) -> bool:
-    """Publish a conversation's head with a countdown to its not-before time."""
-    countdown = (head.next_attempt_at - utcnow()).total_seconds()
-    return publish_send(head.chunk_id, countdown_seconds=countdown)
+    pending = list(armed)
+    for done, item in enumerate(pending):
+        if not publisher(item):
+            left = len(pending) - done
+            if left > 1:
+                log.warning(
+                    "the broker refused a publish; %d more chunk(s) are left to the "
+                    "reconciler (they stay pending in the ledger)",
+                    left - 1,
+                )
+            return done
+    return len(pending)
 
 
 def wake_conversations(
     engine: Engine,
-    conversations: Iterable[Conversation],
+    publisher: Publisher,
+    conversations: Collection[Conversation],
     *,
+    grace_seconds: float,
     only_messages: Collection[int] | None = None,
-) -> list[Head]:
-    """Publish the head of each conversation; return the heads published.
+) -> list[Armed]:
+    """Arm and publish the head of each conversation; return what was armed.
 
     Call after the transaction that changed the conversations has committed: a
     head computed after both commits cannot be missed by both sides (the sender
     finishing a message, and the enqueuer adding one). With ``only_messages``,
     a head is published only when it belongs to one of those messages (an older
-    head is already on its way, and waking it again would duplicate its task).
+    head already has its task).
     """
-    now = utcnow()
-    with session_scope(engine) as session:
-        heads = [
-            head
-            for head in conversation_heads(session, conversations)
-            if only_messages is None or head.message_id in only_messages
-        ]
-        # A head that waited behind another message is due from now, not from
-        # when it was enqueued: the reconciler must not take it for lost.
-        stale = [head.chunk_id for head in heads if head.next_attempt_at < now]
-        if stale:
-            session.execute(update(Chunk).where(Chunk.id.in_(stale)).values(next_attempt_at=now))
-    return [head for head in heads if publish_head(head)]
+    if not conversations:
+        return []
+    with session_scope(engine) as db:
+        armed = outbox.arm_conversations(
+            db,
+            conversations,
+            now=utcnow(),
+            grace_seconds=grace_seconds,
+            only_messages=only_messages,
+        )
+    publish_all(publisher, armed)
+    return armed
+
+
+def wake_parked(
+    engine: Engine,
+    publisher: Publisher,
+    account_id: str,
+    *,
+    reason: ParkReason,
+    grace_seconds: float,
+    peer_id: str | None = None,
+) -> list[Armed]:
+    """Arm and publish the account's heads parked on ``reason`` (one peer's, if
+    given); call after the commit that cleared the reason. Returns what was armed.
+
+    Never raises for the ledger: the reason is cleared already, so the
+    reconciler wakes them if this cannot (it logs that).
+    """
+    try:
+        with session_scope(engine) as db:
+            armed = outbox.arm_parked(
+                db,
+                account_id=account_id,
+                reason=reason,
+                now=utcnow(),
+                grace_seconds=grace_seconds,
+                peer_id=peer_id,
+            )
+    except LedgerError as exc:
+        log.warning(
+            "account %s: chats parked on their %s not woken (%s); the reconciler will",
+            account_id,
+            reason,
+            exc,
+        )
+        return []
+    if armed:
+        log.info("account %s: %d chat(s) parked on their %s resume", account_id, len(armed), reason)
+    publish_all(publisher, armed)
+    return armed

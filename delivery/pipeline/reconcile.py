@@ -1,57 +1,123 @@
 """The outbox reconciler: the ledger is the queue, the broker only a hint.
 
-A head whose next attempt is overdue by more than a grace period has no live task
-(Redis was flushed or restarted, a worker died holding it, a publish failed):
-publish it again. A waiting chunk keeps its next attempt time in the future, so
-it is left alone; a head woken twice is harmless, since a send first checks the
-ledger and the chunk's ``client_id`` never changes.
+Each run, in small batches:
+
+1. **Lost heads.** A head that is not parked, whose lease has run out and that
+   has been due for longer than the grace has no task that showed life: Redis
+   was flushed or restarted, a worker died holding it, a publish failed. Unless
+   its task is seen waiting in the broker's queue (merely late: a backed-up
+   worker), it is armed (a new generation) and published. Any older task of it
+   then exits when it runs, so there is never more than one live task per chunk.
+2. **Parked heads whose reason cleared** (an account's session healed, but the
+   wake that should have published them was lost): armed and published.
+3. **Open messages with nothing pending** (a late answer sent the last chunk of a
+   message a duplicate had killed): closed, and their chat's next message woken.
 
 Example::
 
-    reconcile(engine, grace_seconds=120)   # -> how many chunks were re-published
+    reconcile(engine, publisher, grace_seconds=120)   # -> Reconciled(published=3, ...)
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
+from delivery.ledger import outbox
 from delivery.ledger.db import session_scope
-from delivery.ledger.models import Chunk
-from delivery.ledger.queries import overdue_heads
+from delivery.ledger.queries import Head, lost_heads, unblocked_parked_heads
 from delivery.ledger.types import utcnow
-from delivery.pipeline.dispatch import publish_send
+from delivery.pipeline.dispatch import Publisher, publish_all, send_task_id
 
-__all__ = ["reconcile"]
+__all__ = ["BATCH", "Reconciled", "TaskPresence", "nothing_seen", "reconcile"]
 
 log = logging.getLogger(__name__)
 
-BATCH = 500  # heads re-published per run; the next run takes the rest
+BATCH = 500  # heads handled per run and kind; the next run takes the rest
+
+# Which of these task ids the broker holds in a queue, ready to run.
+TaskPresence = Callable[[Collection[str]], set[str]]
 
 
-def reconcile(engine: Engine, *, grace_seconds: float, limit: int = BATCH) -> int:
-    """Re-publish overdue heads; return how many were published."""
+def nothing_seen(task_ids: Collection[str]) -> set[str]:
+    """A presence check that sees no task (every lost-looking head is lost)."""
+    return set()
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What one run did."""
+
+    published: int
+    late: int  # lost-looking heads whose task was in the queue after all
+    unparked: int
+    closed: int
+
+
+def reconcile(
+    engine: Engine,
+    publisher: Publisher,
+    *,
+    grace_seconds: float,
+    presence: TaskPresence = nothing_seen,
+    limit: int = BATCH,
+) -> Reconciled:
+    """One reconciler run; see the module docstring."""
     now = utcnow()
-    with session_scope(engine) as session:
-        heads = overdue_heads(
-            session, before=now - dt.timedelta(seconds=grace_seconds), limit=limit
+    with session_scope(engine) as db:
+        closed = outbox.close_finished(db, now=now, limit=limit)
+        candidates = lost_heads(db, now=now, grace_seconds=grace_seconds, limit=limit)
+        parked = unblocked_parked_heads(db, limit=limit)
+    present = presence({send_task_id(h.chunk_id, h.generation) for h in candidates})
+    late = [h for h in candidates if send_task_id(h.chunk_id, h.generation) in present]
+    lost = [h for h in candidates if send_task_id(h.chunk_id, h.generation) not in present]
+    lease = now + dt.timedelta(seconds=grace_seconds)
+    with session_scope(engine) as db:
+        outbox.extend_leases(db, [h.chunk_id for h in late], until=lease)
+        again = lost + parked
+        armed = outbox.arm(
+            db,
+            [h.chunk_id for h in again],
+            now=now,
+            grace_seconds=grace_seconds,
+            seen={h.chunk_id: h.generation for h in again},
         )
-        if heads:
-            # Due now: the next run leaves them alone until they are overdue again.
-            session.execute(
-                update(Chunk)
-                .where(Chunk.id.in_([h.chunk_id for h in heads]))
-                .values(next_attempt_at=now)
-            )
-    published = sum(1 for head in heads if publish_send(head.chunk_id))
-    if heads:
+        woken = outbox.arm_conversations(
+            db, {chat for _, chat in closed}, now=now, grace_seconds=grace_seconds
+        )
+    published = publish_all(publisher, armed + woken)
+    _report(lost, late, parked, closed)
+    return Reconciled(published=published, late=len(late), unparked=len(parked), closed=len(closed))
+
+
+def _ids(heads: list[Head]) -> str:
+    shown = ", ".join(str(h.chunk_id) for h in heads[:20])
+    return shown + (" ..." if len(heads) > 20 else "")
+
+
+def _report(
+    lost: list[Head], late: list[Head], parked: list[Head], closed: Sequence[tuple[int, object]]
+) -> None:
+    if lost:
         log.warning(
-            "reconciler: %d chunk(s) had no live task and were published again "
-            "(%d published now, the rest next run): chunks %s",
-            len(heads),
-            published,
-            ", ".join(str(h.chunk_id) for h in heads[:20]) + (" ..." if len(heads) > 20 else ""),
+            "reconciler: %d chunk(s) had no live task and were published again: chunks %s",
+            len(lost),
+            _ids(lost),
         )
-    return published
+    if late:
+        log.info(
+            "reconciler: %d chunk(s) are late, not lost (their task waits in the queue)",
+            len(late),
+        )
+    if parked:
+        log.warning(
+            "reconciler: %d parked chunk(s) whose session is good again were woken: chunks %s",
+            len(parked),
+            _ids(parked),
+        )
+    for message_id, _ in closed:
+        log.warning("reconciler: message %s was open with nothing left to send; closed", message_id)

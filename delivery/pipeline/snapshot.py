@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery.ledger.models import Account, Chunk, Message
+from delivery.ledger.models import Account, Attempt, Chunk, Message
 from delivery.ledger.queries import conversation_heads
+from delivery.ledger.states import AttemptOutcome
 
 __all__ = ["Snapshot", "read_snapshot"]
 
@@ -24,6 +25,8 @@ class Snapshot:
     chunk_id: int
     chunk_status: str
     seq: int
+    generation: int
+    parked_on: str | None
     next_attempt_at: dt.datetime
     message_id: int
     message_status: str
@@ -34,33 +37,61 @@ class Snapshot:
     session_state: str
     head_chunk_id: int | None
     head_message_id: int | None
+    in_flight_attempts: tuple[int, ...]  # attempts with no answer recorded (yet)
 
 
 def read_snapshot(session: Session, chunk_id: int) -> Snapshot | None:
     """The chunk's snapshot, or None when the chunk is not in the ledger."""
     row = session.execute(
-        select(Chunk, Message, Account.session_state)
+        select(
+            Chunk.status,
+            Chunk.seq,
+            Chunk.generation,
+            Chunk.parked_on,
+            Chunk.next_attempt_at,
+            Chunk.attempt_count,
+            Message.id,
+            Message.status,
+            Message.chunk_count,
+            Message.deadline_at,
+            Message.account_id,
+            Message.to_user_id,
+            Account.session_state,
+        )
         .join(Message, Chunk.message_id == Message.id)
         .join(Account, Message.account_id == Account.id)
         .where(Chunk.id == chunk_id)
     ).one_or_none()
     if row is None:
         return None
-    chunk, message, session_state = row
-    heads = conversation_heads(session, [(message.account_id, message.to_user_id)])
+    (status, seq, generation, parked_on, due, attempts, message_id, message_status) = row[:8]
+    chunk_count, deadline_at, account_id, to_user_id, session_state = row[8:]
+    heads = conversation_heads(session, [(account_id, to_user_id)])
     head = heads[0] if heads else None
+    in_flight: tuple[int, ...] = ()
+    if attempts:  # only a chunk tried before can have an attempt without an answer
+        in_flight = tuple(
+            session.scalars(
+                select(Attempt.id).where(
+                    Attempt.chunk_id == chunk_id, Attempt.outcome == AttemptOutcome.IN_FLIGHT
+                )
+            )
+        )
     return Snapshot(
-        chunk_id=chunk.id,
-        chunk_status=chunk.status,
-        seq=chunk.seq,
-        next_attempt_at=chunk.next_attempt_at,
-        message_id=message.id,
-        message_status=message.status,
-        chunk_count=message.chunk_count,
-        deadline_at=message.deadline_at,
-        account_id=message.account_id,
-        to_user_id=message.to_user_id,
+        chunk_id=chunk_id,
+        chunk_status=status,
+        seq=seq,
+        generation=generation,
+        parked_on=parked_on,
+        next_attempt_at=due,
+        message_id=message_id,
+        message_status=message_status,
+        chunk_count=chunk_count,
+        deadline_at=deadline_at,
+        account_id=account_id,
+        to_user_id=to_user_id,
         session_state=session_state,
         head_chunk_id=head.chunk_id if head else None,
         head_message_id=head.message_id if head else None,
+        in_flight_attempts=in_flight,
     )

@@ -28,21 +28,27 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from delivery.accounts import add_account
 from delivery.errors import InvalidInput, LimiterUnavailable, TransportError
 from delivery.ilink.classify import classify
+from delivery.ilink.pool import ClientPool
+from delivery.ledger import accounts
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account, Message
-from delivery.ledger.states import OPEN_MESSAGE_STATES, AttemptOutcome, SessionState
+from delivery.ledger.states import OPEN_MESSAGE_STATES, AttemptOutcome, ParkReason, SessionState
 from delivery.ledger.types import utcnow
-from delivery.pipeline import ledger_ops as ops
-from delivery.pipeline.clients import ClientPool
+from delivery.pipeline.dispatch import Publisher, wake_parked
 from delivery.ratelimit.gate import AccountGate
 from delivery.sessions.alerts import Alerter, SessionEvent
 from delivery.sessions.store import FileAccountStore
+from delivery.validation import (
+    mask_token,
+    validate_base_url,
+    validate_recipient,
+    validate_token,
+)
 
 __all__ = ["CheckResult", "SessionChecker", "hint_for"]
 
@@ -100,12 +106,16 @@ class SessionChecker:
         gate: AccountGate | None,
         store: FileAccountStore | None,
         alerter: Alerter,
+        publisher: Publisher,
+        grace_seconds: float,
     ) -> None:
         self._engine = engine
         self._clients = clients
         self._gate = gate
         self._store = store
         self._alerter = alerter
+        self._publisher = publisher
+        self._grace_seconds = grace_seconds
 
     def check_all(self) -> list[CheckResult]:
         """Check every account; one account's trouble does not stop the others."""
@@ -187,22 +197,33 @@ class SessionChecker:
             assert row is not None
             if row.token_version != account.token_version:
                 return CheckResult(account.id, row.session_state, "token changed meanwhile")
-            was_expired = row.session_state == SessionState.EXPIRED
             since = row.session_expired_at
-            ops.mark_session_ok(session, row, now=now)
-            recovered = _clear_alert(session, account.id)
+            was_expired = accounts.mark_session_ok(session, account.id, now=now)
+            recovered = accounts.clear_alert(session, account.id)
         if was_expired or healed:
             log.info("account %s: session valid again after %s", account.id, _duration(since, now))
+            self._wake_parked(account.id)
         if recovered:
             self._alert(account.id, "session_recovered", since, "session valid again")
         return CheckResult(account.id, SessionState.OK, "healed" if healed else "valid")
 
+    def _wake_parked(self, account_id: str) -> None:
+        wake_parked(
+            self._engine,
+            self._publisher,
+            account_id,
+            reason=ParkReason.SESSION,
+            grace_seconds=self._grace_seconds,
+        )
+
     def _mark_expired(self, account: _Account, reason: str) -> None:
         with session_scope(self._engine) as session:
-            row = session.get(Account, account.id, with_for_update=True)
-            assert row is not None
-            ops.mark_session_expired(
-                session, row, token_version=account.token_version, reason=reason, now=utcnow()
+            accounts.mark_session_expired(
+                session,
+                account.id,
+                token_version=account.token_version,
+                reason=reason,
+                now=utcnow(),
             )
 
     def _heal(self, account: _Account) -> CheckResult | None:
@@ -222,20 +243,36 @@ class SessionChecker:
         if stored is None or stored.token == account.token:
             return None
         try:
-            info = add_account(
-                account.id,
-                token=stored.token,
-                base_url=stored.base_url or account.base_url,
-                ilink_user_id=stored.ilink_user_id,
-            )
+            validate_token(stored.token)
+            base_url = validate_base_url(stored.base_url or account.base_url)
+            if stored.ilink_user_id is not None:
+                validate_recipient(stored.ilink_user_id)
         except InvalidInput as exc:
             log.error("account %s: the stored token cannot be used (%s)", account.id, exc)
             return None
+        with session_scope(self._engine) as session:
+            result = accounts.store_account(
+                session,
+                account.id,
+                token=stored.token,
+                base_url=base_url,
+                owns_inbound=None,
+                ilink_user_id=stored.ilink_user_id,
+                now=utcnow(),
+            )
+            version = result.account.token_version
+        if result.base_url_changed_from is not None:
+            log.warning(
+                "account %s: base URL changed from %s to %s by the account store",
+                account.id,
+                result.base_url_changed_from,
+                base_url,
+            )
         log.info(
             "account %s: imported token %s (version %d) from the account store",
             account.id,
-            info.token_masked,
-            info.token_version,
+            mask_token(stored.token),
+            version,
         )
         return self._load(account.id)
 
@@ -246,7 +283,7 @@ class SessionChecker:
             assert row is not None
             since = row.session_expired_at
             waiting = _waiting_messages(session, account_id)
-            first_alert = _claim_alert(session, account_id, now)
+            first_alert = accounts.claim_alert(session, account_id, now)
         log.error(
             "account %s: session expired for %s (%s); %d message(s) wait, spending no budget; %s",
             account_id,
@@ -293,23 +330,3 @@ def _waiting_messages(session: Session, account_id: str) -> int:
         )
     )
     return int(count or 0)
-
-
-def _claim_alert(session: Session, account_id: str, now: dt.datetime) -> bool:
-    """Mark the expiry as alerted; True only for the first caller (exactly once)."""
-    result = session.execute(
-        update(Account)
-        .where(Account.id == account_id, Account.session_alerted_at.is_(None))
-        .values(session_alerted_at=now)
-    )
-    return bool(getattr(result, "rowcount", 0))
-
-
-def _clear_alert(session: Session, account_id: str) -> bool:
-    """Clear an alerted expiry; True when there was one (so say it healed)."""
-    result = session.execute(
-        update(Account)
-        .where(Account.id == account_id, Account.session_alerted_at.is_not(None))
-        .values(session_alerted_at=None)
-    )
-    return bool(getattr(result, "rowcount", 0))

@@ -7,20 +7,25 @@ broker or shows in Flower.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from typing import Any
 
+import redis
 from celery import Task
 
+from delivery import runtime
 from delivery.briefings.runner import claim_due_slots, run_slot, stale_runs
 from delivery.errors import LedgerError, LimiterUnavailable
 from delivery.ledger.db import engine_for
 from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import SEND_TASK
 from delivery.pipeline.reconcile import reconcile as reconcile_outbox
+from delivery.pipeline.results import Wait
 from delivery.settings import get_settings
-from delivery.worker import runtime
 from delivery.worker.app import app
+from delivery.worker.presence import QueuedTasks
+from delivery.worker.queues import SEND_QUEUE
 
 __all__ = ["check_sessions", "reconcile", "run_briefing", "schedule_briefings", "send_chunk"]
 
@@ -47,12 +52,16 @@ def _outage(task: str, exc: Exception) -> str:
     retry_backoff_max=_settings.backoff_max_seconds,
     retry_jitter=_settings.retry_jitter,
 )
-def send_chunk(self: Task[Any, Any], chunk_id: int) -> str:
-    """Send one chunk, or wait and retry; see ``delivery.pipeline.send``."""
+def send_chunk(self: Task[Any, Any], chunk_id: int, generation: int | None = None) -> str:
+    """Send one chunk, or wait and retry; see ``delivery.pipeline.send``.
+
+    ``generation`` is the chunk's generation when the task was published; a task
+    of an older generation exits (tasks published before leases carry none).
+    """
     pipeline = runtime.pipeline(self.retry_backoff, self.retry_backoff_max, self.retry_jitter)
-    result = pipeline.process(int(chunk_id))
-    if result.retry_in_seconds is not None:
-        raise self.retry(countdown=result.retry_in_seconds, max_retries=None)
+    result = pipeline.process(int(chunk_id), None if generation is None else int(generation))
+    if isinstance(result, Wait):
+        raise self.retry(countdown=result.seconds, max_retries=None)
     return result.summary
 
 
@@ -61,12 +70,24 @@ def reconcile() -> str:
     """Re-publish heads whose task was lost (a Redis flush, a dead worker)."""
     settings = get_settings()
     try:
-        count = reconcile_outbox(
-            engine_for(settings.database_url), grace_seconds=settings.reconcile_grace_seconds
+        done = reconcile_outbox(
+            runtime.engine(),
+            runtime.publisher(),
+            grace_seconds=settings.reconcile_grace_seconds,
+            presence=_queued_tasks(settings.broker_url, settings.reconcile_grace_seconds),
         )
     except LedgerError as exc:
         return _outage("reconcile", exc)
-    return f"re-published {count} chunk(s)"
+    return (
+        f"published {done.published}, {done.late} late, {done.unparked} unparked, "
+        f"{done.closed} closed"
+    )
+
+
+@functools.cache
+def _queued_tasks(broker_url: str, recent_seconds: float) -> QueuedTasks:
+    client = redis.Redis.from_url(broker_url, socket_timeout=5)
+    return QueuedTasks(client, queue=SEND_QUEUE, recent_seconds=recent_seconds)
 
 
 @app.task(name="delivery.check_sessions", acks_late=True)

@@ -1,0 +1,141 @@
+"""The one module that writes ``attempts``: start, record, close the lost.
+
+An attempt row is written (``in_flight``) and committed before the platform is
+called, so a worker killed mid-call leaves a trace; the answer completes it in
+the transaction that moves chunk and message. Whatever the platform answers is
+*cleaned* before it is stored: NUL characters and lone surrogates removed,
+lengths cut, numbers clamped to the column's 32 bits (the raw value is kept in
+``detail``), so no answer can make the outcome's transaction fail and loop the
+chunk.
+
+Example::
+
+    with session_scope(engine) as db:
+        attempt_id = start(db, chunk_id=7, attempt_no=1, context_token=None,
+                           host="worker-1", now=utcnow())
+    ...call the platform...
+    with session_scope(engine) as db:
+        record(db, attempt_id, result)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from delivery.ilink.classify import Answer
+from delivery.ledger.context_tokens import fingerprint
+from delivery.ledger.models import Attempt
+from delivery.ledger.states import AttemptOutcome
+from delivery.ledger.types import clean_text
+
+__all__ = [
+    "LOST_DETAIL",
+    "AttemptResult",
+    "close_lost",
+    "in_flight_since",
+    "record",
+    "start",
+]
+
+ERRMSG_CHARS = 500  # the platform's errmsg is short; a pathological one is cut
+DETAIL_CHARS = 2000  # what the pipeline says about an attempt
+HOST_CHARS = 255
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+LOST_DETAIL = "the worker stopped before the answer was recorded; it may have arrived"
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What came back from one call: the raw answer (if any) and its class."""
+
+    outcome: AttemptOutcome
+    reason: str
+    answer: Answer | None
+    duration_ms: int
+
+
+def _clamped(value: int | None, name: str, notes: list[str]) -> int | None:
+    if value is None or _INT32_MIN <= value <= _INT32_MAX:
+        return value
+    notes.append(f"{name} {value} out of range")
+    return max(_INT32_MIN, min(_INT32_MAX, value))
+
+
+def start(
+    db: Session,
+    *,
+    chunk_id: int,
+    attempt_no: int,
+    context_token: str | None,
+    host: str,
+    now: dt.datetime,
+) -> int:
+    """Write the ``in_flight`` row before the call; return its id."""
+    attempt_id: int | None = db.scalar(
+        insert(Attempt)
+        .values(
+            chunk_id=chunk_id,
+            attempt_no=attempt_no,
+            started_at=now,
+            outcome=AttemptOutcome.IN_FLIGHT,
+            used_context_token=context_token is not None,
+            context_token_fingerprint=fingerprint(context_token) if context_token else None,
+            worker_host=clean_text(host, limit=HOST_CHARS),
+        )
+        .returning(Attempt.id)
+    )
+    assert attempt_id is not None
+    return attempt_id
+
+
+def record(db: Session, attempt_id: int, result: AttemptResult) -> None:
+    """Complete the attempt row with the (cleaned) raw answer and its class."""
+    answer = result.answer
+    notes: list[str] = []
+    values: dict[str, object] = {"outcome": result.outcome, "duration_ms": result.duration_ms}
+    if answer is not None:
+        values.update(
+            http_status=_clamped(answer.http_status, "HTTP status", notes),
+            ret=_clamped(answer.ret, "ret", notes),
+            errcode=_clamped(answer.errcode, "errcode", notes),
+            errmsg=clean_text(answer.errmsg, limit=ERRMSG_CHARS) or None,
+        )
+    detail = None
+    if result.outcome != AttemptOutcome.ACCEPTED:
+        detail = result.reason
+        if answer is not None and not answer.json_ok:
+            detail = f"{result.reason}: {answer.excerpt!r}"
+    if notes:
+        detail = "; ".join([detail, *notes] if detail else notes)
+    values["detail"] = clean_text(detail, limit=DETAIL_CHARS)
+    db.execute(update(Attempt).where(Attempt.id == attempt_id).values(**values))
+
+
+def close_lost(db: Session, chunk_id: int) -> int:
+    """Attempts still ``in_flight`` belong to a worker that died mid-call: mark them lost.
+
+    Call it under the account's send lock, before the chunk's next attempt.
+    """
+    result = db.execute(
+        update(Attempt)
+        .where(Attempt.chunk_id == chunk_id, Attempt.outcome == AttemptOutcome.IN_FLIGHT)
+        .values(outcome=AttemptOutcome.LOST, detail=LOST_DETAIL)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def in_flight_since(db: Session, chunk_id: int, *, since: dt.datetime) -> list[int]:
+    """Ids of the chunk's attempts started after ``since`` that have no answer yet."""
+    return list(
+        db.scalars(
+            select(Attempt.id).where(
+                Attempt.chunk_id == chunk_id,
+                Attempt.outcome == AttemptOutcome.IN_FLIGHT,
+                Attempt.started_at > since,
+            )
+        )
+    )

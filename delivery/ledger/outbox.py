@@ -1,0 +1,629 @@
+"""The outbox: the one module that writes ``messages`` and ``chunks``.
+
+Callers say what happened (a message was enqueued, a head is about to be
+published, a task waits, a chunk was accepted, a message died, an operator
+replays it); this module decides which columns change. Every function takes the
+caller's ``Session`` and never commits: the caller's transaction moves chunk,
+message, attempt and account together.
+
+**Leases: one live task per chunk.** A send task is a hint; the ledger decides.
+Every publish of a chunk is preceded by :func:`arm`, which bumps the chunk's
+``generation``; the task carries the generation it was published with, and a
+task whose generation is no longer the chunk's exits without a retry. The live
+task renews ``lease_until`` whenever it runs (:func:`postpone`, :func:`claim`).
+A head is *lost* (its task gone with a flushed Redis or a killed worker) when
+it is not parked, its lease has run out, and it has been due for longer than
+the grace: only then does the reconciler arm and publish it again.
+
+**Parking.** A head that waits for an event (an expired session healed) is
+*parked*: no task holds it, and the event's handler arms it
+(:func:`arm_parked`). The reconciler arms a parked head whose reason has
+cleared, should that wake be lost.
+
+==================  ==========================================================
+verb                columns it moves
+==================  ==========================================================
+insert_messages     new message and chunk rows
+arm / arm_parked    chunk: generation+1, lease, due no earlier than now, unparked
+postpone            chunk: next attempt, lease, failures (live task only)
+extend_leases       chunk: lease (its task was seen late in the queue)
+park                chunk: parked, no lease (live task only)
+claim               chunk: attempt count, lease (the head, due, under its lock)
+accept              chunk sent; message sending or delivered; next chunk's gap
+kill                message dead; its pending chunks unsent (or failed)
+replay              a dead message's failed/unsent chunks pending again
+close_finished      an open message with nothing pending: delivered or dead
+==================  ==========================================================
+
+Example::
+
+    with session_scope(engine) as db:
+        armed = arm(db, [head.chunk_id], now=utcnow(), grace_seconds=120)
+    for item in armed:            # after the commit
+        publisher(item)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, case, func, insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from delivery.ledger.models import Account, Chunk, Message
+from delivery.ledger.queries import Conversation, conversation_heads
+from delivery.ledger.states import (
+    OPEN_MESSAGE_STATES,
+    ChunkStatus,
+    MessageStatus,
+    ParkReason,
+    SessionState,
+)
+from delivery.ledger.types import clean_text
+
+__all__ = [
+    "Accepted",
+    "Armed",
+    "Claim",
+    "NewMessage",
+    "Refusal",
+    "accept",
+    "arm",
+    "arm_conversations",
+    "arm_parked",
+    "claim",
+    "close_finished",
+    "extend_leases",
+    "insert_messages",
+    "kill",
+    "park",
+    "postpone",
+    "replay",
+]
+
+_OPEN = [str(state) for state in OPEN_MESSAGE_STATES]
+_REASON_CHARS = 2000  # of why a message died
+
+
+@dataclass(frozen=True)
+class Armed:
+    """A chunk to publish after the commit, with the generation its task carries."""
+
+    chunk_id: int
+    generation: int
+    countdown_seconds: float
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """One message to write, already validated and chunked."""
+
+    account_id: str
+    to_user_id: str
+    idempotency_key: str | None
+    source: str | None
+    text_sha256: str
+    text_chars: int
+    chunks: Sequence[str] = field(repr=False)
+    # Known at enqueue: the account's session is expired; the first chunk waits parked.
+    parked_on: ParkReason | None = None
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def insert_messages(
+    db: Session,
+    messages: Sequence[NewMessage],
+    *,
+    now: dt.datetime,
+    deadline: dt.datetime,
+    grace_seconds: float,
+) -> list[int]:
+    """Write the messages and their chunks; return the new ids, in order.
+
+    Chunks get a fixed ``client_id`` and a lease of ``grace_seconds``, so the
+    reconciler leaves them to the enqueuer's own publish. A message's
+    ``parked_on`` parks its first chunk at once (no task is published for it).
+    """
+    if not messages:
+        return []
+    ids = list(
+        db.scalars(
+            insert(Message).returning(Message.id, sort_by_parameter_order=True),
+            [
+                {
+                    "account_id": m.account_id,
+                    "to_user_id": m.to_user_id,
+                    "idempotency_key": m.idempotency_key,
+                    "status": MessageStatus.QUEUED,
+                    "source": m.source,
+                    "text_sha256": m.text_sha256,
+                    "text_chars": m.text_chars,
+                    "chunk_count": len(m.chunks),
+                    "created_at": now,
+                    "deadline_at": deadline,
+                    "replay_count": 0,
+                }
+                for m in messages
+            ],
+        )
+    )
+    lease = now + dt.timedelta(seconds=grace_seconds)
+    db.execute(
+        insert(Chunk),
+        [
+            {
+                "message_id": message_id,
+                "seq": seq,
+                "text": text,
+                "status": ChunkStatus.PENDING,
+                "client_id": f"dlv-{uuid.uuid4().hex}",
+                "attempt_count": 0,
+                "failure_count": 0,
+                "next_attempt_at": now,
+                "generation": 0,
+                "lease_until": None if seq == 1 and message.parked_on else lease,
+                "parked_on": message.parked_on if seq == 1 else None,
+            }
+            for message_id, message in zip(ids, messages, strict=True)
+            for seq, text in enumerate(message.chunks, start=1)
+        ],
+    )
+    return ids
+
+
+def arm(
+    db: Session,
+    chunk_ids: Collection[int],
+    *,
+    now: dt.datetime,
+    grace_seconds: float,
+    seen: Mapping[int, int] | None = None,
+) -> list[Armed]:
+    """A new generation for each pending chunk about to be published.
+
+    The chunk is unparked, its lease renewed, and its due time brought up to
+    now if it lay in the past (a head that waited behind another message is due
+    from now, not from when it was enqueued). The caller publishes the result
+    after the commit; any older task of the chunk then exits when it runs.
+    With ``seen`` (chunk id to generation), a chunk armed by someone else since
+    it was looked at is left to that arming.
+    """
+    if not chunk_ids:
+        return []
+    where = [Chunk.id.in_(sorted(chunk_ids)), Chunk.status == ChunkStatus.PENDING]
+    if seen is not None:
+        where.append(tuple_(Chunk.id, Chunk.generation).in_(sorted(seen.items())))
+    rows = db.execute(
+        update(Chunk)
+        .where(*where)
+        .values(
+            generation=Chunk.generation + 1,
+            lease_until=now + dt.timedelta(seconds=grace_seconds),
+            parked_on=None,
+            next_attempt_at=case((Chunk.next_attempt_at < now, now), else_=Chunk.next_attempt_at),
+        )
+        .returning(Chunk.id, Chunk.generation, Chunk.next_attempt_at)
+    )
+    return [
+        Armed(chunk_id, generation, max(0.0, (due - now).total_seconds()))
+        for chunk_id, generation, due in rows
+    ]
+
+
+def arm_conversations(
+    db: Session,
+    conversations: Collection[Conversation],
+    *,
+    now: dt.datetime,
+    grace_seconds: float,
+    only_messages: Collection[int] | None = None,
+) -> list[Armed]:
+    """Arm the head of each conversation.
+
+    With ``only_messages`` (new messages), only a head that belongs to one of
+    them, since an older head already has its task, and not a head parked at
+    enqueue (its event wakes it).
+    """
+    heads = [
+        head.chunk_id
+        for head in conversation_heads(db, conversations)
+        if only_messages is None or head.message_id in only_messages
+    ]
+    if only_messages is not None and heads:
+        parked = set(
+            db.scalars(select(Chunk.id).where(Chunk.id.in_(heads), Chunk.parked_on.is_not(None)))
+        )
+        heads = [chunk_id for chunk_id in heads if chunk_id not in parked]
+    return arm(db, heads, now=now, grace_seconds=grace_seconds)
+
+
+def arm_parked(
+    db: Session,
+    *,
+    account_id: str,
+    reason: ParkReason,
+    now: dt.datetime,
+    grace_seconds: float,
+    peer_id: str | None = None,
+) -> list[Armed]:
+    """Arm the account's heads parked on ``reason`` (one peer's, if given).
+
+    A parked chunk that is not its chat's head stays parked: it is armed when it
+    becomes the head, like any other.
+    """
+    query = (
+        select(Message.account_id, Message.to_user_id, Chunk.id)
+        .join(Message, Message.id == Chunk.message_id)
+        .where(
+            Message.account_id == account_id,
+            Chunk.parked_on == reason,
+            Chunk.status == ChunkStatus.PENDING,
+        )
+    )
+    if peer_id is not None:
+        query = query.where(Message.to_user_id == peer_id)
+    parked = {chunk_id: (account, peer) for account, peer, chunk_id in db.execute(query)}
+    if not parked:
+        return []
+    heads = conversation_heads(db, set(parked.values()))
+    chunk_ids = [head.chunk_id for head in heads if head.chunk_id in parked]
+    return arm(db, chunk_ids, now=now, grace_seconds=grace_seconds)
+
+
+def postpone(
+    db: Session,
+    chunk_id: int,
+    *,
+    generation: int | None,
+    until: dt.datetime,
+    now: dt.datetime,
+    grace_seconds: float,
+    spend_failure: bool = False,
+) -> bool:
+    """The live task waits until ``until`` (its lease renewed). False for a stale task.
+
+    ``generation`` None is a task published before leases existed: it is live.
+    """
+    values: dict[str, object] = {
+        "next_attempt_at": until,
+        "lease_until": now + dt.timedelta(seconds=grace_seconds),
+        "parked_on": None,
+    }
+    if spend_failure:
+        values["failure_count"] = Chunk.failure_count + 1
+    result = db.execute(update(Chunk).where(*_live(chunk_id, generation)).values(**values))
+    return _rowcount(result) == 1
+
+
+def extend_leases(db: Session, chunk_ids: Collection[int], *, until: dt.datetime) -> None:
+    """Their tasks are alive (seen waiting in the broker's queue): renew the leases."""
+    if chunk_ids:
+        db.execute(update(Chunk).where(Chunk.id.in_(sorted(chunk_ids))).values(lease_until=until))
+
+
+def park(db: Session, chunk_id: int, *, generation: int | None, reason: ParkReason) -> bool:
+    """The head waits for ``reason`` to clear, holding no task. False for a stale task."""
+    result = db.execute(
+        update(Chunk).where(*_live(chunk_id, generation)).values(parked_on=reason, lease_until=None)
+    )
+    return _rowcount(result) == 1
+
+
+def _live(chunk_id: int, generation: int | None) -> list[ColumnElement[bool]]:
+    conditions = [Chunk.id == chunk_id, Chunk.status == ChunkStatus.PENDING]
+    if generation is not None:
+        conditions.append(Chunk.generation == generation)
+    return conditions
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A chunk claimed for one attempt: everything the call needs."""
+
+    chunk_id: int
+    seq: int
+    attempt_no: int
+    chunk_count: int
+    failures: int
+    message_id: int
+    account_id: str
+    to_user_id: str
+    base_url: str
+    token: str = field(repr=False)
+    token_version: int
+    client_id: str
+    text: str = field(repr=False)
+    lost_before: bool  # an earlier attempt was cut off mid-call
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a claim was refused; ``due_in_seconds`` when the chunk is not due yet."""
+
+    why: str
+    due_in_seconds: float | None = None
+    session_expired: bool = False
+    superseded: bool = False
+
+
+def claim(
+    db: Session,
+    chunk_id: int,
+    *,
+    generation: int | None,
+    now: dt.datetime,
+    lease_seconds: float,
+    early_seconds: float,
+) -> Claim | Refusal:
+    """Under the account's send lock: re-check the chunk and take an attempt number.
+
+    The chunk must still be this task's (``generation``), pending, due (within
+    ``early_seconds``), of an open message, and the head of its conversation:
+    a replay that moved the head since the task looked makes it step aside. The
+    account row is locked, so a replay of the same account waits for this
+    transaction. The lease covers the call (``lease_seconds``).
+    """
+    row = db.execute(
+        select(Chunk, Message, Account)
+        .join(Message, Message.id == Chunk.message_id)
+        .join(Account, Account.id == Message.account_id)
+        .where(Chunk.id == chunk_id)
+        .with_for_update(of=Account)
+    ).one_or_none()
+    if row is None:
+        return Refusal(f"chunk {chunk_id} is not in the ledger")
+    chunk, message, account = row
+    if chunk.status != ChunkStatus.PENDING:
+        return Refusal(f"chunk {chunk_id} was {chunk.status} meanwhile")
+    if generation is not None and chunk.generation != generation:
+        return Refusal(f"chunk {chunk_id} has a newer task", superseded=True)
+    if message.status not in OPEN_MESSAGE_STATES:
+        return Refusal(f"chunk {chunk_id} belongs to a message that is {message.status}")
+    due_in = (chunk.next_attempt_at - now).total_seconds()
+    if due_in > early_seconds:
+        return Refusal(f"chunk {chunk_id} not due yet", due_in_seconds=due_in)
+    if account.session_state == SessionState.EXPIRED:
+        return Refusal("the account's session expired", session_expired=True)
+    heads = conversation_heads(db, [(message.account_id, message.to_user_id)])
+    if not heads or heads[0].chunk_id != chunk_id:
+        behind = heads[0].message_id if heads else None
+        return Refusal(f"chunk {chunk_id} waits behind message {behind} of its chat")
+    lost_before = chunk.attempt_count > 0
+    attempt_no = chunk.attempt_count + 1
+    db.execute(
+        update(Chunk)
+        .where(Chunk.id == chunk_id)
+        .values(attempt_count=attempt_no, lease_until=now + dt.timedelta(seconds=lease_seconds))
+    )
+    return Claim(
+        chunk_id=chunk.id,
+        seq=chunk.seq,
+        attempt_no=attempt_no,
+        chunk_count=message.chunk_count,
+        failures=chunk.failure_count,
+        message_id=message.id,
+        account_id=account.id,
+        to_user_id=message.to_user_id,
+        base_url=account.base_url,
+        token=account.token,
+        token_version=account.token_version,
+        client_id=chunk.client_id,
+        text=chunk.text,
+        lost_before=lost_before,
+    )
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What an accepted chunk moved: what to publish, and whether the chat moves on."""
+
+    armed: list[Armed]
+    message_final: bool
+    was_final_already: bool = False
+    delivered_after_all: bool = False
+
+
+def accept(
+    db: Session,
+    *,
+    chunk_id: int,
+    message_id: int,
+    outcome: str,
+    now: dt.datetime,
+    gap_seconds: float,
+    grace_seconds: float,
+) -> Accepted:
+    """The platform accepted the chunk: mark it sent, move the message on.
+
+    The next chunk is due after ``gap_seconds`` and armed here; the last one
+    delivers the message. A message that died while the call was in flight (its
+    deadline) stays dead unless this was its last unsent chunk: then everything
+    did arrive, and it is delivered after all.
+    """
+    db.execute(
+        update(Chunk)
+        .where(Chunk.id == chunk_id)
+        .values(status=ChunkStatus.SENT, sent_at=now, last_outcome=outcome)
+    )
+    status = db.scalar(select(Message.status).where(Message.id == message_id).with_for_update())
+    pending = _pending_seqs(db, message_id)
+    if status not in OPEN_MESSAGE_STATES:
+        unsent = db.scalar(
+            select(func.count())
+            .select_from(Chunk)
+            .where(Chunk.message_id == message_id, Chunk.status != ChunkStatus.SENT)
+        )
+        if status == MessageStatus.DEAD and not unsent:
+            _deliver(db, message_id, now)
+            return Accepted([], message_final=True, delivered_after_all=True)
+        return Accepted([], message_final=False, was_final_already=True)
+    if not pending:
+        _deliver(db, message_id, now)
+        return Accepted([], message_final=True)
+    db.execute(update(Message).where(Message.id == message_id).values(status=MessageStatus.SENDING))
+    next_id = db.scalar(
+        select(Chunk.id).where(Chunk.message_id == message_id, Chunk.seq == min(pending))
+    )
+    assert next_id is not None
+    db.execute(
+        update(Chunk)
+        .where(Chunk.id == next_id)
+        .values(next_attempt_at=now + dt.timedelta(seconds=gap_seconds))
+    )
+    return Accepted(arm(db, [next_id], now=now, grace_seconds=grace_seconds), message_final=False)
+
+
+def _pending_seqs(db: Session, message_id: int) -> list[int]:
+    return list(
+        db.scalars(
+            select(Chunk.seq).where(
+                Chunk.message_id == message_id, Chunk.status == ChunkStatus.PENDING
+            )
+        )
+    )
+
+
+def _deliver(db: Session, message_id: int, now: dt.datetime) -> None:
+    db.execute(
+        update(Message)
+        .where(Message.id == message_id)
+        .values(status=MessageStatus.DELIVERED, delivered_at=now, dead_at=None, dead_reason=None)
+    )
+
+
+def record_outcome(db: Session, chunk_id: int, *, outcome: str) -> None:
+    """Note the class of the chunk's latest attempt (shown by ``delivery show``)."""
+    db.execute(update(Chunk).where(Chunk.id == chunk_id).values(last_outcome=outcome))
+
+
+def kill(
+    db: Session,
+    message_id: int,
+    *,
+    reason: str,
+    now: dt.datetime,
+    failed_chunk_id: int | None = None,
+) -> int | None:
+    """Make an open message dead: the failing chunk ``failed``, every other pending
+    one ``unsent``. Returns how many were left unsent, or None if it was final."""
+    result = db.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status.in_(_OPEN))
+        .values(
+            status=MessageStatus.DEAD,
+            dead_at=now,
+            dead_reason=clean_text(reason, limit=_REASON_CHARS),
+        )
+    )
+    if _rowcount(result) != 1:
+        return None
+    if failed_chunk_id is not None:
+        db.execute(
+            update(Chunk)
+            .where(Chunk.id == failed_chunk_id, Chunk.status == ChunkStatus.PENDING)
+            .values(status=ChunkStatus.FAILED, parked_on=None, lease_until=None)
+        )
+    unsent = db.execute(
+        update(Chunk)
+        .where(Chunk.message_id == message_id, Chunk.status == ChunkStatus.PENDING)
+        .values(status=ChunkStatus.UNSENT, parked_on=None, lease_until=None)
+    )
+    return _rowcount(unsent)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """A replayed message: where it resumes, and why it had died."""
+
+    conversation: Conversation
+    resumes_at_chunk: int
+    chunks: int
+    was_dead_because: str | None
+
+
+def replay(
+    db: Session, message_id: int, *, now: dt.datetime, deadline: dt.datetime
+) -> Replayed | None:
+    """Put a dead message's failed and unsent chunks back to pending, with a fresh
+    failure budget and deadline; queued again, so it waits for a message in
+    progress in its chat. The account row is locked first, as :func:`claim` does,
+    so a send that is checking its head finishes first.
+
+    Returns None when nothing is left to send (every chunk was accepted): the
+    message is then marked delivered instead.
+    """
+    account_id = db.scalar(select(Message.account_id).where(Message.id == message_id))
+    db.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+    message = db.execute(
+        select(Message.to_user_id, Message.dead_reason, Message.chunk_count).where(
+            Message.id == message_id
+        )
+    ).one()
+    to_user_id, reason, chunk_count = message
+    revived = db.execute(
+        update(Chunk)
+        .where(
+            Chunk.message_id == message_id,
+            Chunk.status.in_([ChunkStatus.FAILED, ChunkStatus.UNSENT]),
+        )
+        .values(
+            status=ChunkStatus.PENDING,
+            failure_count=0,
+            next_attempt_at=now,
+            parked_on=None,
+            lease_until=None,
+        )
+    )
+    if _rowcount(revived) == 0:
+        _deliver(db, message_id, now)
+        return None
+    db.execute(
+        update(Message)
+        .where(Message.id == message_id)
+        .values(
+            status=MessageStatus.QUEUED,
+            dead_at=None,
+            dead_reason=None,
+            deadline_at=deadline,
+            replay_count=Message.replay_count + 1,
+        )
+    )
+    first = min(_pending_seqs(db, message_id))
+    assert account_id is not None
+    return Replayed((account_id, to_user_id), first, chunk_count, reason)
+
+
+def close_finished(db: Session, *, now: dt.datetime, limit: int) -> list[tuple[int, Conversation]]:
+    """Close open messages with nothing left pending (a late answer sent the last
+    chunk of a message that a duplicate had killed, say): every chunk sent is
+    delivered, otherwise dead. Returns the closed messages and their chats."""
+    has_pending = (
+        select(Chunk.id)
+        .where(Chunk.message_id == Message.id, Chunk.status == ChunkStatus.PENDING)
+        .exists()
+    )
+    stuck = db.execute(
+        select(Message.id, Message.account_id, Message.to_user_id)
+        .where(Message.status.in_(_OPEN), ~has_pending)
+        .order_by(Message.id)
+        .limit(limit)
+    ).all()
+    closed = []
+    for message_id, account_id, to_user_id in stuck:
+        unsent = db.scalar(
+            select(func.count())
+            .select_from(Chunk)
+            .where(Chunk.message_id == message_id, Chunk.status != ChunkStatus.SENT)
+        )
+        if unsent:
+            kill(db, message_id, reason="closed with nothing left to send", now=now)
+        else:
+            _deliver(db, message_id, now)
+        closed.append((message_id, (account_id, to_user_id)))
+    return closed

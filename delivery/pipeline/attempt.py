@@ -1,0 +1,309 @@
+"""One attempt at a chunk, under the account's send lock: claim, call, record.
+
+1. Claim the chunk in the ledger (still this task's, due, the head of its chat),
+   close attempts a dead worker left ``in_flight``, and write this attempt's row;
+   commit. An answer stashed while the ledger was away is recorded instead.
+2. Call the platform with the chunk's fixed ``client_id``; classify the answer.
+3. Tell the gate (a rate limit starts a cooldown; an acceptance ends a streak).
+4. Record the outcome (:mod:`delivery.pipeline.recording`), then publish what
+   it armed, and wake the chat's next message or the account's parked heads.
+
+Example::
+
+    AttemptRunner(ctx).run(snapshot, generation)     # -> Done | Wait
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy.orm import Session
+
+from delivery.errors import LimiterUnavailable, TransportError
+from delivery.ilink.classify import classify
+from delivery.ledger import attempts, outbox
+from delivery.ledger.attempts import AttemptResult
+from delivery.ledger.context_tokens import usable_context_token
+from delivery.ledger.db import session_scope
+from delivery.ledger.outbox import Claim, Refusal
+from delivery.ledger.states import AttemptOutcome
+from delivery.ledger.types import utcnow
+from delivery.pipeline.context import ON_TIME_SECONDS, RETRY_SOON_SECONDS, PipelineContext
+from delivery.pipeline.dispatch import publish_all
+from delivery.pipeline.job import Job
+from delivery.pipeline.outcome import Applied, apply_outcome
+from delivery.pipeline.recording import record_outcome
+from delivery.pipeline.results import Done, StepResult, Wait
+from delivery.pipeline.snapshot import Snapshot
+from delivery.policy.outcomes import Decision, Step, decide
+from delivery.policy.timing import chunk_gap_seconds, cooldown_seconds
+
+__all__ = ["AttemptRunner"]
+
+log = logging.getLogger(__name__)
+
+_RECORD_RETRY_DELAYS = (0.1, 0.3, 1.0, 3.0, 10.0)  # seconds, cut to half the lock's TTL
+
+
+class AttemptRunner:
+    """Runs one attempt for a task that holds the account's send lock."""
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        self._ctx = ctx
+
+    def run(self, snap: Snapshot, generation: int | None) -> StepResult:
+        """Claim, call and record; see the module docstring."""
+        if snap.in_flight_attempts:
+            stashed = self._ctx.stash.take(snap.in_flight_attempts)
+            if stashed is not None:
+                job, result = stashed
+                log.warning(
+                    "%s: recording the answer of attempt %d kept while the ledger was away "
+                    "(%s); not sending again",
+                    job.label,
+                    job.attempt_no,
+                    result.reason,
+                )
+                return self._finish(job, result, cooldown_left=None)
+        claimed = self._claim(snap.chunk_id, generation)
+        if isinstance(claimed, Refusal):
+            if claimed.session_expired:
+                return self._ctx.park_on_session(snap.chunk_id, snap.account_id, generation)
+            if claimed.due_in_seconds is not None:
+                return Wait(self._ctx.on_time(claimed.due_in_seconds), claimed.why)
+            return Done(claimed.why)
+        result = self._call(claimed)
+        return self._finish(claimed, result, cooldown_left=self._account_effects(claimed, result))
+
+    # -- before the call -----------------------------------------------------------
+
+    def _claim(self, chunk_id: int, generation: int | None) -> Job | Refusal:
+        settings = self._ctx.settings
+        now = utcnow()
+        with session_scope(self._ctx.engine) as db:
+            claim = outbox.claim(
+                db,
+                chunk_id,
+                generation=generation,
+                now=now,
+                lease_seconds=settings.send_lock_ttl_seconds + self._ctx.grace_seconds,
+                early_seconds=ON_TIME_SECONDS,
+            )
+            if isinstance(claim, Refusal):
+                return claim
+            if claim.lost_before:
+                _close_lost(db, claim)
+            context_token = usable_context_token(
+                db, account_id=claim.account_id, peer_id=claim.to_user_id
+            )
+            attempt_id = attempts.start(
+                db,
+                chunk_id=chunk_id,
+                attempt_no=claim.attempt_no,
+                context_token=context_token,
+                host=self._ctx.host,
+                now=now,
+            )
+        return Job.of(
+            claim, attempt_id=attempt_id, generation=generation, context_token=context_token
+        )
+
+    def _call(self, job: Job) -> AttemptResult:
+        client = self._ctx.clients.get(
+            account_id=job.account_id,
+            token=job.token,
+            token_version=job.token_version,
+            base_url=job.base_url,
+        )
+        started = time.monotonic()
+        try:
+            reply = client.send_text(
+                to_user_id=job.to_user_id,
+                client_id=job.client_id,
+                text=job.text,
+                context_token=job.context_token,
+            )
+        except TransportError as exc:
+            duration_ms = int((time.monotonic() - started) * 1000)
+            return AttemptResult(AttemptOutcome.TRANSIENT, str(exc), None, duration_ms)
+        verdict = classify(reply.answer, used_context_token=job.context_token is not None)
+        return AttemptResult(verdict.outcome, verdict.reason, reply.answer, reply.elapsed_ms)
+
+    def _account_effects(self, job: Job, result: AttemptResult) -> float | None:
+        """Redis side of an outcome: end a rate-limit streak, or start a cooldown.
+
+        Returns the cooldown's time left (seconds) for a rate-limited answer.
+        """
+        gate, settings = self._ctx.gate, self._ctx.settings
+        outcome = result.outcome
+        try:
+            if outcome == AttemptOutcome.ACCEPTED:
+                gate.succeeded(job.account_id)  # ends the streak, lets the pace climb
+                return None
+            if outcome != AttemptOutcome.RATE_LIMITED:
+                return None
+            strikes = gate.rate_limited(job.account_id)
+            pause = cooldown_seconds(
+                strikes=strikes,
+                base_seconds=settings.cooldown_base_seconds,
+                max_seconds=settings.cooldown_max_seconds,
+                rng=self._ctx.rng,
+            )
+            left = gate.cool_down(job.account_id, pause)
+        except LimiterUnavailable as exc:
+            log.warning("account %s: cooldown not recorded (%s)", job.account_id, exc)
+            return (
+                settings.cooldown_base_seconds if outcome == AttemptOutcome.RATE_LIMITED else None
+            )
+        log.warning(
+            "account %s rate limited (strike %d): every send of it pauses %.1fs%s",
+            job.account_id,
+            strikes,
+            left,
+            "; it now sends at half its pace and climbs back to 90% of it" if strikes == 1 else "",
+        )
+        return left
+
+    # -- after the call ------------------------------------------------------------
+
+    def _decide(self, job: Job, result: AttemptResult) -> Decision:
+        return decide(
+            result.outcome,
+            reason=result.reason,
+            failures=job.failures,
+            max_failures=self._ctx.settings.max_transient_failures,
+            used_context_token=job.context_token is not None,
+            last_chunk=job.seq >= job.chunk_count,
+        )
+
+    def _wait_for(self, step: Step, job: Job, cooldown_left: float | None) -> float | None:
+        settings = self._ctx.settings
+        match step:
+            case Step.COOL_DOWN:
+                return self._ctx.spread(cooldown_left or settings.cooldown_base_seconds)
+            case Step.RETRY_SOON | Step.AWAIT_SESSION:
+                # An expired session parks the chunk; AWAIT_SESSION still waits only
+                # when the token was rotated during the call: try the new one at once.
+                return self._ctx.spread(RETRY_SOON_SECONDS)
+            case Step.BACK_OFF:
+                return min(settings.max_countdown_seconds, self._ctx.backoff(job.failures + 1))
+        return None
+
+    def _finish(self, job: Job, result: AttemptResult, cooldown_left: float | None) -> StepResult:
+        settings = self._ctx.settings
+        gap = chunk_gap_seconds(
+            n_chunks=job.chunk_count,
+            gap_seconds=settings.chunk_gap_seconds,
+            base_seconds=settings.chunk_gap_base_seconds,
+            per_chunk_seconds=settings.chunk_gap_per_chunk_seconds,
+        )
+
+        def apply(db: Session, res: AttemptResult, decision: Decision) -> Applied:
+            return apply_outcome(
+                db,
+                job=job,
+                result=res,
+                decision=decision,
+                wait_seconds=self._wait_for(decision.step, job, cooldown_left),
+                gap_seconds=gap,
+                grace_seconds=self._ctx.grace_seconds,
+                now=utcnow(),
+            )
+
+        recorded = record_outcome(
+            self._ctx.engine,
+            result=result,
+            decision=self._decide(job, result),
+            apply=apply,
+            redecide=lambda failed: self._decide(job, failed),
+            retry_delays=_within(_RECORD_RETRY_DELAYS, settings.send_lock_ttl_seconds / 2),
+            stash=lambda: self._ctx.stash.put(job, result),
+        )
+        if recorded is None:
+            wait = self._ctx.spread(settings.outage_retry_seconds)
+            return Wait(wait, f"{job.label}: {result.outcome}, kept until the ledger is back")
+        if not job.token:  # a recovered answer: the ledger holds it now
+            self._ctx.stash.drop(job.attempt_id)
+        return self._after(job, recorded.result, recorded.decision, recorded.applied)
+
+    def _after(
+        self, job: Job, result: AttemptResult, decision: Decision, applied: Applied
+    ) -> StepResult:
+        step, wait = decision.step, applied.wait_seconds
+        if applied.delivered_after_all:
+            log.warning(
+                "%s: %s after its message had died; it was the last unsent chunk, so the "
+                "message is delivered after all",
+                job.label,
+                result.reason,
+            )
+        elif applied.was_final_already:
+            log.warning(
+                "%s: %s, but the message had died meanwhile (deadline); it stays dead",
+                job.label,
+                result.reason,
+            )
+            return Done(f"{job.label}: {result.outcome}, message already final")
+        _log_attempt(job, result, step, None if applied.parked else wait)
+        publish_all(self._ctx.publisher, applied.armed)
+        if applied.message_final:
+            self._ctx.wake(job.account_id, job.to_user_id)
+        if applied.session_healed:
+            self._ctx.wake_parked(job.account_id)
+        if applied.session_newly_expired:
+            log.error(
+                "account %s: session expired (%s); its sends are parked, spending no budget, "
+                "until a good token is stored (delivery account add %s --token ...)",
+                job.account_id,
+                result.reason,
+                job.account_id,
+            )
+        summary = f"{job.label} attempt {job.attempt_no}: {result.outcome} -> {step}"
+        if applied.parked:
+            return Done(f"{summary}; parked until the session heals")
+        if applied.released or wait is None:
+            return Done(summary)
+        return Wait(wait, summary)
+
+
+def _within(delays: tuple[float, ...], budget_seconds: float) -> tuple[float, ...]:
+    """The leading ``delays`` whose sum stays within ``budget_seconds``."""
+    kept: list[float] = []
+    for delay in delays:
+        if sum(kept) + delay > budget_seconds:
+            break
+        kept.append(delay)
+    return tuple(kept)
+
+
+def _close_lost(db: Session, claim: Claim) -> None:
+    lost = attempts.close_lost(db, claim.chunk_id)
+    if lost:
+        log.warning(
+            "message %s chunk %s: %d earlier attempt(s) were cut off mid-call; "
+            "sending again with the same client_id %s, which the platform de-duplicates",
+            claim.message_id,
+            claim.seq,
+            lost,
+            claim.client_id,
+        )
+
+
+def _log_attempt(job: Job, result: AttemptResult, step: Step, wait: float | None) -> None:
+    then = f"; next try in {wait:.1f}s" if wait is not None else ""
+    level = logging.INFO if result.outcome == AttemptOutcome.ACCEPTED else logging.WARNING
+    if step == Step.DEAD:
+        level = logging.ERROR
+    log.log(
+        level,
+        "%s to %s via %s: %s in %d ms (attempt %d, %s)%s",
+        job.label,
+        job.to_user_id,
+        job.account_id,
+        result.reason,
+        result.duration_ms,
+        job.attempt_no,
+        "message dead" if step == Step.DEAD else step.value,
+        then,
+    )

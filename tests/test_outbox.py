@@ -1,0 +1,190 @@
+"""The outbox's leases and the reconciler, on SQLite and PostgreSQL.
+
+Given / When / Then against the real ledger; publishing goes to a recording
+publisher, so what the reconciler would hand the broker is what is asserted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select, update
+
+import delivery
+from delivery.ledger import outbox
+from delivery.ledger.db import session_scope
+from delivery.ledger.models import Account, Chunk, Message
+from delivery.ledger.types import utcnow
+from delivery.pipeline.dispatch import send_task_id
+from delivery.pipeline.reconcile import reconcile
+from tests.conftest import Ledger, RedisInfo
+from tests.support.inprocess import Published
+
+ACCOUNT = "bot-1"
+PEER = "o9cq80peer@im.wechat"
+GRACE = 2.0
+
+
+@pytest.fixture
+def account(ledger: Ledger, redis_db: RedisInfo) -> str:
+    delivery.add_account(ACCOUNT, token="tok-secret-0001", base_url="http://127.0.0.1:9")
+    return ACCOUNT
+
+
+def head_of(ledger: Ledger, message_id: str) -> Chunk:
+    with session_scope(ledger.engine) as db:
+        chunk = db.scalars(
+            select(Chunk)
+            .where(Chunk.message_id == int(message_id), Chunk.status == "pending")
+            .order_by(Chunk.seq)
+        ).first()
+        assert chunk is not None
+        return chunk
+
+
+def age(ledger: Ledger, chunk_id: int, *, seconds: float) -> None:
+    """As if the chunk's task had last shown life ``seconds`` ago."""
+    past = utcnow() - dt.timedelta(seconds=seconds)
+    with session_scope(ledger.engine) as db:
+        db.execute(
+            update(Chunk).where(Chunk.id == chunk_id).values(next_attempt_at=past, lease_until=past)
+        )
+
+
+def test_every_publish_is_a_new_generation(account: str, ledger: Ledger) -> None:
+    # Given an enqueued message (its publish armed generation 1)
+    message_id = delivery.enqueue(account, PEER, "hello")
+    chunk = head_of(ledger, message_id)
+    assert chunk.generation == 1
+
+    # When it is armed again
+    with session_scope(ledger.engine) as db:
+        [armed] = outbox.arm(db, [chunk.id], now=utcnow(), grace_seconds=GRACE)
+
+    # Then its task carries generation 2, and a postpone by generation 1 is refused
+    assert armed.generation == 2
+    with session_scope(ledger.engine) as db:
+        now = utcnow()
+        stale = outbox.postpone(db, chunk.id, generation=1, until=now, now=now, grace_seconds=GRACE)
+        live = outbox.postpone(db, chunk.id, generation=2, until=now, now=now, grace_seconds=GRACE)
+    assert (stale, live) == (False, True)
+
+
+def test_a_lost_head_is_published_again_once(account: str, ledger: Ledger) -> None:
+    # Given a head whose task showed no life for longer than the grace
+    message_id = delivery.enqueue(account, PEER, "hello")
+    chunk = head_of(ledger, message_id)
+    age(ledger, chunk.id, seconds=3 * GRACE)
+    publisher = Published()
+
+    # When the reconciler runs twice
+    first = reconcile(ledger.engine, publisher, grace_seconds=GRACE)
+    second = reconcile(ledger.engine, publisher, grace_seconds=GRACE)
+
+    # Then it was published once, with a new generation, and the second run left it alone
+    assert (first.published, second.published) == (1, 0)
+    assert [(a.chunk_id, a.generation) for a in publisher.armed] == [(chunk.id, 2)]
+
+
+def test_a_late_task_waiting_in_the_queue_is_not_twinned(account: str, ledger: Ledger) -> None:
+    # Given a head overdue for longer than the grace, whose task still waits in the queue
+    message_id = delivery.enqueue(account, PEER, "hello")
+    chunk = head_of(ledger, message_id)
+    age(ledger, chunk.id, seconds=3 * GRACE)
+    queued = {send_task_id(chunk.id, chunk.generation)}
+    publisher = Published()
+
+    # When the reconciler runs
+    done = reconcile(
+        ledger.engine, publisher, grace_seconds=GRACE, presence=lambda ids: queued & set(ids)
+    )
+
+    # Then nothing is published, and the lease is renewed
+    assert (done.published, done.late) == (0, 1)
+    assert publisher.armed == []
+    assert head_of(ledger, message_id).lease_until > utcnow()  # type: ignore[operator]
+
+
+def test_a_waiting_chunk_is_not_lost(account: str, ledger: Ledger) -> None:
+    # Given a head whose live task waits for a cooldown that ends in an hour
+    message_id = delivery.enqueue(account, PEER, "hello")
+    chunk = head_of(ledger, message_id)
+    with session_scope(ledger.engine) as db:
+        now = utcnow()
+        outbox.postpone(
+            db,
+            chunk.id,
+            generation=chunk.generation,
+            until=now + dt.timedelta(hours=1),
+            now=now - dt.timedelta(seconds=10 * GRACE),
+            grace_seconds=GRACE,
+        )
+    publisher = Published()
+
+    # When the reconciler runs, its lease long run out
+    reconcile(ledger.engine, publisher, grace_seconds=GRACE)
+
+    # Then the chunk is left to its task
+    assert publisher.armed == []
+
+
+def test_a_parked_head_is_woken_by_the_reconciler_once_its_session_is_good(
+    account: str, ledger: Ledger
+) -> None:
+    # Given an account whose session is expired, so its new message is parked at once
+    with session_scope(ledger.engine) as db:
+        db.execute(update(Account).values(session_state="expired"))
+    message_id = delivery.enqueue(account, PEER, "hello")
+    chunk = head_of(ledger, message_id)
+    assert (chunk.parked_on, chunk.generation) == ("session", 0)
+    publisher = Published()
+    age(ledger, chunk.id, seconds=3 * GRACE)
+
+    # When the reconciler runs while the session is still expired
+    assert reconcile(ledger.engine, publisher, grace_seconds=GRACE).published == 0
+
+    # And again after the session was marked good (the heal's own wake was lost)
+    with session_scope(ledger.engine) as db:
+        db.execute(update(Account).values(session_state="ok"))
+    done = reconcile(ledger.engine, publisher, grace_seconds=GRACE)
+
+    # Then only the second run published it, unparked
+    assert (done.published, done.unparked) == (1, 1)
+    assert head_of(ledger, message_id).parked_on is None
+
+
+def test_an_open_message_with_nothing_pending_is_closed_and_its_chat_moves_on(
+    account: str, ledger: Ledger
+) -> None:
+    # Given a message whose only chunk was accepted while it stayed open, and one behind it
+    stuck = delivery.enqueue(account, PEER, "accepted, never closed")
+    behind = delivery.enqueue(account, PEER, "the next one")
+    with session_scope(ledger.engine) as db:
+        db.execute(update(Chunk).where(Chunk.message_id == int(stuck)).values(status="sent"))
+    publisher = Published()
+
+    # When the reconciler runs
+    done = reconcile(ledger.engine, publisher, grace_seconds=GRACE)
+
+    # Then the stuck message is delivered and the next one is published
+    assert done.closed == 1
+    assert delivery.get_status(stuck).status == "delivered"
+    assert [a.chunk_id for a in publisher.armed] == [head_of(ledger, behind).id]
+
+
+def test_messages_of_a_chat_behind_a_head_are_never_lost_heads(
+    account: str, ledger: Ledger
+) -> None:
+    # Given two messages to one chat, both long overdue
+    first = delivery.enqueue(account, PEER, "first")
+    second = delivery.enqueue(account, PEER, "second")
+    for message_id in (first, second):
+        age(ledger, head_of(ledger, message_id).id, seconds=3 * GRACE)
+    publisher = Published()
+
+    # When the reconciler runs, then only the head is published
+    reconcile(ledger.engine, publisher, grace_seconds=GRACE)
+    assert [a.chunk_id for a in publisher.armed] == [head_of(ledger, first).id]
+    with session_scope(ledger.engine) as db:
+        assert db.scalar(select(Message.status).where(Message.id == int(second))) == "queued"
