@@ -165,9 +165,12 @@ class _Handler(BaseHTTPRequestHandler):
         model.note_request(endpoint_name(endpoint), uin=self.headers.get("X-WECHAT-UIN"))
         bound_host, bound_port = self.server.server_address[:2]
         host = self.headers.get("Host") or f"{bound_host!s}:{bound_port}"
-        token = bearer_token(self.headers) if endpoint == SENDMESSAGE else None
         # In flight from the moment the request is read until its answer is written.
-        in_flight = model.sending(token) if endpoint == SENDMESSAGE else contextlib.nullcontext()
+        in_flight = (
+            model.sending(bearer_token(self.headers))
+            if endpoint == SENDMESSAGE
+            else contextlib.nullcontext()
+        )
         with in_flight:
             outcome = handle_ilink(
                 model,
