@@ -36,7 +36,7 @@ from delivery.validation import (
     validate_token,
 )
 
-__all__ = ["AccountInfo", "add_account", "list_accounts", "mask_token"]
+__all__ = ["AccountInfo", "add_account", "list_accounts", "mask_token", "stored_token"]
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +141,14 @@ def list_accounts() -> list[AccountInfo]:
     """Every account, by id, with its token masked."""
     with session_scope(runtime.engine(), readonly=True) as session:
         return [AccountInfo.of(a) for a in session.scalars(select(Account).order_by(Account.id))]
+
+
+def stored_token(account_id: str) -> str | None:
+    """The bot token the ledger holds for ``account_id``, or ``None`` for an unknown account.
+
+    A secret: for a request to the platform (the QR login names the tokens it
+    holds), never for a log line or an exception.
+    """
+    engine = engine_for(get_settings().database_url)
+    with session_scope(engine, readonly=True) as session:
+        return session.scalar(select(Account.token).where(Account.id == account_id))

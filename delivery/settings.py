@@ -22,10 +22,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from delivery.errors import ConfigError
+from delivery.ilink.protocol import DEFAULT_CLIENT_VERSION, ClientVersion
 
 __all__ = ["ENV_PREFIX", "Settings", "get_settings", "load_settings"]
 
@@ -126,6 +127,11 @@ class Settings(BaseSettings):
     reconcile_grace_seconds: float = Field(default=DEFAULT_RECONCILE_GRACE_SECONDS, gt=0)
     visibility_timeout_seconds: float = Field(default=DEFAULT_VISIBILITY_TIMEOUT_SECONDS, gt=0)
     http_timeout_seconds: float = Field(default=DEFAULT_HTTP_TIMEOUT_SECONDS, gt=0)
+    client_version: str = Field(
+        default=str(DEFAULT_CLIENT_VERSION),
+        description="The version this client announces to the platform, major.minor.patch "
+        "(each 0..255): iLink-App-ClientVersion packs it, base_info.channel_version spells it.",
+    )
     publish_timeout_seconds: float = Field(default=DEFAULT_PUBLISH_TIMEOUT_SECONDS, gt=0)
 
     account_store_dir: Path | None = Field(
@@ -153,6 +159,16 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = Field(
         default=None, description="user:password of Flower's basic auth (checked below)."
     )
+
+    @field_validator("client_version")
+    @classmethod
+    def _client_version_parses(cls, value: str) -> str:
+        return str(ClientVersion.parse(value))
+
+    @property
+    def ilink_client_version(self) -> ClientVersion:
+        """``client_version`` as the value the iLink client takes."""
+        return ClientVersion.parse(self.client_version)
 
     @property
     def limiter_redis_url(self) -> str:

@@ -6,6 +6,7 @@ machine never read each other's queues.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
@@ -23,6 +25,7 @@ from delivery.settings import get_settings
 from delivery.worker.app import use_broker_url
 from tests.support import services
 from tests.support.own_redis import OwnRedis
+from tests.support.qr_login import Terminal
 from tests.support.stack import Stack, running_stack
 
 # `pytest --hypothesis-profile=long` runs the property tests ten times longer.
@@ -154,6 +157,29 @@ def set_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
 
     yield _set
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def terminal() -> Terminal:
+    """What a QR login showed and said; queue numbers for it to type in ``typed``."""
+    return Terminal()
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    """A ``requests.Session`` for this test, closed afterwards."""
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The CLI points the root logger at the runner's stream; put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ waits for a poll interval; the simulator walks each code one scripted step per p
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 import requests
@@ -23,20 +21,18 @@ from delivery.errors import LoginError
 from delivery.ilink.classify import Answer
 from delivery.ilink.client import ILinkClient
 from delivery.ledger.models import Account
-from delivery.sessions.login import (
-    SCANNED_MESSAGE,
+from delivery.sessions.login import SCANNED_MESSAGE, LoginResult
+from delivery.sessions.qr_answers import (
     Confirmed,
-    LoginResult,
     Pending,
-    QrCode,
     Redirected,
     Trouble,
-    qr_login,
     read_status,
     redirected_base_url,
 )
 from delivery.simulator import Fault, PlatformSimulator
 from tests.conftest import Ledger
+from tests.support.qr_login import FakeClock, Terminal, confirmed_login, run_login
 
 PEER = "peer@im.wechat"
 OK = Answer(http_status=200, ret=0, errcode=None, errmsg=None)
@@ -45,79 +41,10 @@ if "login" not in cli.commands:
     cli.add_command(login)
 
 
-class FakeClock:
-    """Seconds that move only when the flow sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@dataclass
-class Terminal:
-    """What the flow showed and said."""
-
-    shown: list[QrCode] = field(default_factory=list)
-    said: list[str] = field(default_factory=list)
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.said)
-
-
 @pytest.fixture
 def sim() -> Iterator[PlatformSimulator]:
     with PlatformSimulator() as simulator:
         yield simulator
-
-
-@pytest.fixture
-def terminal() -> Terminal:
-    return Terminal()
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """The CLI points the root logger at the runner's stream; put it back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def run_login(
-    sim: PlatformSimulator,
-    http: requests.Session,
-    terminal: Terminal,
-    *,
-    clock: FakeClock | None = None,
-    max_refreshes: int = 3,
-    timeout_seconds: float = 30.0,
-) -> LoginResult:
-    clock = clock or FakeClock()
-    return qr_login(
-        base_url=sim.base_url,
-        session=http,
-        show=terminal.shown.append,
-        say=terminal.said.append,
-        poll_interval_seconds=0.5,
-        max_refreshes=max_refreshes,
-        timeout_seconds=timeout_seconds,
-        sleep=clock.sleep,
-        clock=clock,
-    )
 
 
 def port_of(sim: PlatformSimulator) -> int:
@@ -139,7 +66,7 @@ def test_login_through_scan_and_redirect_yields_a_working_token(
     )
 
     # When the login runs
-    result = run_login(sim, http, terminal)
+    result = confirmed_login(sim, http, terminal)
 
     # Then polling moved to the redirect host, and the code confirmed that bot there
     [code] = terminal.shown
@@ -173,7 +100,7 @@ def test_expired_codes_are_replaced_until_one_is_confirmed(
     sim.model.script_qr(steps=["wait", "scaned", "confirmed"], expire_first=2)
 
     # When the login runs with room for two refreshes
-    result = run_login(sim, http, terminal, max_refreshes=2)
+    result = confirmed_login(sim, http, terminal, max_refreshes=2)
 
     # Then three codes were shown, and the third one confirmed the login
     assert [code.number for code in terminal.shown] == [1, 2, 3]
@@ -229,7 +156,7 @@ def test_transient_trouble_while_polling_is_retried(
         sim.model.queue_fault(fault)
 
     # When the login runs
-    result = run_login(sim, http, terminal)
+    result = confirmed_login(sim, http, terminal)
 
     # Then it still succeeds, and the trouble was reported once, not on every poll
     assert result.token

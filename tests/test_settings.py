@@ -17,6 +17,16 @@ def test_defaults_are_sane() -> None:
     assert settings.cooldown_max_seconds <= settings.max_countdown_seconds
 
 
+def test_the_client_version_defaults_to_the_newest_official_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DELIVERY_CLIENT_VERSION", raising=False)
+    assert load_settings().ilink_client_version.header_value == "132105"  # 2.4.9
+    monkeypatch.setenv("DELIVERY_CLIENT_VERSION", " 2.5.0 ")
+    settings = load_settings()
+    assert (settings.client_version, settings.ilink_client_version.packed) == ("2.5.0", 132352)
+
+
 def test_redis_url_defaults_to_the_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DELIVERY_REDIS_URL", raising=False)
     monkeypatch.setenv("DELIVERY_BROKER_URL", "redis://example:6379/3")
@@ -33,6 +43,9 @@ def test_redis_url_defaults_to_the_broker(monkeypatch: pytest.MonkeyPatch) -> No
         ("DELIVERY_RETRY_JITTER", "maybe", "DELIVERY_RETRY_JITTER='maybe'"),
         ("DELIVERY_SEND_LOCK_TTL_SECONDS", "5", "DELIVERY_SEND_LOCK_TTL_SECONDS"),
         ("DELIVERY_COOLDOWN_BASE_SECONDS", "1000", "DELIVERY_COOLDOWN_BASE_SECONDS"),
+        ("DELIVERY_CLIENT_VERSION", "2.4", "DELIVERY_CLIENT_VERSION='2.4': must be major.minor"),
+        ("DELIVERY_CLIENT_VERSION", "2.256.0", "DELIVERY_CLIENT_VERSION='2.256.0'"),
+        ("DELIVERY_CLIENT_VERSION", "132105", "DELIVERY_CLIENT_VERSION='132105'"),
     ],
 )
 def test_nonsense_refuses_to_start_naming_the_variable(

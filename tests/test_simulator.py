@@ -91,6 +91,13 @@ def model_send(
 RATE_LIMITED = {"ret": -2, "errcode": -2, "errmsg": "rate limited"}
 
 
+def accepted(payload: dict[str, Any]) -> bool:
+    """``ret`` 0 and a ``message_id``: a JSON number past 2**53, within uint64."""
+    message_id = payload.get("message_id")
+    is_id = isinstance(message_id, int) and 2**53 < message_id < 2**64
+    return set(payload) == {"ret", "message_id"} and payload["ret"] == 0 and is_id
+
+
 def test_rate_limit_starts_a_lockout_that_sends_extend(clock: FakeClock) -> None:
     # Given 2 sends per 10 s, a 60 s lockout extended 5 s by every send during it
     model = make_model(
@@ -102,9 +109,9 @@ def test_rate_limit_starts_a_lockout_that_sends_extend(clock: FakeClock) -> None
     )
     start = clock.now
     # When a third send comes within the window
-    assert model_send(model, "c1") == {"ret": 0}
+    assert accepted(model_send(model, "c1"))
     clock.advance(1)
-    assert model_send(model, "c2") == {"ret": 0}
+    assert accepted(model_send(model, "c2"))
     clock.advance(1)
     # Then it is refused and a lockout starts
     assert model_send(model, "c3") == RATE_LIMITED
@@ -116,7 +123,7 @@ def test_rate_limit_starts_a_lockout_that_sends_extend(clock: FakeClock) -> None
     assert model_send(model, "c3") == RATE_LIMITED
     assert model.snapshot().accounts[ACCOUNT].lockout_until == start + 72
     clock.advance(72 - 66.9)
-    assert model_send(model, "c3") == {"ret": 0}
+    assert accepted(model_send(model, "c3"))
     snap = model.snapshot()
     assert snap.texts(PEER) == ["hi", "hi", "hi"]
     assert snap.counters.rejected == {"rate_limited": 3}
@@ -133,18 +140,18 @@ def test_a_lockout_can_be_started_on_demand(clock: FakeClock) -> None:
     clock.advance(1.0)  # 20.5 s: inside the extended lockout
     assert model_send(model, "c1") == RATE_LIMITED
     clock.advance(1.6)
-    assert model_send(model, "c1") == {"ret": 0}
+    assert accepted(model_send(model, "c1"))
     with pytest.raises(ValueError, match="positive"):
         model.lock_out(ACCOUNT, seconds=0)
 
 
 def test_window_slides_a_send_stops_counting_after_exactly_the_window(clock: FakeClock) -> None:
     model = make_model(clock, rate_limit_sends=2, rate_limit_window_seconds=10.0)
-    assert model_send(model, "c1") == {"ret": 0}
+    assert accepted(model_send(model, "c1"))
     clock.advance(5)
-    assert model_send(model, "c2") == {"ret": 0}
+    assert accepted(model_send(model, "c2"))
     clock.advance(5)  # c1 is exactly 10 s old: out of the window
-    assert model_send(model, "c3") == {"ret": 0}
+    assert accepted(model_send(model, "c3"))
     accepted_at = model.snapshot().accounts[ACCOUNT].accepted_at
     assert [t - accepted_at[0] for t in accepted_at] == [0, 5, 10]
 
@@ -192,7 +199,7 @@ def test_injected_answers_refuse_without_delivering(
     model = make_model(clock)
     model.queue_fault(fault)
     assert model_send(model, "c1") == expected
-    assert model_send(model, "c1") == {"ret": 0}  # the fault fired once; a retry goes through
+    assert accepted(model_send(model, "c1"))  # the fault fired once; a retry goes through
     snap = model.snapshot()
     assert snap.texts(PEER) == ["hi"]
     assert snap.counters.rejected == {label: 1}
@@ -202,15 +209,15 @@ def test_injected_answers_refuse_without_delivering(
 
 def test_session_expires_after_k_sends_and_only_a_new_token_cures_it(clock: FakeClock) -> None:
     model = make_model(clock, expire_after_sends=2)
-    assert model_send(model, "c1") == {"ret": 0}
-    assert model_send(model, "c2") == {"ret": 0}
+    assert accepted(model_send(model, "c1"))
+    assert accepted(model_send(model, "c2"))
     expired = {"ret": -14, "errcode": -14, "errmsg": "session timeout"}
     assert model_send(model, "c3") == expired
     assert answer(model.getconfig(token=TOKEN)) == expired
     with pytest.raises(ValueError, match="new one"):
         model.set_token(ACCOUNT, token=TOKEN)
     model.set_token(ACCOUNT, token="token-two-456")
-    assert model_send(model, "c3", token="token-two-456") == {"ret": 0}
+    assert accepted(model_send(model, "c3", token="token-two-456"))
     assert model_send(model, "c4", token=TOKEN) == expired  # the old token stays dead
     snap = model.snapshot()
     assert snap.counters.rejected == {"session_expired": 2}
@@ -228,8 +235,10 @@ def test_session_expires_on_demand_and_unknown_tokens_are_expired(clock: FakeClo
 def test_duplicate_client_id_is_answered_ok_and_never_delivered_twice(clock: FakeClock) -> None:
     # Given one send per window: a duplicate must not spend that budget
     model = make_model(clock, rate_limit_sends=1)
-    assert model_send(model, "c1", text="first") == {"ret": 0}
-    assert model_send(model, "c1", text="first") == {"ret": 0}
+    first = model_send(model, "c1", text="first")
+    again = model_send(model, "c1", text="first")
+    # Then the duplicate is answered like the first send, with the same message_id
+    assert accepted(first) and again == first
     assert model_send(model, "c2") == RATE_LIMITED
     # During the lockout every send is refused, a duplicate too
     assert model_send(model, "c1", text="first") == RATE_LIMITED
@@ -241,7 +250,7 @@ def test_duplicate_client_id_is_answered_ok_and_never_delivered_twice(clock: Fak
 
 def test_text_over_the_limit_is_refused_for_good(clock: FakeClock) -> None:
     model = make_model(clock)
-    assert model_send(model, "c1", text="x" * 2000) == {"ret": 0}
+    assert accepted(model_send(model, "c1", text="x" * 2000))
     assert model_send(model, "c2", text="x" * 2001) == {
         "ret": -1,
         "errcode": -1,
@@ -265,7 +274,7 @@ def test_account_faults_fire_before_global_ones_and_only_for_their_account(
         assert outcome.reply is not None
         statuses.append(outcome.reply.status)
     assert statuses == [502, 502, 503]
-    assert model_send(model, "d", token="token-two-456") == {"ret": 0}
+    assert accepted(model_send(model, "d", token="token-two-456"))
 
 
 def test_reset_after_delivery_delivers_then_gives_no_answer(clock: FakeClock) -> None:
@@ -335,7 +344,7 @@ def http_send(
 
 def test_a_well_formed_send_is_delivered(sim: PlatformSimulator, control: SimulatorControl) -> None:
     response = http_send(sim.base_url, "c1", text="héllo")
-    assert (response.status_code, response.json()) == (200, {"ret": 0})
+    assert response.status_code == 200 and accepted(response.json())
     [message] = control.received().messages[PEER]
     assert (message.client_id, message.text, message.account_id) == ("c1", "héllo", ACCOUNT)
     assert message.context_token == "ctx-1"
@@ -353,7 +362,7 @@ def test_a_reused_uin_is_counted(sim: PlatformSimulator, control: SimulatorContr
             headers=build_headers(token=TOKEN, uin=uin),
             timeout=TIMEOUT_SECONDS,
         )
-        assert response.json() == {"ret": 0}
+        assert accepted(response.json())
     assert control.received().counters.repeated_uins == 1
 
 
@@ -401,7 +410,13 @@ def test_a_malformed_envelope_is_a_400_naming_the_problem(
     [
         (b"not json", "JSON"),
         (json.dumps({"msg": {}}).encode(), "base_info"),
-        (json.dumps({"base_info": {"channel_version": "1.0"}}).encode(), "channel_version"),
+        (json.dumps({"base_info": {"channel_version": 2.4}}).encode(), "channel_version"),
+        (json.dumps({"base_info": {"channel_version": ""}}).encode(), "channel_version"),
+        (json.dumps({"base_info": "2.4.9"}).encode(), "base_info"),
+        (
+            json.dumps({"base_info": {"channel_version": "2.4.9", "bot_agent": 7}}).encode(),
+            "bot_agent",
+        ),
     ],
 )
 def test_a_malformed_body_is_a_400(sim: PlatformSimulator, body: bytes, named: str) -> None:
@@ -471,7 +486,7 @@ def test_transport_faults_reach_the_client_as_they_are(
     response = http_send(sim.base_url, "c1")
     assert response.status_code == status
     assert body_check(response.content)
-    assert http_send(sim.base_url, "c1").json() == {"ret": 0}
+    assert accepted(http_send(sim.base_url, "c1").json())
     snap = control.received()
     assert snap.texts(PEER) == ["hi"]
     assert snap.counters.rejected == {fault.name: 1}
@@ -487,7 +502,7 @@ def test_reset_after_delivery_then_a_resend_is_a_duplicate(
         http_send(sim.base_url, "c1")
     assert control.received().texts(PEER) == ["hi"]
     # And a resend with the same client_id is answered ok but not delivered again
-    assert http_send(sim.base_url, "c1").json() == {"ret": 0}
+    assert accepted(http_send(sim.base_url, "c1").json())
     snap = control.received()
     assert snap.texts(PEER) == ["hi"]
     assert (snap.counters.accepted, snap.counters.duplicates) == (1, 1)
@@ -501,7 +516,7 @@ def test_reset_before_delivery_delivers_nothing(
     with pytest.raises(requests.ConnectionError):
         http_send(sim.base_url, "c1")
     assert control.received().texts(PEER) == []
-    assert http_send(sim.base_url, "c1").json() == {"ret": 0}
+    assert accepted(http_send(sim.base_url, "c1").json())
     snap = control.received()
     assert (snap.counters.accepted, snap.counters.duplicates) == (1, 0)
 
@@ -581,7 +596,7 @@ def test_qr_login_through_an_expired_code_and_a_redirect(
     assert status["ilink_user_id"].endswith("@im.wechat")
     fields = sendmessage_fields(to_user_id=PEER, client_id="q1", text="hi", context_token=None)
     response = post(status["baseurl"], ENDPOINT_SENDMESSAGE, fields, token=status["bot_token"])
-    assert response.json() == {"ret": 0}
+    assert accepted(response.json())
     snap = control.received()
     assert snap.messages[PEER][0].account_id == status["ilink_bot_id"]
     assert snap.qr_codes[qrcode].account_id == status["ilink_bot_id"]
@@ -631,9 +646,7 @@ def test_the_control_api_drives_and_inspects_the_simulator(
     assert control.config()["lockout_seconds"] == 100
     # When the account sends twice
     fields = sendmessage_fields(to_user_id="p2", client_id="x1", text="one", context_token=None)
-    assert post(sim.base_url, ENDPOINT_SENDMESSAGE, fields, token="token-two-456").json() == {
-        "ret": 0
-    }
+    assert accepted(post(sim.base_url, ENDPOINT_SENDMESSAGE, fields, token="token-two-456").json())
     fields["msg"]["client_id"] = "x2"
     refused = post(sim.base_url, ENDPOINT_SENDMESSAGE, fields, token="token-two-456").json()
     assert refused["ret"] == -2
@@ -664,9 +677,7 @@ def test_control_can_set_a_new_token_and_queue_faults_per_account(
     assert http_send(sim.base_url, "c1").json()["errmsg"] == "prepare failed"
     assert http_send(sim.base_url, "c1").json()["ret"] == -14
     fields = sendmessage_fields(to_user_id=PEER, client_id="c1", text="hi", context_token=None)
-    assert post(sim.base_url, ENDPOINT_SENDMESSAGE, fields, token="token-new-789").json() == {
-        "ret": 0
-    }
+    assert accepted(post(sim.base_url, ENDPOINT_SENDMESSAGE, fields, token="token-new-789").json())
     assert control.received().counters.faults_fired == {"prepare_failed": 2}
 
 
@@ -698,7 +709,7 @@ def test_concurrent_sends_of_one_account_are_seen_in_flight_together(
 def test_sequential_sends_never_overlap(sim: PlatformSimulator, control: SimulatorControl) -> None:
     control.configure(send_latency_seconds=0.01)
     for index in range(3):
-        assert http_send(sim.base_url, f"c{index}").json() == {"ret": 0}
+        assert accepted(http_send(sim.base_url, f"c{index}").json())
     assert control.received().accounts[ACCOUNT].max_in_flight == 1
 
 

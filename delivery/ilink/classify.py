@@ -50,6 +50,8 @@ class Answer:
 
     ``json_ok`` is False when the body was not a JSON object (HTML error page,
     garbage); ``excerpt`` then holds its first characters for the operator.
+    ``message_id`` is the platform's id of an accepted message when the answer
+    carries one: a uint64 in decimal, every digit kept (it can exceed 2**53).
     """
 
     http_status: int
@@ -58,6 +60,7 @@ class Answer:
     errmsg: str | None
     json_ok: bool = True
     excerpt: str | None = None
+    message_id: str | None = None
 
 
 @dataclass(frozen=True)

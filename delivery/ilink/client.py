@@ -6,18 +6,24 @@ answer means: :func:`delivery.ilink.classify.classify` does. Exceptions from
 requests are translated here, and only here, into
 :class:`~delivery.errors.TransportError`, whose text never holds the token.
 
+The client version it announces (``iLink-App-ClientVersion`` and
+``base_info.channel_version``) is a keyword argument, read once from the settings
+by whoever builds the client.
+
 Example::
 
     client = ILinkClient(base_url="https://ilinkai.weixin.qq.com", token=token,
-                         session=requests.Session())
-    answer = client.send_text(to_user_id="u@im.wechat", client_id="dlv-1", text="hi",
-                              context_token=None)
+                         session=requests.Session(),
+                         client_version=ClientVersion.parse(settings.client_version))
+    reply = client.send_text(to_user_id="u@im.wechat", client_id="dlv-1", text="hi",
+                             context_token=None)
+    reply.answer.message_id     # '7318...' when the platform names the message
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +33,9 @@ import requests
 from delivery.errors import TransportError
 from delivery.ilink import protocol
 from delivery.ilink.classify import Answer
+from delivery.ilink.protocol import DEFAULT_CLIENT_VERSION, ClientVersion
 
-__all__ = ["ILinkClient", "Reply", "fetch_qrcode", "poll_qrcode_status"]
+__all__ = ["ILinkClient", "Reply", "fetch_qrcode", "fetch_qrcode_by_get", "poll_qrcode_status"]
 
 _EXCERPT_CHARS = 200  # of a non-JSON body, kept for the operator
 
@@ -66,11 +73,14 @@ def _reply(response: requests.Response, started: float) -> Reply:
         answer = Answer(response.status_code, None, None, None, json_ok=False, excerpt=excerpt)
         return Reply(answer=answer, payload={}, elapsed_ms=elapsed_ms)
     errmsg = payload.get("errmsg")
+    # Parsed again as text only when present: json() would round a uint64 past 2**53.
+    has_id = protocol.MESSAGE_ID_FIELD in payload
     answer = Answer(
         http_status=response.status_code,
         ret=_int_or_none(payload.get("ret")),
         errcode=_int_or_none(payload.get("errcode")),
         errmsg=errmsg if isinstance(errmsg, str) else None,
+        message_id=protocol.message_id_of(response.text) if has_id else None,
     )
     return Reply(answer=answer, payload=payload, elapsed_ms=elapsed_ms)
 
@@ -118,11 +128,13 @@ class ILinkClient:
         token: str,
         session: requests.Session,
         timeout_seconds: float = protocol.TIMEOUT_SECONDS,
+        client_version: ClientVersion = DEFAULT_CLIENT_VERSION,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._session = session
         self.timeout_seconds = timeout_seconds
+        self.client_version = client_version
 
     def __repr__(self) -> str:
         return f"ILinkClient(base_url={self.base_url!r})"
@@ -133,8 +145,8 @@ class ILinkClient:
 
     def _post(self, endpoint: str, fields: dict[str, Any], *, timeout_seconds: float) -> Reply:
         url = protocol.endpoint_url(self.base_url, endpoint)
-        body = protocol.encode_body(fields)
-        headers = protocol.build_headers(token=self._token)
+        body = protocol.encode_body(fields, client_version=self.client_version)
+        headers = protocol.build_headers(token=self._token, client_version=self.client_version)
         started = time.monotonic()
         with _translated(f"POST {endpoint}", timeout_seconds):
             response = self._session.post(url, data=body, headers=headers, timeout=timeout_seconds)
@@ -144,6 +156,8 @@ class ILinkClient:
         self, *, to_user_id: str, client_id: str, text: str, context_token: str | None
     ) -> Reply:
         """``sendmessage`` with one text item. The same ``client_id`` on every retry.
+
+        An accepted answer may name the message: ``reply.answer.message_id``.
 
         Raises:
             TransportError: no HTTP answer; the text may or may not have arrived.
@@ -184,20 +198,71 @@ class ILinkClient:
         )
 
 
-def _get(session: requests.Session, url: str, what: str, timeout_seconds: float) -> Reply:
+def _get(
+    session: requests.Session,
+    url: str,
+    what: str,
+    *,
+    client_version: ClientVersion,
+    timeout_seconds: float,
+) -> Reply:
+    headers = protocol.build_get_headers(client_version=client_version)
     started = time.monotonic()
     with _translated(what, timeout_seconds):
-        response = session.get(url, timeout=timeout_seconds)
+        response = session.get(url, headers=headers, timeout=timeout_seconds)
     return _reply(response, started)
 
 
-def fetch_qrcode(
-    session: requests.Session, *, base_url: str, timeout_seconds: float = protocol.TIMEOUT_SECONDS
-) -> Reply:
-    """``get_bot_qrcode``: a new login QR code (``qrcode`` and the URL to scan)."""
+def _qrcode_url(base_url: str) -> str:
     url = protocol.endpoint_url(base_url, protocol.ENDPOINT_QRCODE)
+    return f"{url}?bot_type={protocol.QR_BOT_TYPE}"
+
+
+def fetch_qrcode(
+    session: requests.Session,
+    *,
+    base_url: str,
+    local_tokens: Sequence[str],
+    client_version: ClientVersion = DEFAULT_CLIENT_VERSION,
+    timeout_seconds: float = protocol.TIMEOUT_SECONDS,
+) -> Reply:
+    """``get_bot_qrcode`` by POST, as the official client asks: a new login QR code.
+
+    ``local_tokens`` are the bot tokens this client already holds (secrets, sent in
+    the body only), so the platform can tell a bot that is already bound. No
+    ``Authorization`` header and no ``base_info``, as the official client sends it.
+
+    Raises:
+        TransportError: no HTTP answer.
+    """
+    body = protocol.encode_json({protocol.QR_LOCAL_TOKENS_FIELD: list(local_tokens)})
+    headers = protocol.build_headers(token=None, client_version=client_version)
+    started = time.monotonic()
+    with _translated("POST get_bot_qrcode", timeout_seconds):
+        response = session.post(
+            _qrcode_url(base_url), data=body, headers=headers, timeout=timeout_seconds
+        )
+    return _reply(response, started)
+
+
+def fetch_qrcode_by_get(
+    session: requests.Session,
+    *,
+    base_url: str,
+    client_version: ClientVersion = DEFAULT_CLIENT_VERSION,
+    timeout_seconds: float = protocol.TIMEOUT_SECONDS,
+) -> Reply:
+    """``get_bot_qrcode`` by GET, the older form: a new login QR code.
+
+    Raises:
+        TransportError: no HTTP answer.
+    """
     return _get(
-        session, f"{url}?bot_type={protocol.QR_BOT_TYPE}", "GET get_bot_qrcode", timeout_seconds
+        session,
+        _qrcode_url(base_url),
+        "GET get_bot_qrcode",
+        client_version=client_version,
+        timeout_seconds=timeout_seconds,
     )
 
 
@@ -206,10 +271,27 @@ def poll_qrcode_status(
     *,
     base_url: str,
     qrcode: str,
-    timeout_seconds: float = protocol.TIMEOUT_SECONDS,
+    verify_code: str | None = None,
+    client_version: ClientVersion = DEFAULT_CLIENT_VERSION,
+    timeout_seconds: float = protocol.TIMEOUT_QRCODE_STATUS_SECONDS,
 ) -> Reply:
-    """``get_qrcode_status``: where the login stands (``wait``, ``scaned``, ``confirmed``...)."""
+    """``get_qrcode_status``: where the login stands (``wait``, ``scaned``, ``confirmed``...).
+
+    ``verify_code`` is the number the person typed after ``need_verifycode``.
+
+    Raises:
+        TransportError: no HTTP answer.
+    """
     url = protocol.endpoint_url(base_url, protocol.ENDPOINT_QRCODE_STATUS)
-    response_url = requests.Request("GET", url, params={"qrcode": qrcode}).prepare().url
-    assert response_url is not None
-    return _get(session, response_url, "GET get_qrcode_status", timeout_seconds)
+    params = {"qrcode": qrcode}
+    if verify_code is not None:
+        params[protocol.QR_VERIFY_CODE_PARAM] = verify_code
+    prepared_url = requests.Request("GET", url, params=params).prepare().url
+    assert prepared_url is not None
+    return _get(
+        session,
+        prepared_url,
+        "GET get_qrcode_status",
+        client_version=client_version,
+        timeout_seconds=timeout_seconds,
+    )

@@ -6,9 +6,11 @@ The layout follows the layers:
 - :mod:`~delivery.simulator.server`: the HTTP adapter, :class:`PlatformSimulator`
 - :mod:`~delivery.simulator.routes` / :mod:`~delivery.simulator.control`: the
   ``/_sim/`` control API and its typed client
+- :mod:`~delivery.simulator.endpoints`: the iLink endpoints, request to outcome
 - :mod:`~delivery.simulator.faults`, :mod:`~delivery.simulator.qr`,
   :mod:`~delivery.simulator.ratelimit`, :mod:`~delivery.simulator.inbound`,
-  :mod:`~delivery.simulator.envelope`: one concept each
+  :mod:`~delivery.simulator.envelope`, :mod:`~delivery.simulator.accounts`,
+  :mod:`~delivery.simulator.requestlog`: one concept each
 
 Example::
 
@@ -30,11 +32,20 @@ from delivery.simulator.envelope import SendMessage
 from delivery.simulator.faults import Fault, FaultKind
 from delivery.simulator.model import PlatformModel
 from delivery.simulator.qr import QrStatus
-from delivery.simulator.records import AccountReport, Counters, Delivered, QrReport, Snapshot
+from delivery.simulator.records import (
+    AccountReport,
+    ClientIdentity,
+    Counters,
+    Delivered,
+    QrReport,
+    SeenRequest,
+    Snapshot,
+)
 from delivery.simulator.server import PlatformSimulator, serve_forever
 
 __all__ = [
     "AccountReport",
+    "ClientIdentity",
     "Counters",
     "Delivered",
     "Fault",
@@ -43,6 +54,7 @@ __all__ = [
     "PlatformSimulator",
     "QrReport",
     "QrStatus",
+    "SeenRequest",
     "SendMessage",
     "SimulatorConfig",
     "SimulatorControl",

@@ -22,6 +22,7 @@ from typing import Any, Final
 import requests
 
 from delivery.simulator.faults import Fault
+from delivery.simulator.qr import DEFAULT_VERIFY_ATTEMPTS
 from delivery.simulator.records import Snapshot
 
 __all__ = ["SimulatorControl", "SimulatorControlError"]
@@ -125,13 +126,25 @@ class SimulatorControl:
         return str(answer["context_token"])
 
     def script_qr(
-        self, *, steps: Sequence[str], expire_first: int = 0, redirect_host: str | None = None
+        self,
+        *,
+        steps: Sequence[str],
+        expire_first: int = 0,
+        redirect_host: str | None = None,
+        verify_code: str | None = None,
+        verify_attempts: int = DEFAULT_VERIFY_ATTEMPTS,
     ) -> None:
         """Script the QR codes issued from now on (see :class:`~delivery.simulator.qr.QrFlow`)."""
         self._call(
             "POST",
             "qr",
-            {"steps": list(steps), "expire_first": expire_first, "redirect_host": redirect_host},
+            {
+                "steps": list(steps),
+                "expire_first": expire_first,
+                "redirect_host": redirect_host,
+                "verify_code": verify_code,
+                "verify_attempts": verify_attempts,
+            },
         )
 
     def received(self) -> Snapshot:

@@ -1,41 +1,66 @@
 """Strict checks of what a client sends: headers, ``base_info`` and endpoint fields.
 
-The real platform may be lenient, but the simulator is not: a client that forgets a
-header or sends a wrong field should fail in a test, loudly, with HTTP 400 and an
-errmsg naming the problem. Every check raises :class:`BadRequest`; the functions
-return typed values the model works on.
+The simulator accepts what the platform accepts and nothing it would refuse: a
+client that forgets a header or sends a wrong field should fail in a test, loudly,
+with HTTP 400 and an errmsg naming the problem. Every check raises
+:class:`BadRequest`; the functions return typed values the model works on.
+
+The client's version is not one fixed value: any ``iLink-App-ClientVersion`` that
+packs ``major.minor.patch`` (a decimal under 2**24) and any non-empty
+``base_info.channel_version`` string are accepted, and both are kept in the
+request's :class:`~delivery.simulator.records.ClientIdentity`, so a test can see
+what a client said it was.
+
+==========================  ===========================================================
+request                     checked
+==========================  ===========================================================
+authenticated POST          Content-Type, AuthorizationType, Bearer token, X-WECHAT-UIN,
+                            iLink-App-Id, iLink-App-ClientVersion, ``base_info``
+POST ``get_bot_qrcode``     the same without a token; ``local_token_list``, a list of
+                            strings; ``base_info`` only if present
+GET (QR login)              iLink-App-Id and iLink-App-ClientVersion only if present
+                            (older clients send none)
+==========================  ===========================================================
 
 Example::
 
     envelope = check_envelope(headers, body)         # raises BadRequest
     send = parse_sendmessage(envelope.fields)
-    send.client_id
+    envelope.client.client_version                   # '132105'
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from delivery.ilink.protocol import (
     APP_ID,
-    CHANNEL_VERSION,
-    CLIENT_VERSION,
+    HEADER_APP_ID,
+    HEADER_CLIENT_VERSION,
+    HEADER_ROUTE_TAG,
     ITEM_TYPE_TEXT,
     MESSAGE_STATE_FINISH,
     MESSAGE_TYPE_BOT,
+    QR_LOCAL_TOKENS_FIELD,
+    ClientVersion,
 )
+from delivery.simulator.records import ClientIdentity
 
 __all__ = [
     "BadRequest",
     "Envelope",
     "HeaderSource",
+    "QrRequest",
     "SendMessage",
     "bearer_token",
     "check_envelope",
+    "check_get_headers",
+    "check_qrcode_request",
     "parse_getconfig",
     "parse_getupdates",
     "parse_sendmessage",
@@ -43,6 +68,9 @@ __all__ = [
 ]
 
 _UINT32_MAX: Final = 2**32 - 1
+# Bounds on what a client may call itself; the official client caps bot_agent at 256 bytes.
+_CHANNEL_VERSION_MAX_CHARS: Final = 64
+_BOT_AGENT_MAX_BYTES: Final = 256
 _TYPING_STATUSES: Final = frozenset({1, 2})  # 1 starts the indicator, 2 stops it
 
 
@@ -58,11 +86,21 @@ class HeaderSource(Protocol):
 
 @dataclass(frozen=True)
 class Envelope:
-    """A request that passed the envelope checks: the token, the UIN and the fields."""
+    """A request that passed the envelope checks: the token, the UIN, who sent it, the fields."""
 
     token: str
     uin: str
+    client: ClientIdentity
     fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class QrRequest:
+    """A POST of ``get_bot_qrcode`` that passed the checks: the tokens the client holds."""
+
+    uin: str
+    client: ClientIdentity
+    local_tokens: tuple[str, ...] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -117,28 +155,121 @@ def _check_uin(headers: HeaderSource) -> str:
     return value
 
 
-def check_envelope(headers: HeaderSource, body: bytes) -> Envelope:
-    """Check the headers and body every POST carries; return the token, UIN and fields."""
+def _check_client_version(headers: HeaderSource, *, required: bool) -> str | None:
+    value = headers.get(HEADER_CLIENT_VERSION)
+    if value is None:
+        if required:
+            raise BadRequest(f"header {HEADER_CLIENT_VERSION} is missing")
+        return None
+    # str(int) round-trip refuses signs, spaces and leading zeros; unpack the top byte.
+    if not value.isascii() or not value.isdigit() or str(int(value)) != value:
+        raise BadRequest(f"header {HEADER_CLIENT_VERSION} is {value[:40]!r}, not a decimal")
+    try:
+        ClientVersion.unpack(int(value))
+    except ValueError as exc:
+        raise BadRequest(
+            f"header {HEADER_CLIENT_VERSION} is {value[:40]!r}, not a packed major.minor.patch"
+        ) from exc
+    return value
+
+
+def _check_app_id(headers: HeaderSource, *, required: bool) -> str | None:
+    value = headers.get(HEADER_APP_ID)
+    if value is None and not required:
+        return None
+    _expect_header(headers, HEADER_APP_ID, APP_ID)
+    return value
+
+
+def _identity_headers(headers: HeaderSource, *, required: bool) -> ClientIdentity:
+    """The app id, client version and route tag headers; required on every POST."""
+    return ClientIdentity(
+        app_id=_check_app_id(headers, required=required),
+        client_version=_check_client_version(headers, required=required),
+        route_tag=headers.get(HEADER_ROUTE_TAG),
+    )
+
+
+def _post_headers(headers: HeaderSource) -> tuple[str, ClientIdentity]:
+    """The headers every POST carries, a token aside; returns the UIN and the identity."""
     _check_content_type(headers)
     _expect_header(headers, "AuthorizationType", "ilink_bot_token")
-    token = bearer_token(headers)
-    if token is None:
-        raise BadRequest("header Authorization is not 'Bearer <token>'")
     uin = _check_uin(headers)
-    _expect_header(headers, "iLink-App-Id", APP_ID)
-    _expect_header(headers, "iLink-App-ClientVersion", str(CLIENT_VERSION))
+    return uin, _identity_headers(headers, required=True)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest("body is not UTF-8 JSON") from exc
     if not isinstance(payload, dict):
         raise BadRequest("body is not a JSON object")
-    base_info = payload.pop("base_info", None)
-    if not isinstance(base_info, dict):
+    return payload
+
+
+def _with_base_info(client: ClientIdentity, base_info: object) -> ClientIdentity:
+    """Check ``base_info`` and add what it says to the identity."""
+    if base_info is None:
         raise BadRequest("base_info is missing")
-    if base_info.get("channel_version") != CHANNEL_VERSION:
-        raise BadRequest(f"base_info.channel_version is not {CHANNEL_VERSION!r}")
-    return Envelope(token=token, uin=uin, fields=payload)
+    if not isinstance(base_info, dict):
+        raise BadRequest("base_info is not an object")
+    channel_version = base_info.get("channel_version")
+    if not isinstance(channel_version, str):
+        raise BadRequest("base_info.channel_version must be a string")
+    if not channel_version.strip() or not channel_version.isprintable():
+        raise BadRequest("base_info.channel_version must be printable and not empty")
+    if len(channel_version) > _CHANNEL_VERSION_MAX_CHARS:
+        raise BadRequest(f"base_info.channel_version is over {_CHANNEL_VERSION_MAX_CHARS} chars")
+    bot_agent = base_info.get("bot_agent")
+    if bot_agent is not None:
+        if not isinstance(bot_agent, str):
+            raise BadRequest("base_info.bot_agent must be a string when present")
+        if len(bot_agent.encode("utf-8")) > _BOT_AGENT_MAX_BYTES:
+            raise BadRequest(f"base_info.bot_agent is over {_BOT_AGENT_MAX_BYTES} bytes")
+    return dataclasses.replace(client, channel_version=channel_version, bot_agent=bot_agent)
+
+
+def check_envelope(headers: HeaderSource, body: bytes) -> Envelope:
+    """Check the headers and body every authenticated POST carries.
+
+    Raises:
+        BadRequest: naming the first problem.
+    """
+    uin, client = _post_headers(headers)
+    token = bearer_token(headers)
+    if token is None:
+        raise BadRequest("header Authorization is not 'Bearer <token>'")
+    payload = _json_object(body)
+    client = _with_base_info(client, payload.pop("base_info", None))
+    return Envelope(token=token, uin=uin, client=client, fields=payload)
+
+
+def check_qrcode_request(headers: HeaderSource, body: bytes) -> QrRequest:
+    """Check a POST of ``get_bot_qrcode``: no token, ``{"local_token_list": [str, ...]}``.
+
+    Raises:
+        BadRequest: naming the first problem (never a token).
+    """
+    uin, client = _post_headers(headers)
+    if headers.get("Authorization") is not None and bearer_token(headers) is None:
+        raise BadRequest("header Authorization is not 'Bearer <token>'")
+    payload = _json_object(body)
+    if "base_info" in payload:
+        client = _with_base_info(client, payload.pop("base_info"))
+    tokens = _field(payload, QR_LOCAL_TOKENS_FIELD, list)
+    if not all(isinstance(token, str) and token for token in tokens):
+        raise BadRequest(f"{QR_LOCAL_TOKENS_FIELD} must hold non-empty strings only")
+    return QrRequest(uin=uin, client=client, local_tokens=tuple(tokens))
+
+
+def check_get_headers(headers: HeaderSource) -> ClientIdentity:
+    """Check the identity headers of a GET, which are optional but must be well formed.
+
+    Raises:
+        BadRequest: a header is present and malformed.
+    """
+    return _identity_headers(headers, required=False)
 
 
 def _field(fields: dict[str, Any], name: str, kind: type, *, where: str = "") -> Any:

@@ -32,6 +32,8 @@ from typing import Any, Final, Literal, get_args
 from delivery.ilink.protocol import (
     ENDPOINT_GETCONFIG,
     ENDPOINT_GETUPDATES,
+    ENDPOINT_NOTIFYSTART,
+    ENDPOINT_NOTIFYSTOP,
     ENDPOINT_QRCODE,
     ENDPOINT_QRCODE_STATUS,
     ENDPOINT_SENDMESSAGE,
@@ -67,6 +69,8 @@ ENDPOINT_NAMES: Final = frozenset(
         ENDPOINT_SENDTYPING,
         ENDPOINT_QRCODE,
         ENDPOINT_QRCODE_STATUS,
+        ENDPOINT_NOTIFYSTART,
+        ENDPOINT_NOTIFYSTOP,
     )
 )
 SENDMESSAGE: Final = endpoint_name(ENDPOINT_SENDMESSAGE)

@@ -21,26 +21,23 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any
 
+from delivery.simulator.accounts import AccountRegistry
 from delivery.simulator.config import SimulatorConfig, apply_changes
 from delivery.simulator.envelope import SendMessage
 from delivery.simulator.faults import SENDMESSAGE, Fault, FaultQueue
 from delivery.simulator.inbound import Inbox
-from delivery.simulator.qr import QrFlow
-from delivery.simulator.records import Counters, Delivered, QrReport, Snapshot
+from delivery.simulator.qr import DEFAULT_VERIFY_ATTEMPTS, QrFlow
+from delivery.simulator.records import Counters, Delivered, SeenRequest, Snapshot
 from delivery.simulator.replies import Outcome, Reply, bad_request, json_reply, session_expired
+from delivery.simulator.requestlog import RequestLog
 from delivery.simulator.rules import AccountState, judge_send, reply_for
 
 __all__ = ["PlatformModel"]
-
-# Enough to notice a client that reuses its UIN, small enough to stay cheap forever.
-_UIN_MEMORY: Final = 4096
-# Kept for diagnosis in the snapshot; older ones are dropped.
-_BAD_REQUEST_MEMORY: Final = 50
 
 
 def _ok(**fields: Any) -> Reply:
@@ -68,8 +65,7 @@ class PlatformModel:
 
     def _clear(self, config: SimulatorConfig) -> None:
         self._config = config
-        self._accounts: dict[str, AccountState] = {}
-        self._token_owner: dict[str, AccountState] = {}  # every token ever issued, old ones too
+        self._accounts = AccountRegistry()
         self._faults = FaultQueue()
         self._inbox = Inbox()
         self._qr = QrFlow()
@@ -78,10 +74,7 @@ class PlatformModel:
         self._duplicates = 0
         self._rejected: Counter[str] = Counter()
         self._faults_fired: Counter[str] = Counter()
-        self._requests: Counter[str] = Counter()
-        self._recent_uins: deque[str] = deque(maxlen=_UIN_MEMORY)
-        self._repeated_uins = 0
-        self._bad_requests: deque[str] = deque(maxlen=_BAD_REQUEST_MEMORY)
+        self._log = RequestLog()
 
     # -- control --------------------------------------------------------------------
 
@@ -105,30 +98,12 @@ class PlatformModel:
     def register_account(self, account_id: str, *, token: str) -> None:
         """Create an account whose requests carry ``Authorization: Bearer <token>``."""
         with self._lock:
-            if not account_id:
-                raise ValueError("account_id must not be empty")
-            if account_id in self._accounts:
-                raise ValueError(f"account {account_id!r} exists; use set_token")
-            self._check_new_token(token)
-            account = AccountState(account_id=account_id, token=token)
-            self._accounts[account_id] = account
-            self._token_owner[token] = account
+            self._accounts.add(account_id, token=token)
 
     def set_token(self, account_id: str, *, token: str) -> None:
         """Give the account a new token: the old one answers ``-14`` from now on."""
         with self._lock:
-            account = self._accounts[account_id]
-            self._check_new_token(token)
-            account.token = token
-            account.token_sends = 0
-            account.expired = False
-            self._token_owner[token] = account
-
-    def _check_new_token(self, token: str) -> None:
-        if not token:
-            raise ValueError("token must not be empty")
-        if token in self._token_owner:
-            raise ValueError("token was issued before; a session is cured only by a new one")
+            self._accounts.rotate(account_id, token=token)
 
     def expire_session(self, account_id: str) -> None:
         """Expire the account's session now, as the platform does at its own whim."""
@@ -164,16 +139,28 @@ class PlatformModel:
             )
 
     def script_qr(
-        self, *, steps: Sequence[str], expire_first: int = 0, redirect_host: str | None = None
+        self,
+        *,
+        steps: Sequence[str],
+        expire_first: int = 0,
+        redirect_host: str | None = None,
+        verify_code: str | None = None,
+        verify_attempts: int = DEFAULT_VERIFY_ATTEMPTS,
     ) -> None:
         """Script the QR codes issued from now on; see :class:`~delivery.simulator.qr.QrFlow`."""
         with self._lock:
-            self._qr.script(steps=steps, expire_first=expire_first, redirect_host=redirect_host)
+            self._qr.script(
+                steps=steps,
+                expire_first=expire_first,
+                redirect_host=redirect_host,
+                verify_code=verify_code,
+                verify_attempts=verify_attempts,
+            )
 
     def account_for_token(self, token: str) -> str | None:
         """The account a token (current or old) belongs to, if any."""
         with self._lock:
-            account = self._token_owner.get(token)
+            account = self._accounts.owner(token)
             return account.account_id if account else None
 
     # -- bookkeeping the server reports -----------------------------------------------
@@ -181,16 +168,17 @@ class PlatformModel:
     def note_request(self, endpoint: str, *, uin: str | None = None) -> None:
         """Count a request to ``endpoint`` and whether its ``X-WECHAT-UIN`` was fresh."""
         with self._lock:
-            self._requests[endpoint] += 1
-            if uin is not None:
-                if uin in self._recent_uins:
-                    self._repeated_uins += 1
-                self._recent_uins.append(uin)
+            self._log.count(endpoint, uin=uin)
+
+    def note_seen(self, request: SeenRequest) -> None:
+        """Record a well-formed request and the client identity it carried."""
+        with self._lock:
+            self._log.see(request)
 
     def note_bad_request(self, endpoint: str, what: str) -> Reply:
         """Record a malformed request and return its HTTP 400 answer."""
         with self._lock:
-            self._bad_requests.append(f"{endpoint}: {what}")
+            self._log.refuse(endpoint, what)
             if endpoint == SENDMESSAGE:
                 self._rejected["bad_request"] += 1
         return bad_request(what)
@@ -199,7 +187,7 @@ class PlatformModel:
     def sending(self, token: str | None) -> Iterator[None]:
         """Hold a ``sendmessage`` of the token's account in flight for the ``with`` body."""
         with self._lock:
-            account = self._token_owner.get(token) if token else None
+            account = self._accounts.owner(token)
             if account is not None:
                 account.in_flight += 1
                 account.max_in_flight = max(account.max_in_flight, account.in_flight)
@@ -215,7 +203,7 @@ class PlatformModel:
     def sendmessage(self, *, token: str, send: SendMessage) -> Outcome:
         """Judge one ``sendmessage``: faults first, then the rules of ``rules.judge_send``."""
         with self._lock:
-            account = self._token_owner.get(token)
+            account = self._accounts.owner(token)
             fault = self._faults.take(
                 endpoint=SENDMESSAGE, account_id=account.account_id if account else None
             )
@@ -235,6 +223,11 @@ class PlatformModel:
         with self._lock:
             return self._serve("sendtyping", token, lambda _: _ok())
 
+    def notify(self, endpoint: str, *, token: str) -> Outcome:
+        """``msg/notifystart`` or ``msg/notifystop``: acknowledged, nothing else changes."""
+        with self._lock:
+            return self._serve(endpoint, token, lambda _: _ok())
+
     def getupdates(self, *, token: str) -> Outcome:
         """Hand out (and consume) the account's inbound messages; returns at once."""
 
@@ -249,11 +242,16 @@ class PlatformModel:
         with self._lock:
             return self._serve("getupdates", token, take)
 
-    def get_bot_qrcode(self, *, scan_base_url: str) -> Outcome:
-        """Issue a QR code; its ``qrcode_img_content`` is a page under ``scan_base_url``."""
+    def get_bot_qrcode(
+        self, *, scan_base_url: str, method: str = "GET", local_tokens: Sequence[str] = ()
+    ) -> Outcome:
+        """Issue a QR code; its ``qrcode_img_content`` is a page under ``scan_base_url``.
+
+        ``local_tokens`` are the tokens a POST said its client holds (kept, not checked).
+        """
 
         def issue() -> Reply:
-            code = self._qr.issue()
+            code = self._qr.issue(method=method, local_tokens=local_tokens)
             url = f"{scan_base_url.rstrip('/')}/_sim/qr/scan?qrcode={code.qrcode}"
             return _ok(qrcode=code.qrcode, qrcode_img_content=url)
 
@@ -261,25 +259,26 @@ class PlatformModel:
             fault = self._faults.take(endpoint="get_bot_qrcode", account_id=None)
             return self._fire(fault, issue) if fault else Outcome(reply=issue())
 
-    def get_qrcode_status(self, *, qrcode: str, host: str, base_url: str) -> Outcome:
+    def get_qrcode_status(
+        self, *, qrcode: str, host: str, base_url: str, verify_code: str | None = None
+    ) -> Outcome:
         """Advance a code one scripted step; ``host`` is where the poll came in.
 
-        ``confirmed`` registers a fresh account (once) and hands out its token with
-        ``baseurl`` set to ``base_url``.
+        ``verify_code`` is the number the client sent, if any. ``confirmed``
+        registers a fresh account (once) and hands out its token with ``baseurl``
+        set to ``base_url``.
         """
 
         def poll() -> Reply:
             try:
-                code = self._qr.poll(qrcode, host=host)
+                code = self._qr.poll(qrcode, host=host, verify_code=verify_code)
             except KeyError:
-                self._bad_requests.append("get_qrcode_status: unknown qrcode")
+                self._log.refuse("get_qrcode_status", "unknown qrcode")
                 return bad_request("unknown qrcode")
-            answer: dict[str, Any] = {"ret": 0, "status": code.status}
-            if code.status == "scaned_but_redirect":
-                answer["redirect_host"] = code.redirect_host or host
-            elif code.status == "confirmed":
+            answer = code.answer(host=host)
+            if code.status == "confirmed":
                 if code.account_id is None:
-                    code.account_id = self._register_fresh()
+                    code.account_id = self._accounts.add_fresh().account_id
                 account = self._accounts[code.account_id]
                 answer.update(
                     ilink_bot_id=account.account_id,
@@ -296,10 +295,11 @@ class PlatformModel:
     # -- the rules (called with the lock held) ---------------------------------------------
 
     def _send(self, token: str, send: SendMessage) -> Reply:
-        account = self._token_owner.get(token)
+        account = self._accounts.owner(token)
         now = self._clock()
         verdict = judge_send(account, token=token, send=send, now=now, config=self._config)
-        if verdict == "accepted" and account is not None:
+        message_id = account.message_ids.get(send.client_id) if account else None
+        if verdict == "accepted" and account is not None and message_id is not None:
             self._accepted += 1
             self._messages.setdefault(send.to_user_id, []).append(
                 Delivered(
@@ -309,17 +309,18 @@ class PlatformModel:
                     to_user_id=send.to_user_id,
                     context_token=send.context_token,
                     arrived_at=now,
+                    message_id=message_id,
                 )
             )
         elif verdict == "duplicate":
             self._duplicates += 1
         else:
             self._rejected[verdict] += 1
-        return reply_for(verdict, config=self._config)
+        return reply_for(verdict, config=self._config, message_id=message_id)
 
     def _serve(self, endpoint: str, token: str, answer: Callable[[AccountState], Reply]) -> Outcome:
         """An authenticated endpoint other than ``sendmessage``: fault, session, answer."""
-        account = self._token_owner.get(token)
+        account = self._accounts.owner(token)
 
         def checked() -> Reply:
             if account is None or not account.accepts(token):
@@ -347,15 +348,6 @@ class PlatformModel:
             return Outcome(reply=None)
         return Outcome(reply=fault.reply(), delay_seconds=fault.seconds)
 
-    def _register_fresh(self) -> str:
-        account = AccountState(
-            account_id=f"{secrets.token_hex(8)}@im.bot",
-            token=f"simtok-{secrets.token_urlsafe(24)}",
-        )
-        self._accounts[account.account_id] = account
-        self._token_owner[account.token] = account
-        return account.account_id
-
     # -- inspection -------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
@@ -370,23 +362,16 @@ class PlatformModel:
                     duplicates=self._duplicates,
                     rejected=dict(self._rejected),
                     faults_fired=dict(self._faults_fired),
-                    requests=dict(self._requests),
-                    repeated_uins=self._repeated_uins,
+                    requests=dict(self._log.requests),
+                    repeated_uins=self._log.repeated_uins,
                 ),
-                accounts={
-                    account_id: account.report(now)
-                    for account_id, account in self._accounts.items()
-                },
+                accounts={account.account_id: account.report(now) for account in self._accounts},
                 qr_codes={
-                    code.qrcode: QrReport(
-                        qrcode=code.qrcode,
-                        status=code.status,
-                        hosts=tuple(code.hosts),
-                        account_id=code.account_id,
-                    )
+                    code.qrcode: code.report(self._accounts.owners(code.local_tokens))
                     for code in self._qr.codes.values()
                 },
-                bad_requests=tuple(self._bad_requests),
+                bad_requests=tuple(self._log.bad_requests),
+                seen=tuple(self._log.seen),
             )
 
 

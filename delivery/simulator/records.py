@@ -12,6 +12,7 @@ Example::
     [m.text for m in snap.messages["u@im.wechat"]]
     snap.counters.rejected.get("rate_limited", 0)
     snap.accounts["bot-1"].max_in_flight
+    {seen.client.client_version for seen in snap.seen}     # {'132105'}
 """
 
 from __future__ import annotations
@@ -19,12 +20,48 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["AccountReport", "Counters", "Delivered", "QrReport", "Snapshot"]
+__all__ = [
+    "AccountReport",
+    "ClientIdentity",
+    "Counters",
+    "Delivered",
+    "QrReport",
+    "SeenRequest",
+    "Snapshot",
+]
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """What a request says of the client that sent it (``None``: not said).
+
+    ``client_version`` is the ``iLink-App-ClientVersion`` header as sent (the packed
+    decimal, e.g. ``"132105"`` for 2.4.9); ``channel_version`` and ``bot_agent``
+    come from ``base_info``; ``route_tag`` is the optional ``SKRouteTag`` header.
+    """
+
+    app_id: str | None = None
+    client_version: str | None = None
+    channel_version: str | None = None
+    bot_agent: str | None = None
+    route_tag: str | None = None
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    """One iLink request that passed the checks: method, endpoint and who sent it."""
+
+    method: str
+    endpoint: str
+    client: ClientIdentity
 
 
 @dataclass(frozen=True)
 class Delivered:
-    """One message the platform accepted and delivered, in arrival order."""
+    """One message the platform accepted and delivered, in arrival order.
+
+    ``message_id`` is the id the platform answered with (a uint64, in decimal).
+    """
 
     client_id: str
     text: str
@@ -32,6 +69,7 @@ class Delivered:
     to_user_id: str
     context_token: str | None
     arrived_at: float
+    message_id: str
 
 
 @dataclass(frozen=True)
@@ -76,17 +114,33 @@ class Counters:
 
 @dataclass(frozen=True)
 class QrReport:
-    """One issued QR code: its latest status, the hosts it was polled on, its account."""
+    """One issued QR code: its latest status, the hosts it was polled on, its account.
+
+    ``method`` is how it was asked for (``GET`` or ``POST``); ``local_tokens`` how
+    many tokens a POST said the client holds, and ``local_token_accounts`` the
+    accounts they belong to (never the tokens). ``verify_code`` is the number the
+    phone shows when the script asks for one; ``wrong_codes`` counts wrong ones.
+    """
 
     qrcode: str
     status: str
     hosts: tuple[str, ...]
     account_id: str | None
+    method: str
+    local_tokens: int
+    local_token_accounts: tuple[str, ...]
+    verify_code: str | None
+    wrong_codes: int
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything the simulator recorded, copied out at one instant."""
+    """Everything the simulator recorded, copied out at one instant.
+
+    ``bad_requests`` holds the latest refused requests with the reason; ``seen``
+    the latest iLink requests that passed the checks, oldest first, with the
+    client identity each carried (both bounded, the oldest dropped first).
+    """
 
     now: float
     messages: dict[str, tuple[Delivered, ...]]
@@ -94,6 +148,7 @@ class Snapshot:
     accounts: dict[str, AccountReport]
     qr_codes: dict[str, QrReport]
     bad_requests: tuple[str, ...]
+    seen: tuple[SeenRequest, ...]
 
     def texts(self, to_user_id: str) -> list[str]:
         """The texts delivered to ``to_user_id``, in arrival order."""
@@ -118,8 +173,22 @@ class Snapshot:
                 for account_id, report in payload["accounts"].items()
             },
             qr_codes={
-                qrcode: QrReport(**{**report, "hosts": tuple(report["hosts"])})
+                qrcode: QrReport(
+                    **{
+                        **report,
+                        "hosts": tuple(report["hosts"]),
+                        "local_token_accounts": tuple(report["local_token_accounts"]),
+                    }
+                )
                 for qrcode, report in payload["qr_codes"].items()
             },
             bad_requests=tuple(payload["bad_requests"]),
+            seen=tuple(
+                SeenRequest(
+                    method=item["method"],
+                    endpoint=item["endpoint"],
+                    client=ClientIdentity(**item["client"]),
+                )
+                for item in payload["seen"]
+            ),
         )

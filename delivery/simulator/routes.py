@@ -18,7 +18,8 @@ HTTP 404, both as ``{"ok": false, "error": "..."}``.
 ``POST /_sim/faults``      ``{"fault": {...}, "count": 1, "account_id": null}``
 ``POST /_sim/inbound``     ``{"account_id", "from_user_id", "text", "context_token"?}``
                            -> ``{"ok": true, "context_token": "..."}``
-``POST /_sim/qr``          ``{"steps": [...], "expire_first": 0, "redirect_host": null}``
+``POST /_sim/qr``          ``{"steps": [...], "expire_first": 0, "redirect_host": null,
+                           "verify_code": null, "verify_attempts": 3}``
 ``GET  /_sim/qr/scan``     ``?qrcode=...``: the page a QR code points to (HTML)
 =========================  ======================================================
 
@@ -38,6 +39,7 @@ from typing import Any
 from delivery.simulator.config import config_to_json
 from delivery.simulator.faults import Fault
 from delivery.simulator.model import PlatformModel
+from delivery.simulator.qr import DEFAULT_VERIFY_ATTEMPTS
 from delivery.simulator.replies import Reply, html_reply, json_reply
 
 __all__ = ["CONTROL_PREFIX", "handle_control"]
@@ -120,6 +122,8 @@ def _qr(model: PlatformModel, args: dict[str, Any]) -> dict[str, Any]:
         steps=steps,
         expire_first=args.get("expire_first", 0),
         redirect_host=_optional_text(args, "redirect_host"),
+        verify_code=_optional_text(args, "verify_code"),
+        verify_attempts=args.get("verify_attempts", DEFAULT_VERIFY_ATTEMPTS),
     )
     return {}
 

@@ -14,6 +14,10 @@ the model):
 6. otherwise ``accepted``; the ``expire_after_sends``-th accepted send of a token
    expires the session right after it.
 
+An accepted send is given a ``message_id``, a random uint64 past 2**53 (so that a
+client that parses it as a float loses digits and a test sees it); a duplicate is
+answered with the id of the send it repeats.
+
 Example::
 
     account = AccountState(account_id="bot-1", token="t-1")
@@ -23,9 +27,11 @@ Example::
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from delivery.ilink.protocol import MESSAGE_ID_FIELD
 from delivery.simulator.config import SimulatorConfig
 from delivery.simulator.envelope import SendMessage
 from delivery.simulator.ratelimit import AccountLimiter
@@ -39,7 +45,7 @@ from delivery.simulator.replies import (
     session_expired,
 )
 
-__all__ = ["AccountState", "Verdict", "judge_send", "reply_for"]
+__all__ = ["AccountState", "Verdict", "judge_send", "new_message_id", "reply_for"]
 
 Verdict = Literal["accepted", "duplicate", "session_expired", "text_too_long", "rate_limited"]
 
@@ -56,7 +62,7 @@ class AccountState:
     in_flight: int = 0
     max_in_flight: int = 0
     accepted_at: list[float] = field(default_factory=list)
-    client_ids: set[str] = field(default_factory=set)
+    message_ids: dict[str, str] = field(default_factory=dict)  # by accepted client_id
 
     def accepts(self, token: str) -> bool:
         """Whether ``token`` is this account's current token and its session is alive."""
@@ -76,6 +82,11 @@ class AccountState:
         )
 
 
+def new_message_id() -> str:
+    """A fresh platform message id: a uint64 with its top bit set, in decimal."""
+    return str(1 << 63 | secrets.randbits(63))
+
+
 def judge_send(
     account: AccountState | None,
     *,
@@ -86,7 +97,8 @@ def judge_send(
 ) -> Verdict:
     """Apply the rules to one send at ``now`` (seconds) and update the account's state.
 
-    ``account`` is the owner of ``token`` (``None`` if nobody ever had it).
+    ``account`` is the owner of ``token`` (``None`` if nobody ever had it). An
+    accepted send's id is ``account.message_ids[send.client_id]`` afterwards.
     """
     if account is None or not account.accepts(token):
         return "session_expired"
@@ -94,12 +106,12 @@ def judge_send(
         return "text_too_long"
     if account.limiter.locked_out(now, config=config):
         return "rate_limited"
-    if send.client_id in account.client_ids:
+    if send.client_id in account.message_ids:
         return "duplicate"
     if account.limiter.over_limit(now, config=config):
         return "rate_limited"
     account.limiter.record(now)
-    account.client_ids.add(send.client_id)
+    account.message_ids[send.client_id] = new_message_id()
     account.accepted_at.append(now)
     account.token_sends += 1
     if config.expire_after_sends is not None and account.token_sends >= config.expire_after_sends:
@@ -107,10 +119,13 @@ def judge_send(
     return "accepted"
 
 
-def reply_for(verdict: Verdict, *, config: SimulatorConfig) -> Reply:
-    """The platform's answer to a verdict."""
+def reply_for(verdict: Verdict, *, config: SimulatorConfig, message_id: str | None) -> Reply:
+    """The platform's answer to a verdict; an accepted one names ``message_id`` (a number)."""
     if verdict in ("accepted", "duplicate"):
-        return json_reply({"ret": 0})
+        answer: dict[str, Any] = {"ret": 0}
+        if message_id is not None:
+            answer[MESSAGE_ID_FIELD] = int(message_id)  # a JSON number, as the platform sends
+        return json_reply(answer)
     if verdict == "session_expired":
         return session_expired()
     if verdict == "text_too_long":

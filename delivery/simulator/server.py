@@ -5,9 +5,9 @@ the things only a socket can: hold a request (latency, a hang) while watching fo
 the client hanging up, and reset a connection with ``SO_LINGER 0`` so the client
 sees a reset rather than a clean close.
 
-Routes: ``POST /ilink/bot/{sendmessage,getupdates,getconfig,sendtyping}``,
-``GET /ilink/bot/get_bot_qrcode?bot_type=3``, ``GET /ilink/bot/get_qrcode_status?qrcode=``
-and the control API under ``/_sim/`` (see :mod:`delivery.simulator.routes`).
+Routes: the iLink endpoints under ``/ilink/bot/`` (see
+:mod:`delivery.simulator.endpoints`) and the control API under ``/_sim/`` (see
+:mod:`delivery.simulator.routes`).
 
 Example::
 
@@ -31,18 +31,10 @@ from types import TracebackType
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
-from delivery.ilink.protocol import QR_BOT_TYPE
 from delivery.simulator.config import SimulatorConfig
-from delivery.simulator.envelope import (
-    BadRequest,
-    bearer_token,
-    check_envelope,
-    parse_getconfig,
-    parse_getupdates,
-    parse_sendmessage,
-    parse_sendtyping,
-)
-from delivery.simulator.faults import SENDMESSAGE
+from delivery.simulator.endpoints import ENDPOINTS, handle_ilink
+from delivery.simulator.envelope import bearer_token
+from delivery.simulator.faults import SENDMESSAGE, endpoint_name
 from delivery.simulator.model import PlatformModel
 from delivery.simulator.replies import RET_REFUSED, Outcome, Reply, error_reply
 from delivery.simulator.routes import CONTROL_PREFIX, handle_control
@@ -52,8 +44,6 @@ __all__ = ["PlatformSimulator", "serve_forever"]
 logger = logging.getLogger(__name__)
 
 ILINK_PREFIX: Final = "/ilink/bot/"
-_POST_ENDPOINTS: Final = frozenset({"sendmessage", "getupdates", "getconfig", "sendtyping"})
-_GET_ENDPOINTS: Final = frozenset({"get_bot_qrcode", "get_qrcode_status"})
 # How often a held request looks for a hang-up or a stop; short so stop() is quick.
 _HOLD_SLICE_SECONDS: Final = 0.02
 # An idle keep-alive connection is dropped after this; it only frees a thread.
@@ -169,51 +159,29 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _ilink(self, method: str, endpoint: str, query: str, body: bytes) -> None:
         model = self.server.model
-        expected = "POST" if endpoint in _POST_ENDPOINTS else "GET"
-        if endpoint not in _POST_ENDPOINTS | _GET_ENDPOINTS or method != expected:
-            reply = _refusal(404, f"no {method} endpoint {endpoint}")
-            self._perform(Outcome(reply=reply))
+        if method not in ENDPOINTS.get(endpoint, frozenset()):
+            self._perform(Outcome(reply=_refusal(404, f"no {method} endpoint {endpoint}")))
             return
-        model.note_request(endpoint, uin=self.headers.get("X-WECHAT-UIN"))
-        if method == "GET":
-            self._perform(self._qr(endpoint, dict(parse_qsl(query))))
-            return
-        token = bearer_token(self.headers)
-        # In flight from the moment the request is read until its answer is written.
-        in_flight = model.sending(token) if endpoint == SENDMESSAGE else contextlib.nullcontext()
-        with in_flight:
-            try:
-                envelope = check_envelope(self.headers, body)
-                if endpoint == SENDMESSAGE:
-                    send = parse_sendmessage(envelope.fields)
-                    outcome = model.sendmessage(token=envelope.token, send=send)
-                elif endpoint == "getconfig":
-                    parse_getconfig(envelope.fields)
-                    outcome = model.getconfig(token=envelope.token)
-                elif endpoint == "sendtyping":
-                    parse_sendtyping(envelope.fields)
-                    outcome = model.sendtyping(token=envelope.token)
-                else:
-                    parse_getupdates(envelope.fields)
-                    outcome = model.getupdates(token=envelope.token)
-            except BadRequest as exc:
-                outcome = Outcome(reply=model.note_bad_request(endpoint, str(exc)))
-            self._perform(outcome)
-
-    def _qr(self, endpoint: str, query: dict[str, str]) -> Outcome:
-        model = self.server.model
+        model.note_request(endpoint_name(endpoint), uin=self.headers.get("X-WECHAT-UIN"))
         bound_host, bound_port = self.server.server_address[:2]
         host = self.headers.get("Host") or f"{bound_host!s}:{bound_port}"
-        base_url = f"http://{host}"
-        if endpoint == "get_bot_qrcode":
-            if query.get("bot_type") != str(QR_BOT_TYPE):
-                reply = model.note_bad_request(endpoint, f"bot_type must be {QR_BOT_TYPE}")
-                return Outcome(reply=reply)
-            return model.get_bot_qrcode(scan_base_url=base_url)
-        qrcode = query.get("qrcode")
-        if not qrcode:
-            return Outcome(reply=model.note_bad_request(endpoint, "qrcode is missing"))
-        return model.get_qrcode_status(qrcode=qrcode, host=host, base_url=base_url)
+        # In flight from the moment the request is read until its answer is written.
+        in_flight = (
+            model.sending(bearer_token(self.headers))
+            if endpoint == SENDMESSAGE
+            else contextlib.nullcontext()
+        )
+        with in_flight:
+            outcome = handle_ilink(
+                model,
+                method=method,
+                endpoint=endpoint,
+                query=dict(parse_qsl(query)),
+                headers=self.headers,
+                body=body,
+                host=host,
+            )
+            self._perform(outcome)
 
     # -- output -----------------------------------------------------------------------
 
