@@ -149,6 +149,5 @@ def stored_token(account_id: str) -> str | None:
     A secret: for a request to the platform (the QR login names the tokens it
     holds), never for a log line or an exception.
     """
-    engine = engine_for(get_settings().database_url)
-    with session_scope(engine, readonly=True) as session:
+    with session_scope(runtime.engine(), readonly=True) as session:
         return session.scalar(select(Account.token).where(Account.id == account_id))

@@ -85,7 +85,10 @@ def clients() -> ClientPool:
 
 @functools.cache
 def _clients(settings: Settings) -> ClientPool:
-    return ClientPool(timeout_seconds=settings.http_timeout_seconds)
+    return ClientPool(
+        timeout_seconds=settings.http_timeout_seconds,
+        client_version=settings.ilink_client_version,
+    )
 
 
 def gate() -> AccountGate:

@@ -86,6 +86,7 @@ class AttemptInfo:
     detail: str | None
     used_context_token: bool
     worker_host: str | None
+    platform_message_id: str | None  # the platform's id of an accepted message, if it said
 
 
 def get_status(message_id: str) -> MessageInfo:
@@ -169,6 +170,7 @@ def get_attempts(message_id: str) -> list[AttemptInfo]:
                 detail=a.detail,
                 used_context_token=a.used_context_token,
                 worker_host=a.worker_host,
+                platform_message_id=a.platform_message_id,
             )
             for seq, a in rows
         ]

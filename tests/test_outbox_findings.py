@@ -17,10 +17,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import event, select, update
 from sqlalchemy import exc as sa_exc
 
 import delivery
+from delivery.cli import cli
 from delivery.errors import NotReplayable
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Attempt, Chunk, Message
@@ -319,3 +321,23 @@ def test_a_replay_between_a_tasks_look_and_its_send_does_not_interleave_two_mess
     drain(pipeline, publisher)
     texts = [m.text.split(" ")[0] for m in simulator.model.snapshot().messages[PEER]]
     assert texts == ["old", "old", "new", "new"]
+
+
+# -- the platform's message id --------------------------------------------------------------
+
+
+def test_an_accepted_attempt_keeps_the_platforms_message_id_and_show_prints_it(
+    pipeline: SendPipeline, simulator: PlatformSimulator, ledger: Ledger
+) -> None:
+    # Given a message the platform accepts, answering with a message_id past 2**53
+    message_id = delivery.enqueue(ACCOUNT, PEER, "hello")
+
+    # When it is sent
+    settle(pipeline, chunk_ids(ledger, message_id)[0])
+
+    # Then the attempt row keeps the id digit for digit, and `delivery show` prints it
+    [attempt] = delivery.get_attempts(message_id)
+    assert attempt.platform_message_id is not None
+    assert int(attempt.platform_message_id) > 2**53
+    shown = CliRunner().invoke(cli, ["show", message_id])
+    assert shown.exit_code == 0 and attempt.platform_message_id in shown.output

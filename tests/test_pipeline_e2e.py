@@ -23,8 +23,9 @@ PEER = "o9cq80peer@im.wechat"
 
 
 def test_a_long_message_arrives_whole_and_in_order(any_stack: Stack) -> None:
-    # Given an account and a worker
+    # Given an account and a worker that announces itself as client 2.5.1
     account = any_stack.add_account()
+    any_stack.overrides["DELIVERY_CLIENT_VERSION"] = "2.5.1"
     any_stack.start_worker()
     text = "\n\n".join(f"Section {i}. " + "lorem ipsum " * 200 for i in range(5))
 
@@ -38,6 +39,11 @@ def test_a_long_message_arrives_whole_and_in_order(any_stack: Stack) -> None:
     assert [(m.client_id, m.text) for m in got] == want
     assert len(want) > 1
     assert all(a.outcome == "accepted" for a in any_stack.attempts())
+    # ... sent as the configured client version, in the header and in base_info
+    sends = [s.client for s in any_stack.snapshot().seen if s.endpoint.endswith("sendmessage")]
+    assert {(c.client_version, c.channel_version) for c in sends} == {
+        (str((2 << 16) | (5 << 8) | 1), "2.5.1")
+    }
 
 
 def test_a_burst_survives_a_lockout_longer_than_the_seeds_retry_window(stack: Stack) -> None:

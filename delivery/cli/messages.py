@@ -65,7 +65,7 @@ def show(message_id: str) -> None:
         "HTTP",
         "ret",
         "errcode",
-        "errmsg / detail",
+        "errmsg / detail / message_id",
         "ctx",
         "host",
     )
@@ -79,7 +79,7 @@ def show(message_id: str) -> None:
             "" if a.http_status is None else str(a.http_status),
             "" if a.ret is None else str(a.ret),
             "" if a.errcode is None else str(a.errcode),
-            a.errmsg or a.detail or "",
+            a.errmsg or a.detail or a.platform_message_id or "",
             "yes" if a.used_context_token else "",
             a.worker_host or "",
         )

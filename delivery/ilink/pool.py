@@ -8,6 +8,7 @@ from collections.abc import Callable
 import requests
 
 from delivery.ilink.client import ILinkClient
+from delivery.ilink.protocol import DEFAULT_CLIENT_VERSION, ClientVersion
 
 __all__ = ["ClientPool"]
 
@@ -24,9 +25,11 @@ class ClientPool:
         self,
         *,
         timeout_seconds: float,
+        client_version: ClientVersion = DEFAULT_CLIENT_VERSION,
         session_factory: Callable[[], requests.Session] = requests.Session,
     ) -> None:
         self._timeout_seconds = timeout_seconds
+        self._client_version = client_version
         self._session_factory = session_factory
         self._clients: dict[str, tuple[int, str, ILinkClient]] = {}
         self._lock = threading.Lock()
@@ -43,6 +46,7 @@ class ClientPool:
                 base_url=base_url,
                 token=token,
                 session=self._session_factory(),
+                client_version=self._client_version,
                 timeout_seconds=self._timeout_seconds,
             )
             self._clients[account_id] = (token_version, base_url, client)

@@ -44,6 +44,7 @@ __all__ = [
 ERRMSG_CHARS = 500  # the platform's errmsg is short; a pathological one is cut
 DETAIL_CHARS = 2000  # what the pipeline says about an attempt
 HOST_CHARS = 255
+MESSAGE_ID_CHARS = 32  # a uint64 has 20 digits
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 LOST_DETAIL = "the worker stopped before the answer was recorded; it may have arrived"
 
@@ -103,6 +104,7 @@ def record(db: Session, attempt_id: int, result: AttemptResult) -> None:
             ret=_clamped(answer.ret, "ret", notes),
             errcode=_clamped(answer.errcode, "errcode", notes),
             errmsg=clean_text(answer.errmsg, limit=ERRMSG_CHARS) or None,
+            platform_message_id=clean_text(answer.message_id, limit=MESSAGE_ID_CHARS) or None,
         )
     detail = None
     if result.outcome != AttemptOutcome.ACCEPTED:

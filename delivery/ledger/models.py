@@ -178,6 +178,8 @@ class Attempt(Base):
     # A short fingerprint of the context token sent, never the token itself.
     context_token_fingerprint: Mapped[str | None] = mapped_column(String(16))
     worker_host: Mapped[str | None] = mapped_column(String(255))
+    # The platform's id of an accepted message (a uint64, kept as its decimal text).
+    platform_message_id: Mapped[str | None] = mapped_column(String(32))
 
     chunk: Mapped[Chunk] = relationship(back_populates="attempts")
 
