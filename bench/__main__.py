@@ -23,7 +23,7 @@ from bench.common import write_result
 
 __all__ = ["main"]
 
-BENCHMARKS = ("burst", "cost", "enqueue", "recovery")
+BENCHMARKS = ("burst", "cost", "enqueue", "recovery", "readers")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

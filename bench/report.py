@@ -9,6 +9,7 @@ included as it stands.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from bench.common import BENCH_DIR, OUT_DIR, environment
@@ -328,6 +329,64 @@ recheck for the store.
 """
 
 
+def _readers(r: dict[str, Any]) -> str:
+    scale = round(1 / r["factor"])
+    all_open, two_closed = r["closed_readers"]
+    wakeups = ", ".join(f"{s:.2f} s" for s in two_closed["reader_wakeup_seconds"])
+    closed_rows = [
+        [
+            run["name"],
+            f"{run['drain_seconds']:.2f} s",
+            str(run["refused_reader"]),
+            str(run["refused_rate"]),
+            str(run["lockouts"]),
+            "yes" if run["strikes_or_pace_left"] else "no",
+        ]
+        for run in (all_open, two_closed)
+    ]
+    closed_head = [
+        "run",
+        "open readers drained",
+        "reader refusals",
+        "rate refusals",
+        "lockouts",
+        "strikes or pace learned",
+    ]
+    limit_rows = [
+        [
+            run["name"],
+            str(run["lockouts"]),
+            str(run["refused_rate"] + run["refused_reader"]),
+            "-" if run["refusals_per_lockout"] is None else f"{run['refusals_per_lockout']:.1f}",
+            f"{run['drain_seconds']:.1f} s",
+        ]
+        for run in r["rate_limit"]
+    ]
+    return f"""## 5. Readers
+
+{_stamp(r)}
+
+`python -m bench readers`. The simulator refuses a reader who did not write within a
+day (or past 10 sends per message) with a bare `{{"ret": -2}}`, the same answer as its
+rate limit (20 sends per 60 s, then a 5-minute lockout); the clock is compressed
+{scale}x. **Closed readers**: a burst of one message to each of 20 readers at 95% of
+the platform's rate; in *two closed*, two of them (back to back in the burst) did not
+write for a day, and the pipeline knows none of the 20.
+
+{_table(closed_head, closed_rows)}
+
+The 18 open readers drained in **{r["drain_ratio_18_vs_20"]:.2f}x** the time the 20 took
+with everyone open (target: within 1.15x), with no cooldown and no pace change. Once
+the two wrote (`record_inbound`), their messages were delivered after {wakeups}.
+
+**A true rate limit among readers**: the burst of section 1 (40 messages, 141 chunks,
+8 chats) with the account configured at twice the platform's rate. *today*: without
+reader limits, a bare `-2` is the account's limit, as before readers existed.
+
+{_table(["run", "lockouts", "refusals", "refusals per lockout", "drain"], limit_rows)}
+"""
+
+
 def _header(env: dict[str, str]) -> str:
     return f"""# Benchmarks
 
@@ -355,20 +414,38 @@ ends, also on Ctrl-C. Raw figures: `bench/out/<name>.json` (not committed).
 """
 
 
+def _previous_sections() -> dict[str, str]:
+    """The sections of the ``BENCHMARKS.md`` there is, by their heading."""
+    if not REPORT.exists():
+        return {}
+    chunks = re.split(r"(?m)^(?=## )", REPORT.read_text())
+    return {c.splitlines()[0][3:].strip(): c for c in chunks if c.startswith("## ")}
+
+
 def render() -> None:
-    """Write ``BENCHMARKS.md`` (and the plot, if the burst was run)."""
+    """Write ``BENCHMARKS.md`` (and the plot, if the burst was run).
+
+    A benchmark without a result in ``bench/out/`` keeps the section the file had
+    (the figures of its last run), so running one benchmark re-renders only it.
+    """
+    previous = _previous_sections()
+
+    def section(title: str, rendered: str | None) -> str:
+        return rendered or previous.get(title) or f"## {title}\n\nNot run yet.\n"
+
     parts = [_header(environment())]
     burst = _load("burst")
     if burst is not None:
         draw_burst(burst, PLOT)
-        parts.append(_burst(burst))
-    else:
-        parts.append("## 1. Burst under a minutes-long limit\n\nNot run yet.\n")
+    parts.append(section("1. Burst under a minutes-long limit", _burst(burst) if burst else None))
     cost = _load("cost")
-    parts.append(_cost(cost) if cost else "## 2. Pipeline cost\n\nNot run yet.\n")
-    parts.append(_recovery(_load("recovery")))
+    parts.append(section("2. Pipeline cost", _cost(cost) if cost else None))
+    recovery = _load("recovery")
+    parts.append(section("3. Recovery", _recovery(recovery) if recovery else None))
     enqueue = _load("enqueue")
-    parts.append(_enqueue(enqueue) if enqueue else "## 4. Enqueue\n\nNot run yet.\n")
+    parts.append(section("4. Enqueue", _enqueue(enqueue) if enqueue else None))
+    readers = _load("readers")
+    parts.append(section("5. Readers", _readers(readers) if readers else None))
     if FINDINGS.exists():
         parts.append(FINDINGS.read_text())
     REPORT.write_text("\n".join(parts))

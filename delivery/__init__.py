@@ -8,6 +8,7 @@ Example::
     delivery.add_account("bot-1", token="...", base_url="https://ilinkai.weixin.qq.com")
     message_id = delivery.enqueue("bot-1", "o9cq8@im.wechat", "Good morning!")
     delivery.get_status(message_id).status
+    delivery.record_inbound("bot-1", "o9cq8@im.wechat", context_token=ctx)  # they wrote
 
 ``delivery.app`` is the Celery application (``celery -A delivery worker``).
 """
@@ -26,6 +27,8 @@ from delivery.errors import (
     NotReplayable,
     UnknownAccount,
 )
+from delivery.inbound import record_inbound
+from delivery.readers_view import ReaderInfo, list_readers
 from delivery.replay import ReplayResult, replay, replay_dead_since
 from delivery.views import (
     AttemptInfo,
@@ -50,6 +53,7 @@ __all__ = [
     "MessageNotFound",
     "NotReplayable",
     "OutboundMessage",
+    "ReaderInfo",
     "ReplayResult",
     "UnknownAccount",
     "add_account",
@@ -60,7 +64,9 @@ __all__ = [
     "get_status",
     "list_accounts",
     "list_messages",
+    "list_readers",
     "record_context_token",
+    "record_inbound",
     "replay",
     "replay_dead_since",
 ]

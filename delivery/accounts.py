@@ -27,7 +27,6 @@ from delivery.ledger.models import Account
 from delivery.ledger.states import ParkReason
 from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import wake_parked
-from delivery.settings import get_settings
 from delivery.validation import (
     mask_token,
     validate_account_id,
@@ -132,7 +131,6 @@ def add_account(
             runtime.publisher(),
             account_id,
             reason=ParkReason.SESSION,
-            grace_seconds=get_settings().reconcile_grace_seconds,
         )
     return info
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -29,10 +30,10 @@ from delivery import runtime
 from delivery.chunking import split_text
 from delivery.errors import InvalidInput, LedgerError, UnknownAccount
 from delivery.ledger import outbox
-from delivery.ledger.context_tokens import upsert_context_token
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account, Message
 from delivery.ledger.queries import IN_LIST_BATCH
+from delivery.ledger.readers import remember_context_token
 from delivery.ledger.states import ParkReason, SessionState
 from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import wake_conversations
@@ -64,6 +65,7 @@ class OutboundMessage:
     idempotency_key: str | None = None
     context_token: str | None = None
     source: str | None = None  # who produced it, e.g. "briefing:daily"; shown by the CLI
+    collapse_key: str | None = None  # of several undelivered with one key, only the newest goes
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ def enqueue(
     *,
     idempotency_key: str | None = None,
     context_token: str | None = None,
+    collapse_key: str | None = None,
 ) -> str:
     """Queue ``text`` for delivery to ``to_user_id`` through ``account_id``; return its id.
 
@@ -87,6 +90,9 @@ def enqueue(
     boundaries). The same ``idempotency_key`` for the same account returns the
     first message's id and creates nothing. ``context_token`` is the peer's latest
     context token (from an inbound message); it is stored and used for the send.
+    ``collapse_key``: of several undelivered messages to this reader with the same
+    key, only the newest is sent; the older ones end as ``superseded`` (yesterday's
+    leaderboard is worth nothing today).
 
     Raises:
         InvalidInput: unknown account, empty/whitespace/oversized text, control
@@ -99,6 +105,7 @@ def enqueue(
         text=text,
         idempotency_key=idempotency_key,
         context_token=context_token,
+        collapse_key=collapse_key,
     )
     return _enqueue([message], numbered=False)[0]
 
@@ -136,7 +143,6 @@ def _enqueue(messages: Sequence[OutboundMessage], *, numbered: bool) -> list[str
                 engine,
                 runtime.publisher(),
                 conversations,
-                grace_seconds=settings.reconcile_grace_seconds,
                 only_messages=created.keys(),
             )
         except LedgerError as exc:
@@ -155,7 +161,12 @@ def _prepare(message: OutboundMessage, settings: Settings) -> _Prepared:
     text = validate_text(message.text, max_chars=settings.max_text_chars)
     validate_idempotency_key(message.idempotency_key)
     validate_context_token(message.context_token)
+    validate_idempotency_key(message.collapse_key, what="collapse key")
     chunks = split_text(text, max_chars=settings.chunk_max_chars)
+    if len(chunks) > 1 and settings.reader_limits:
+        # Every part keeps room for the notice that may end the last one a reader's
+        # budget allows ("... 3 more parts: reply to get them").
+        chunks = split_text(text, max_chars=settings.chunk_max_chars - settings.reader_notice_chars)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return _Prepared(message=message, chunks=chunks, sha256=digest)
 
@@ -222,18 +233,50 @@ def _write(
         [_new_message(item, parked=item.message.account_id in expired) for item in new],
         now=now,
         deadline=deadline,
-        grace_seconds=settings.reconcile_grace_seconds,
     )
     for item in new:
         msg = item.message
         if msg.context_token:
-            upsert_context_token(
-                session, account_id=msg.account_id, peer_id=msg.to_user_id, token=msg.context_token
+            remember_context_token(
+                session,
+                account_id=msg.account_id,
+                peer_id=msg.to_user_id,
+                token=msg.context_token,
+                now=now,
             )
+    _supersede(session, new, ids, now=now)
     created = {message_id: item.message for message_id, item in zip(ids, new, strict=True)}
     parked = sum(1 for item in new if item.message.account_id in expired)
     _log_enqueued(new, ids, len(prepared), parked=parked)
     return [ids[n] if is_new else n for is_new, n in picks], created
+
+
+def _supersede(session: Session, new: list[_Prepared], ids: list[int], *, now: dt.datetime) -> None:
+    """Of the undelivered messages to a reader with one collapse key, only the
+    newest goes: the older ones (queued before, or earlier in this batch) end as
+    superseded."""
+    newest: dict[tuple[str, str, str], int] = {}
+    for item, message_id in zip(new, ids, strict=True):
+        msg = item.message
+        if msg.collapse_key is not None:
+            newest[(msg.account_id, msg.to_user_id, msg.collapse_key)] = message_id
+    for (account_id, to_user_id, key), message_id in newest.items():
+        gone = outbox.supersede(
+            session,
+            account_id=account_id,
+            to_user_id=to_user_id,
+            collapse_key=key,
+            before_id=message_id,
+            now=now,
+        )
+        if gone:
+            log.info(
+                "message(s) %s to %s superseded by message %s (collapse key %r)",
+                ", ".join(map(str, gone)),
+                to_user_id,
+                message_id,
+                key,
+            )
 
 
 def _new_message(item: _Prepared, *, parked: bool) -> outbox.NewMessage:
@@ -247,6 +290,7 @@ def _new_message(item: _Prepared, *, parked: bool) -> outbox.NewMessage:
         text_chars=len(msg.text),
         chunks=item.chunks,
         parked_on=ParkReason.SESSION if parked else None,
+        collapse_key=msg.collapse_key,
     )
 
 
@@ -316,18 +360,17 @@ def _log_enqueued(new: list[_Prepared], ids: list[int], total: int, *, parked: i
 
 
 def record_context_token(account_id: str, peer_id: str, token: str) -> None:
-    """Store ``token`` as the latest context token of ``peer_id`` for ``account_id``.
+    """Deprecated: use :func:`delivery.record_inbound`, which this now calls.
 
-    Call it for every inbound message; sends to that peer then carry it.
-
-    Raises:
-        InvalidInput: unknown account or malformed values (the token is never echoed).
-        LedgerError: the database is unreachable.
+    A context token comes with an inbound message, so storing it records that
+    message (now): the reader's window reopens and their budget starts again.
     """
-    validate_account_id(account_id)
-    validate_recipient(peer_id)
-    validate_context_token(token)
-    with session_scope(runtime.engine()) as session:
-        if session.get(Account, account_id) is None:
-            raise UnknownAccount(f"unknown account {account_id!r}")
-        upsert_context_token(session, account_id=account_id, peer_id=peer_id, token=token)
+    warnings.warn(
+        "record_context_token is deprecated; call record_inbound(account_id, peer_id, "
+        "context_token=token)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    from delivery.inbound import record_inbound
+
+    record_inbound(account_id, peer_id, context_token=token)

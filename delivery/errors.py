@@ -19,6 +19,7 @@ carries a token or a message text in its ``str()``.
     │   ├── InvalidToken
     │   ├── InvalidBaseUrl
     │   ├── InvalidMessageId
+    │   ├── InvalidInboundTime       an inbound message's time: naive, or in the future
     │   └── NotReplayable            only a dead message can be replayed
     ├── MessageNotFound (LookupError)
     ├── LedgerError                  the SQL ledger cannot be used
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidBaseUrl",
     "InvalidContextToken",
     "InvalidIdempotencyKey",
+    "InvalidInboundTime",
     "InvalidInput",
     "InvalidMessageId",
     "InvalidRecipient",
@@ -114,6 +116,10 @@ class InvalidBaseUrl(InvalidInput):
 
 class InvalidMessageId(InvalidInput):
     """A message id is not of the form ``enqueue`` returns."""
+
+
+class InvalidInboundTime(InvalidInput):
+    """An inbound message's time is naive or lies in the future."""
 
 
 class NotReplayable(InvalidInput):

@@ -86,12 +86,7 @@ def replay(message_id: str) -> ReplayResult:
         replayed.was_dead_because,
     )
     try:
-        wake_conversations(
-            engine,
-            runtime.publisher(),
-            [replayed.conversation],
-            grace_seconds=settings.reconcile_grace_seconds,
-        )
+        wake_conversations(engine, runtime.publisher(), [replayed.conversation])
     except LedgerError as exc:  # the replay is committed; the reconciler publishes it
         log.warning(
             "message %s replayed; publishing it waits for the reconciler (%s)", message_id, exc

@@ -29,6 +29,7 @@ from delivery.pipeline.send import SendPipeline
 from delivery.pipeline.stash import AnswerStash
 from delivery.policy.timing import transient_backoff_seconds
 from delivery.ratelimit.gate import AccountGate, Rate
+from delivery.ratelimit.suspects import RefusalProbe
 from delivery.sessions.alerts import Alerter
 from delivery.sessions.check import SessionChecker
 from delivery.sessions.store import FileAccountStore
@@ -129,6 +130,11 @@ def pipeline(retry_backoff: float, retry_backoff_max: float, retry_jitter: bool)
             clients=clients(),
             publisher=publisher(),
             stash=AnswerStash(limiter_redis(), prefix=current.redis_key_prefix),
+            probe=RefusalProbe(
+                limiter_redis(),
+                prefix=current.redis_key_prefix,
+                memory_seconds=current.reader_recheck_seconds,
+            ),
             settings=current,
             backoff=backoff,
             host=socket.gethostname(),
@@ -148,5 +154,4 @@ def session_checker() -> SessionChecker:
         store=store,
         alerter=Alerter(webhook_url=current.alert_webhook_url, callback=current.alert_callback),
         publisher=publisher(),
-        grace_seconds=current.reconcile_grace_seconds,
     )

@@ -70,6 +70,19 @@ DEFAULT_BRIEFING_TICK_SECONDS = 15.0
 DEFAULT_BRIEFING_MISFIRE_GRACE_SECONDS = 3600.0
 # A producer still running after this is presumed dead with its worker, and run again.
 DEFAULT_BRIEFING_RUN_LEASE_SECONDS = 1800.0
+# Readers: the platform delivers to a reader only within a window after their last
+# message, and only so many sends per message (both observed, neither published).
+DEFAULT_READER_WINDOW_SECONDS = 24 * 3600.0
+DEFAULT_READER_BUDGET = 10
+# A message waiting for its reader is held this long (from enqueue), then dead.
+DEFAULT_READER_WAIT_SECONDS = 7 * 24 * 3600.0
+DEFAULT_READER_NOTICE = "… {remaining} more parts: reply to get them"
+# After a bare refusal, the account pauses this long before the next send decides.
+DEFAULT_READER_PROBE_PAUSE_SECONDS = 2.0
+# A chat held on a refusal nothing else decided is tried again after this.
+DEFAULT_READER_RECHECK_SECONDS = 900.0
+MAX_CHUNK_CHARS = 4000  # the platform refused a 4000-character text
+MAX_READER_NOTICE_CHARS = 200
 # A second beat stays on standby; it takes over this long after the first stops.
 DEFAULT_BEAT_LOCK_TTL_SECONDS = 30.0
 # Flower's basic auth is "user:password"; Flower splits its variable at commas.
@@ -99,7 +112,8 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field(default="delivery", min_length=1)
 
     max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
-    chunk_max_chars: int = Field(default=DEFAULT_CHUNK_MAX_CHARS, ge=64)
+    # The platform refused 4000; it has been seen to cut at about 2048.
+    chunk_max_chars: int = Field(default=DEFAULT_CHUNK_MAX_CHARS, ge=64, le=MAX_CHUNK_CHARS)
     chunk_gap_seconds: float = Field(default=DEFAULT_CHUNK_GAP_SECONDS, ge=0)
     chunk_gap_base_seconds: float = Field(default=DEFAULT_CHUNK_GAP_BASE_SECONDS, ge=0)
     chunk_gap_per_chunk_seconds: float = Field(default=DEFAULT_CHUNK_GAP_PER_CHUNK_SECONDS, ge=0)
@@ -127,6 +141,19 @@ class Settings(BaseSettings):
     reconcile_grace_seconds: float = Field(default=DEFAULT_RECONCILE_GRACE_SECONDS, gt=0)
     visibility_timeout_seconds: float = Field(default=DEFAULT_VISIBILITY_TIMEOUT_SECONDS, gt=0)
     http_timeout_seconds: float = Field(default=DEFAULT_HTTP_TIMEOUT_SECONDS, gt=0)
+    reader_limits: bool = Field(
+        default=True,
+        description="Whether the platform limits what each reader gets (window, budget).",
+    )
+    reader_window_seconds: float = Field(default=DEFAULT_READER_WINDOW_SECONDS, gt=0)
+    reader_budget: int = Field(default=DEFAULT_READER_BUDGET, ge=1)
+    reader_wait_seconds: float = Field(default=DEFAULT_READER_WAIT_SECONDS, gt=0)
+    reader_notice: str = Field(
+        default=DEFAULT_READER_NOTICE, min_length=1, max_length=MAX_READER_NOTICE_CHARS
+    )
+    reader_probe_pause_seconds: float = Field(default=DEFAULT_READER_PROBE_PAUSE_SECONDS, ge=0)
+    reader_recheck_seconds: float = Field(default=DEFAULT_READER_RECHECK_SECONDS, gt=0)
+
     client_version: str = Field(
         default=str(DEFAULT_CLIENT_VERSION),
         description="The version this client announces to the platform, major.minor.patch "
@@ -171,6 +198,13 @@ class Settings(BaseSettings):
         return ClientVersion.parse(self.client_version)
 
     @property
+    def reader_notice_chars(self) -> int:
+        """Room a part keeps for the notice (UTF-16 units, its separator and the
+        widest number of parts left included)."""
+        rendered = "\n\n" + self.reader_notice.replace("{remaining}", str(self.max_text_chars))
+        return len(rendered.encode("utf-16-le")) // 2
+
+    @property
     def limiter_redis_url(self) -> str:
         """The Redis holding limiter, lock and cooldown state."""
         return self.redis_url or self.broker_url
@@ -191,6 +225,7 @@ class Settings(BaseSettings):
             "cooldown_max_seconds",
             "session_recheck_seconds",
             "outage_retry_seconds",
+            "reader_probe_pause_seconds",
         )
         for name in capped:
             value = getattr(self, name)
@@ -208,6 +243,12 @@ class Settings(BaseSettings):
         for low, high in pairs:
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"{_env(low)} must not exceed {_env(high)}")
+        if self.reader_notice_chars * 2 > self.chunk_max_chars:
+            raise ValueError(
+                f"{_env('reader_notice')} ({self.reader_notice_chars} characters with its "
+                f"number) must fit twice into {_env('chunk_max_chars')}={self.chunk_max_chars}: "
+                "every part keeps room for it"
+            )
         # requests applies the timeout to connecting and to reading, one after the other.
         if self.send_lock_ttl_seconds <= 2 * self.http_timeout_seconds:
             raise ValueError(

@@ -50,6 +50,9 @@ class StatusReport:
     chunks_waiting: int
     oldest_waiting: tuple[int, int, float] | None  # message id, chunk seq, seconds waiting
     dead_last_day: int
+    readers: dict[str, int] = field(default_factory=dict)  # by state
+    awaiting_reader: int = 0  # open messages whose chat waits for its reader
+    oldest_awaiting_reader_seconds: float | None = None
     queue_depths: dict[str, int] = field(default_factory=dict)
     redis_error: str | None = None
 
@@ -59,7 +62,11 @@ def collect_status() -> StatusReport:
     settings = get_settings()
     engine = engine_for(settings.database_url)
     now = utcnow()
-    stats = SqlLedgerSource(engine).read()
+    stats = SqlLedgerSource(
+        engine,
+        reader_window_seconds=settings.reader_window_seconds,
+        reader_budget=settings.reader_budget,
+    ).read()
     with session_scope(engine, readonly=True) as session:
         open_by_account = {
             account_id: count
@@ -113,6 +120,13 @@ def collect_status() -> StatusReport:
             (oldest[0], oldest[1], (now - oldest[2]).total_seconds()) if oldest else None
         ),
         dead_last_day=int(dead_recently or 0),
+        readers={k: v for k, v in stats.readers.items() if v},
+        awaiting_reader=stats.awaiting_reader,
+        oldest_awaiting_reader_seconds=(
+            (now - stats.oldest_awaiting_reader_since).total_seconds()
+            if stats.oldest_awaiting_reader_since
+            else None
+        ),
         queue_depths=dict(redis_stats.queue_depths or {}),
         redis_error=error,
     )

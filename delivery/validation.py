@@ -134,13 +134,14 @@ def _validate_opaque(
     return value
 
 
-def validate_idempotency_key(value: object) -> str | None:
-    """An optional idempotency key: printable ASCII without spaces, at most 256 characters."""
+def validate_idempotency_key(value: object, *, what: str = "idempotency key") -> str | None:
+    """An optional idempotency (or collapse) key: printable ASCII without spaces, at
+    most 256 characters."""
     if value is None:
         return None
     return _validate_opaque(
         value,
-        what="idempotency key",
+        what=what,
         max_chars=MAX_IDEMPOTENCY_KEY_CHARS,
         error=InvalidIdempotencyKey,
         secret=False,

@@ -12,15 +12,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import selectinload
 
+from delivery import runtime
 from delivery.errors import MessageNotFound
-from delivery.ledger.db import engine_for, session_scope
+from delivery.ledger.db import session_scope
 from delivery.ledger.models import Attempt, Chunk, Message
-from delivery.ledger.states import ChunkStatus
-from delivery.settings import get_settings
+from delivery.ledger.states import OPEN_MESSAGE_STATES, ChunkStatus, MessageStatus, ParkReason
 from delivery.validation import parse_message_id
+
+_OPEN = [str(state) for state in OPEN_MESSAGE_STATES]
 
 __all__ = [
     "AttemptInfo",
@@ -46,6 +48,7 @@ class ChunkInfo:
     next_attempt_at: dt.datetime | None
     sent_at: dt.datetime | None
     last_outcome: str | None
+    waiting_for: str | None  # parked on its "session" or its "reader", if it is
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ def get_status(message_id: str) -> MessageInfo:
         MessageNotFound: no message has this id.
     """
     row_id = parse_message_id(message_id)
-    engine = engine_for(get_settings().database_url)
+    engine = runtime.engine()
     with session_scope(engine, readonly=True) as session:
         message = session.scalars(
             select(Message).where(Message.id == row_id).options(selectinload(Message.chunks))
@@ -107,13 +110,32 @@ def get_status(message_id: str) -> MessageInfo:
         return message_info(message)
 
 
+def _awaiting_reader() -> ColumnElement[bool]:
+    return (
+        select(Chunk.id)
+        .where(Chunk.message_id == Message.id, Chunk.parked_on == ParkReason.READER)
+        .exists()
+    )
+
+
+def shown_status(message: Message) -> str:
+    """The message's state as an operator reads it: an open message whose chat
+    waits for its reader is ``awaiting_reader``."""
+    if message.status in OPEN_MESSAGE_STATES and any(
+        chunk.status == ChunkStatus.PENDING and chunk.parked_on == ParkReason.READER
+        for chunk in message.chunks
+    ):
+        return MessageStatus.AWAITING_READER
+    return message.status
+
+
 def message_info(message: Message) -> MessageInfo:
     """A detached, read-only view of a loaded message row and its chunks."""
     return MessageInfo(
         id=str(message.id),
         account_id=message.account_id,
         to_user_id=message.to_user_id,
-        status=message.status,
+        status=shown_status(message),
         source=message.source,
         created_at=message.created_at,
         deadline_at=message.deadline_at,
@@ -134,6 +156,7 @@ def message_info(message: Message) -> MessageInfo:
                 else None,
                 sent_at=chunk.sent_at,
                 last_outcome=chunk.last_outcome,
+                waiting_for=chunk.parked_on if chunk.status == ChunkStatus.PENDING else None,
             )
             for chunk in message.chunks
         ),
@@ -147,7 +170,7 @@ def get_attempts(message_id: str) -> list[AttemptInfo]:
         InvalidMessageId, MessageNotFound: as :func:`get_status`.
     """
     row_id = parse_message_id(message_id)
-    with session_scope(engine_for(get_settings().database_url), readonly=True) as session:
+    with session_scope(runtime.engine(), readonly=True) as session:
         if session.get(Message, row_id) is None:
             raise MessageNotFound(f"no message with id {message_id}")
         rows = session.execute(
@@ -186,7 +209,9 @@ def list_messages(
 ) -> list[MessageInfo]:
     """The newest messages, filtered; each with its chunks."""
     query = select(Message).options(selectinload(Message.chunks)).order_by(Message.id.desc())
-    if status is not None:
+    if status == MessageStatus.AWAITING_READER:
+        query = query.where(Message.status.in_(_OPEN), _awaiting_reader())
+    elif status is not None:
         query = query.where(Message.status == status)
     if account_id is not None:
         query = query.where(Message.account_id == account_id)
@@ -194,5 +219,5 @@ def list_messages(
         query = query.where(Message.to_user_id == to_user_id)
     if dead_since is not None:
         query = query.where(Message.dead_at >= dead_since)
-    with session_scope(engine_for(get_settings().database_url), readonly=True) as session:
+    with session_scope(runtime.engine(), readonly=True) as session:
         return [message_info(m) for m in session.scalars(query.limit(limit))]

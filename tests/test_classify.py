@@ -17,9 +17,10 @@ from delivery.ledger.states import AttemptOutcome as O
         (Answer(200, -14, -14, "session timeout"), False, O.SESSION_EXPIRED),
         (Answer(200, None, -14, None), False, O.SESSION_EXPIRED),
         (Answer(200, -2, -2, "rate limited"), False, O.RATE_LIMITED),
-        (Answer(200, -2, None, ""), False, O.RATE_LIMITED),
-        (Answer(200, -2, None, None), False, O.RATE_LIMITED),
-        (Answer(200, None, -2, None), False, O.RATE_LIMITED),
+        # a bare -2: the account's limit or this reader's window; the pipeline decides
+        (Answer(200, -2, None, ""), False, O.REFUSED),
+        (Answer(200, -2, None, None), False, O.REFUSED),
+        (Answer(200, None, -2, None), False, O.REFUSED),
         (Answer(200, -2, -2, "unknown error"), True, O.STALE_CONTEXT),
         (Answer(200, -2, -2, "unknown error"), False, O.STALE_CONTEXT),
         (Answer(200, -2, -2, "prepare failed"), True, O.STALE_CONTEXT),

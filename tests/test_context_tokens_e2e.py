@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from delivery import enqueue, record_context_token
-from delivery.ledger.context_tokens import fingerprint
+from delivery import enqueue, record_inbound
 from delivery.ledger.db import engine_for, session_scope
-from delivery.ledger.models import ContextToken
+from delivery.ledger.models import Reader
+from delivery.ledger.readers import fingerprint
 from delivery.simulator import Fault
 from tests.support.stack import Stack
 
@@ -15,7 +15,7 @@ PEER = "o9cq80peer@im.wechat"
 def test_the_latest_context_token_goes_with_the_send(stack: Stack) -> None:
     account = stack.add_account()
     stack.start_worker()
-    record_context_token(account, PEER, "ctx-old")
+    record_inbound(account, PEER, context_token="ctx-old")
     message_id = enqueue(account, PEER, "a reply", context_token="ctx-new")
 
     assert stack.wait_final([message_id], timeout=30) == {message_id: "delivered"}
@@ -45,5 +45,5 @@ def test_a_stale_context_token_is_dropped_and_the_send_retried_without_it(stack:
     [arrived] = stack.snapshot().messages[PEER]
     assert arrived.context_token is None
     with session_scope(engine_for(stack.database_url)) as session:
-        row = session.get(ContextToken, (account, PEER))
-        assert row is not None and row.stale_at is not None
+        row = session.get(Reader, (account, PEER))
+        assert row is not None and row.context_token_stale_at is not None

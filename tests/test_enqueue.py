@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 import delivery
 from delivery import errors
 from delivery.ledger.db import session_scope
-from delivery.ledger.models import Chunk, ContextToken, Message
+from delivery.ledger.models import Chunk, Message, Reader
 from delivery.pipeline.dispatch import SEND_TASK
 from delivery.worker.queues import SEND_QUEUE
 from tests.conftest import Ledger, RedisInfo
@@ -141,10 +141,21 @@ def test_status_of_unknown_or_malformed_ids(account: str, ledger: Ledger) -> Non
 
 def test_context_token_is_kept_as_the_peers_latest(account: str, ledger: Ledger) -> None:
     delivery.enqueue(account, PEER, "one", context_token="ctx-1")
-    delivery.record_context_token(account, PEER, "ctx-2")
+    delivery.record_inbound(account, PEER, context_token="ctx-2")
     with session_scope(ledger.engine) as session:
-        row = session.get(ContextToken, (account, PEER))
-        assert row is not None and row.token == "ctx-2"
+        row = session.get(Reader, (account, PEER))
+        assert row is not None and row.context_token == "ctx-2"
+
+
+def test_record_context_token_still_works_and_says_it_is_deprecated(
+    account: str, ledger: Ledger
+) -> None:
+    with pytest.warns(DeprecationWarning, match="record_inbound"):
+        delivery.record_context_token(account, PEER, "ctx-3")
+    with session_scope(ledger.engine) as session:
+        row = session.get(Reader, (account, PEER))
+        assert row is not None and row.context_token == "ctx-3"
+        assert row.last_inbound_at is not None  # a token comes with an inbound message
 
 
 def test_publish_after_commit_carries_the_chunk_id_only(

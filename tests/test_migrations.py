@@ -43,7 +43,7 @@ def test_downgrade_to_base_and_back_up(empty_database: str) -> None:
     tables = set(inspect(engine_for(empty_database)).get_table_names()) - {"alembic_version"}
     assert tables == set()
     upgrade_head(empty_database)
-    assert {"accounts", "messages", "chunks", "attempts", "context_tokens"} <= set(
+    assert {"accounts", "messages", "chunks", "attempts", "readers"} <= set(
         inspect(engine_for(empty_database)).get_table_names()
     )
 

@@ -60,14 +60,14 @@ def test_every_publish_is_a_new_generation(account: str, ledger: Ledger) -> None
 
     # When it is armed again
     with session_scope(ledger.engine) as db:
-        [armed] = outbox.arm(db, [chunk.id], now=utcnow(), grace_seconds=GRACE)
+        [armed] = outbox.arm(db, [chunk.id], now=utcnow())
 
     # Then its task carries generation 2, and a postpone by generation 1 is refused
     assert armed.generation == 2
     with session_scope(ledger.engine) as db:
         now = utcnow()
-        stale = outbox.postpone(db, chunk.id, generation=1, until=now, now=now, grace_seconds=GRACE)
-        live = outbox.postpone(db, chunk.id, generation=2, until=now, now=now, grace_seconds=GRACE)
+        stale = outbox.postpone(db, chunk.id, generation=1, until=now)
+        live = outbox.postpone(db, chunk.id, generation=2, until=now)
     assert (stale, live) == (False, True)
 
 
@@ -100,10 +100,11 @@ def test_a_late_task_waiting_in_the_queue_is_not_twinned(account: str, ledger: L
         ledger.engine, publisher, grace_seconds=GRACE, presence=lambda ids: queued & set(ids)
     )
 
-    # Then nothing is published, and the lease is renewed
+    # Then nothing is published, and the lease is renewed: the next run leaves it alone
     assert (done.published, done.late) == (0, 1)
     assert publisher.armed == []
-    assert head_of(ledger, message_id).lease_until > utcnow()  # type: ignore[operator]
+    again = reconcile(ledger.engine, publisher, grace_seconds=GRACE, presence=lambda ids: set())
+    assert (again.published, again.late) == (0, 0)
 
 
 def test_a_waiting_chunk_is_not_lost(account: str, ledger: Ledger) -> None:
@@ -111,18 +112,12 @@ def test_a_waiting_chunk_is_not_lost(account: str, ledger: Ledger) -> None:
     message_id = delivery.enqueue(account, PEER, "hello")
     chunk = head_of(ledger, message_id)
     with session_scope(ledger.engine) as db:
-        now = utcnow()
         outbox.postpone(
-            db,
-            chunk.id,
-            generation=chunk.generation,
-            until=now + dt.timedelta(hours=1),
-            now=now - dt.timedelta(seconds=10 * GRACE),
-            grace_seconds=GRACE,
+            db, chunk.id, generation=chunk.generation, until=utcnow() + dt.timedelta(hours=1)
         )
     publisher = Published()
 
-    # When the reconciler runs, its lease long run out
+    # When the reconciler runs
     reconcile(ledger.engine, publisher, grace_seconds=GRACE)
 
     # Then the chunk is left to its task
@@ -139,7 +134,6 @@ def test_a_parked_head_is_woken_by_the_reconciler_once_its_session_is_good(
     chunk = head_of(ledger, message_id)
     assert (chunk.parked_on, chunk.generation) == ("session", 0)
     publisher = Published()
-    age(ledger, chunk.id, seconds=3 * GRACE)
 
     # When the reconciler runs while the session is still expired
     assert reconcile(ledger.engine, publisher, grace_seconds=GRACE).published == 0
@@ -188,3 +182,25 @@ def test_messages_of_a_chat_behind_a_head_are_never_lost_heads(
     assert [a.chunk_id for a in publisher.armed] == [head_of(ledger, first).id]
     with session_scope(ledger.engine) as db:
         assert db.scalar(select(Message.status).where(Message.id == int(second))) == "queued"
+
+
+def test_a_chunk_parked_at_enqueue_is_due_at_once_when_its_chat_reaches_it(
+    account: str, ledger: Ledger
+) -> None:
+    # Given a message in progress, and one behind it parked at enqueue (expired session)
+    first = delivery.enqueue(account, PEER, "in progress")
+    with session_scope(ledger.engine) as db:
+        db.execute(update(Account).values(session_state="expired"))
+    behind = delivery.enqueue(account, PEER, "parked while the session was expired")
+    with session_scope(ledger.engine) as db:
+        db.execute(update(Account).values(session_state="ok"))
+        db.execute(update(Chunk).where(Chunk.message_id == int(first)).values(status="sent"))
+        db.execute(update(Message).where(Message.id == int(first)).values(status="delivered"))
+
+    # When the chat moves on to it (the first message ended)
+    with session_scope(ledger.engine) as db:
+        [armed] = outbox.arm_conversations(db, [(account, PEER)], now=utcnow())
+
+    # Then it is due now, not at the deadline it was parked until
+    assert armed.chunk_id == head_of(ledger, behind).id
+    assert armed.countdown_seconds == 0

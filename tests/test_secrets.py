@@ -78,7 +78,7 @@ def test_no_token_anywhere_a_person_could_read(
                 interval=0.5,
                 message="Flower up",
             )
-            delivery.record_context_token(account, "user0@im.wechat", context_token)
+            delivery.record_inbound(account, "user0@im.wechat", context_token=context_token)
             ids = delivery.enqueue_many(burst(account, messages=8, recipients=3, seed=11))
             wait_until(lambda: hook.of("session_expired"), timeout=60, message="the expiry alert")
             model.configure(expire_after_sends=None)

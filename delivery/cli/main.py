@@ -53,6 +53,7 @@ def _register() -> None:
         monitoring,
         operations,
         processes,
+        readers,
         simulator,
     )
 
@@ -68,6 +69,8 @@ def _register() -> None:
     cli.add_command(operations.messages)
     cli.add_command(operations.dead)
     cli.add_command(operations.replay_command)
+    cli.add_command(readers.inbound)
+    cli.add_command(readers.readers)
     cli.add_command(processes.worker)
     cli.add_command(processes.beat)
     cli.add_command(demo.demo)

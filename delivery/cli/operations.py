@@ -11,6 +11,7 @@ from rich.table import Table
 
 from delivery.cli.output import console
 from delivery.errors import NotReplayable
+from delivery.ledger.states import MessageStatus
 from delivery.ledger.types import utcnow
 from delivery.replay import dead_since, replay
 from delivery.status import collect_status
@@ -72,6 +73,11 @@ def status() -> None:
     if report.oldest_waiting is not None:
         message_id, seq, seconds = report.oldest_waiting
         out.print(f"oldest waiting: message {message_id} chunk {seq}, {_age(seconds)}")
+    readers = ", ".join(f"{k} {v}" for k, v in sorted(report.readers.items()))
+    waiting = f"awaiting their reader: {report.awaiting_reader} message(s)"
+    if report.oldest_awaiting_reader_seconds is not None:
+        waiting += f", the oldest for {_age(report.oldest_awaiting_reader_seconds)}"
+    out.print(f"readers: {readers or 'none known'}; {waiting}")
     if report.redis_error:
         out.print(f"[yellow]{report.redis_error}[/yellow]")
 
@@ -96,7 +102,12 @@ def _message_table(rows: list[MessageInfo], *, reasons: bool) -> Table:
 
 
 @click.command("messages")
-@click.option("--status", "state", type=click.Choice(["queued", "sending", "delivered", "dead"]))
+@click.option(
+    "--status",
+    "state",
+    type=click.Choice([str(s) for s in MessageStatus]),
+    help="Only messages in this state (awaiting_reader: open, waiting for their reader).",
+)
 @click.option("--account", "account_id")
 @click.option("--to", "to_user_id")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))

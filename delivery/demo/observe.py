@@ -16,7 +16,13 @@ from sqlalchemy import Engine, func, select
 
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account, Attempt, BriefingRun, Chunk, Message
-from delivery.ledger.states import AttemptOutcome, ChunkStatus, MessageStatus
+from delivery.ledger.states import (
+    OPEN_MESSAGE_STATES,
+    AttemptOutcome,
+    ChunkStatus,
+    MessageStatus,
+    ParkReason,
+)
 from delivery.simulator import PlatformSimulator, Snapshot
 
 __all__ = ["Progress", "Watcher"]
@@ -36,6 +42,8 @@ class Progress:
     session_state: str
     briefing_runs: int
     briefing_messages: int
+    awaiting_reader: int  # open messages whose chat waits for its reader
+    quiet_open: int  # open messages to the reader who had not written for a day
 
     @property
     def final(self) -> int:
@@ -45,10 +53,18 @@ class Progress:
 class Watcher:
     """Reads the ledger and the simulator; never writes."""
 
-    def __init__(self, *, engine: Engine, simulator: PlatformSimulator, account_id: str) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        simulator: PlatformSimulator,
+        account_id: str,
+        quiet_reader: str,
+    ) -> None:
         self._engine = engine
         self._simulator = simulator
         self._account_id = account_id
+        self._quiet_reader = quiet_reader
 
     def platform(self) -> Snapshot:
         return self._simulator.model.snapshot()
@@ -85,6 +101,17 @@ class Watcher:
             from_briefings = session.scalar(
                 select(func.count()).select_from(Message).where(Message.source.like("briefing:%"))
             )
+            open_states = [str(s) for s in OPEN_MESSAGE_STATES]
+            awaiting = session.scalar(
+                select(func.count(func.distinct(Chunk.message_id))).where(
+                    Chunk.status == ChunkStatus.PENDING, Chunk.parked_on == ParkReason.READER
+                )
+            )
+            quiet_open = session.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.to_user_id == self._quiet_reader, Message.status.in_(open_states))
+            )
         return Progress(
             messages=sum(by_status.values()),
             delivered=by_status[MessageStatus.DELIVERED],
@@ -96,4 +123,6 @@ class Watcher:
             session_state=account.session_state if account else "missing",
             briefing_runs=int(runs or 0),
             briefing_messages=int(from_briefings or 0),
+            awaiting_reader=int(awaiting or 0),
+            quiet_open=int(quiet_open or 0),
         )

@@ -38,6 +38,8 @@ class Timing:
     lockout_seconds: float
     session_expiries: int
     heal_seconds: list[float]
+    reader_waited: int = 0  # messages that waited for the reader silent for a day
+    reader_delivered_seconds: float | None = None  # they wrote -> those messages delivered
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,13 @@ def render(report: Report) -> list[str]:
         f"rate limits  {report.rate_limited_answers} 'rate limited' answer(s); the burst began"
         f" inside a {t.lockout_seconds:.0f} s lockout",
         f"sessions     {t.session_expiries} expiry; healed in {heals} (token stored -> valid)",
+        f"readers      {t.reader_waited} message(s) waited for a reader silent for a day,"
+        " without slowing the others; "
+        + (
+            f"delivered {t.reader_delivered_seconds:.1f} s after the reader wrote back"
+            if t.reader_delivered_seconds is not None
+            else "the reader did not write back"
+        ),
         f"elapsed      {t.elapsed_seconds:.1f} s; theoretical minimum"
         f" {report.theoretical_seconds:.1f} s ({report.chunks} chunks at the platform's"
         f" {t.allowed_sends_per_second:g}/s), plus the lockout and the expired session",

@@ -34,6 +34,7 @@ from delivery.demo import scenario as story
 from delivery.demo.observe import Progress, Watcher
 from delivery.demo.report import Timing, build_report, render
 from delivery.devstack import LocalRedis, ManagedProcess, celery_argv
+from delivery.inbound import record_inbound
 from delivery.ledger.db import engine_for, redact_url, upgrade_head
 from delivery.sessions.store import FileAccountStore, StoredCredentials
 from delivery.settings import get_settings
@@ -58,6 +59,9 @@ class _Story:
     token_stored_at: float | None = None
     heal_seconds: list[float] = field(default_factory=list)
     expiries: int = 0
+    quiet_waited: int = 0  # messages to the quiet reader still open when they wrote back
+    quiet_wrote_at: float | None = None
+    quiet_delivered_after: float | None = None
 
     def say(self, text: str) -> None:
         self.events.append(f"{time.monotonic() - self.started:5.1f}s  {text}")
@@ -126,6 +130,10 @@ def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit
     token = secrets.token_urlsafe(18)
     simulator.model.register_account(story.ACCOUNT, token=token)
     add_account(story.ACCOUNT, token=token, base_url=simulator.base_url)
+    for reader in story.READERS:  # they wrote to the bot this morning; the agent said so
+        if reader != story.QUIET_READER:
+            context = simulator.model.inject_inbound(story.ACCOUNT, from_user_id=reader, text="hi")
+            record_inbound(story.ACCOUNT, reader, context_token=context)
     add_briefing(
         story.PULSE,
         account_id=story.ACCOUNT,
@@ -157,7 +165,10 @@ def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit
     ids = enqueue_many(story.burst())
     told.say(f"cron enqueued {len(ids)} messages (briefings, leaderboards, long replies)")
     watcher = Watcher(
-        engine=engine_for(settings.database_url), simulator=simulator, account_id=story.ACCOUNT
+        engine=engine_for(settings.database_url),
+        simulator=simulator,
+        account_id=story.ACCOUNT,
+        quiet_reader=story.QUIET_READER,
     )
     store = FileAccountStore(directory / "accounts")
     finished = _watch(console, watcher, told, plan, simulator, store, beat, limit)
@@ -175,6 +186,8 @@ def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit
             lockout_seconds=plan.initial_lockout_seconds,
             session_expiries=told.expiries,
             heal_seconds=told.heal_seconds,
+            reader_waited=told.quiet_waited,
+            reader_delivered_seconds=told.quiet_delivered_after,
         ),
     )
     console.print("\n[bold]report[/bold]")
@@ -236,6 +249,15 @@ def _narrate(told: _Story, before: Progress, now: Progress) -> None:
             told.say("session check: the new token is valid; sends resume by themselves")
     if now.briefing_runs > before.briefing_runs:
         told.say(f"beat: briefing '{story.PULSE}' slot produced its messages")
+    if now.awaiting_reader > before.awaiting_reader and told.quiet_wrote_at is None:
+        told.say(
+            f"platform: a bare -2 for {story.QUIET_READER}, silent for a day: their chat "
+            "waits for them; the other readers go on"
+        )
+    wrote = told.quiet_wrote_at
+    if wrote is not None and told.quiet_delivered_after is None and now.quiet_open == 0:
+        told.quiet_delivered_after = time.monotonic() - wrote
+        told.say(f"{story.QUIET_READER}'s messages delivered, as they wrote back")
 
 
 def _play_agent(
@@ -245,7 +267,18 @@ def _play_agent(
     simulator: PlatformSimulator,
     store: FileAccountStore,
 ) -> None:
-    """The agent notices its bot was logged out and logs in again a little later."""
+    """The agent notices its bot was logged out and logs in again a little later; the
+    quiet reader writes back part-way through."""
+    if told.quiet_wrote_at is None and now.delivered >= plan.quiet_reader_writes_after * (
+        now.messages
+    ):
+        context = simulator.model.inject_inbound(
+            story.ACCOUNT, from_user_id=story.QUIET_READER, text="good morning!"
+        )
+        record_inbound(story.ACCOUNT, story.QUIET_READER, context_token=context)
+        told.quiet_wrote_at = time.monotonic()
+        told.quiet_waited = now.quiet_open
+        told.say(f"{story.QUIET_READER} wrote back; the agent called record_inbound")
     if now.session_state != "expired":
         told.expired_at = None
         return

@@ -5,7 +5,10 @@ so the account is locked out when the morning's cron briefings arrive: a daily
 briefing and a leaderboard for every reader, and a few long research replies.
 Part-way through, the platform expires the bot's session; the agent logs in
 again a little later and writes the new token to the account store. Meanwhile
-a "pulse" briefing fires on its own schedule.
+a "pulse" briefing fires on its own schedule. One reader has not written to
+the bot for a day: the platform refuses their messages with the same bare
+``-2`` as its rate limit; the pipeline tells the two apart, holds that reader's
+chat without slowing the others, and sends it the moment they write back.
 
 Everything runs ten times faster than on the real clock (``COMPRESSION``).
 """
@@ -23,6 +26,8 @@ __all__ = [
     "ACCOUNT",
     "COMPRESSION",
     "PULSE",
+    "QUIET_READER",
+    "READERS",
     "Scenario",
     "burst",
     "demo_settings",
@@ -32,7 +37,9 @@ __all__ = [
 COMPRESSION = 10  # one second of the demo is ten on the real clock
 ACCOUNT = "demo-bot"
 READERS = tuple(f"reader{n:02d}@im.wechat" for n in range(1, 13))
+QUIET_READER = READERS[-1]  # has not written for a day
 PULSE = "pulse"
+DAY_SECONDS = 86_400 / COMPRESSION
 
 
 @dataclass(frozen=True)
@@ -43,24 +50,30 @@ class Scenario:
     initial_lockout_seconds: float
     allowed_sends_per_second: float
     relogin_after_seconds: float  # how long the "agent" takes to log in again
+    quiet_reader_writes_after: float  # share of the burst delivered when they write back
 
 
 def scenario() -> Scenario:
     # The platform: 5 sends per second per account (50 per 100 s of real time),
     # a 6 s lockout (a minute) growing 0.5 s per send during it, and a session
-    # that expires after 45 accepted sends.
+    # that expires after 45 accepted sends. Its refusals are a bare -2, whether of
+    # the rate or of a reader outside their reply window (a day); this demo's
+    # platform counts no per-message budget.
     return Scenario(
         simulator=SimulatorConfig(
             rate_limit_sends=5,
             rate_limit_window_seconds=1.0,
             lockout_seconds=6.0,
             lockout_extend_seconds=0.5,
+            rate_limit_errmsg=None,
             expire_after_sends=45,
             send_latency_seconds=0.01,
+            reader_window_seconds=DAY_SECONDS,
         ),
         initial_lockout_seconds=8.0,
         allowed_sends_per_second=5.0,
         relogin_after_seconds=3.0,
+        quiet_reader_writes_after=0.6,
     )
 
 
@@ -93,6 +106,10 @@ def demo_settings(*, directory: Path, broker_url: str) -> dict[str, str]:
         "DELIVERY_DELIVERY_DEADLINE_SECONDS": "8640",
         "DELIVERY_BRIEFING_TICK_SECONDS": "1",
         "DELIVERY_BEAT_LOCK_TTL_SECONDS": "6",
+        "DELIVERY_READER_WINDOW_SECONDS": f"{DAY_SECONDS:g}",
+        "DELIVERY_READER_BUDGET": "1000",  # this demo's platform counts no budget
+        "DELIVERY_READER_PROBE_PAUSE_SECONDS": "0.2",
+        "DELIVERY_READER_RECHECK_SECONDS": "90",
     }
 
 

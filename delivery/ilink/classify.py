@@ -13,7 +13,11 @@ HTTP 429                                rate_limited
 other non-2xx, or a body that is not    transient (unless the JSON says -14)
 JSON
 ``ret``/``errcode`` -14                 session_expired
--2, errmsg "rate limited"/""/absent     rate_limited
+-2, errmsg "" or absent (a bare -2)     refused: the account's limit *or* this
+                                        reader's closed window or spent budget;
+                                        the pipeline decides which (see
+                                        ``delivery.policy.readers``)
+-2, errmsg "rate limited"               rate_limited
 -2 "unknown error"                      stale_context
 -2 "prepare failed"                     stale_context when a context token was
                                         sent, else rate_limited (the two readings
@@ -28,7 +32,7 @@ Known clients treat a JSON answer without ``ret`` as success, and so does this.
 Example::
 
     classify(Answer(http_status=200, ret=-2, errcode=None, errmsg=None), used_context_token=False)
-    # Verdict(outcome=AttemptOutcome.RATE_LIMITED, reason='rate limited (ret -2)')
+    # Verdict(outcome=AttemptOutcome.REFUSED, reason='refused, reader or rate limit? (ret -2)')
 """
 
 from __future__ import annotations
@@ -104,6 +108,10 @@ def classify(answer: Answer, *, used_context_token: bool) -> Verdict:
             return Verdict(AttemptOutcome.STALE_CONTEXT, f"stale context ({_codes(answer)})")
         if message in _DISPUTED_MESSAGES and used_context_token:
             return Verdict(AttemptOutcome.STALE_CONTEXT, f"stale context? ({_codes(answer)})")
+        if not message:
+            return Verdict(
+                AttemptOutcome.REFUSED, f"refused, reader or rate limit? ({_codes(answer)})"
+            )
         return Verdict(AttemptOutcome.RATE_LIMITED, f"rate limited ({_codes(answer)})")
     if codes:
         return Verdict(AttemptOutcome.PERMANENT, f"refused ({_codes(answer)})")

@@ -21,14 +21,15 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from delivery.ilink.classify import Answer
-from delivery.ledger.context_tokens import fingerprint
 from delivery.ledger.models import Attempt
+from delivery.ledger.readers import fingerprint
 from delivery.ledger.states import AttemptOutcome
 from delivery.ledger.types import clean_text
 
@@ -37,6 +38,7 @@ __all__ = [
     "AttemptResult",
     "close_lost",
     "in_flight_since",
+    "reclassify",
     "record",
     "start",
 ]
@@ -115,6 +117,24 @@ def record(db: Session, attempt_id: int, result: AttemptResult) -> None:
         detail = "; ".join([detail, *notes] if detail else notes)
     values["detail"] = clean_text(detail, limit=DETAIL_CHARS)
     db.execute(update(Attempt).where(Attempt.id == attempt_id).values(**values))
+
+
+def reclassify(
+    db: Session, attempt_ids: Collection[int], *, outcome: AttemptOutcome, note: str
+) -> None:
+    """A later attempt decided what these attempts' answers meant (a bare refusal:
+    the reader's window, or the account's limit); the raw answer stays."""
+    if attempt_ids:
+        db.execute(
+            update(Attempt)
+            .where(Attempt.id.in_(sorted(attempt_ids)))
+            .values(
+                outcome=outcome,
+                detail=func.substr(
+                    func.coalesce(Attempt.detail + "; ", "") + note, 1, DETAIL_CHARS
+                ),
+            )
+        )
 
 
 def close_lost(db: Session, chunk_id: int) -> int:

@@ -8,7 +8,7 @@ transaction that moves its chunk and message.
 ::
 
     accounts 1──* messages 1──* chunks 1──* attempts
-    accounts 1──* context_tokens (latest per peer)
+    accounts 1──* readers (per peer: last inbound, budget, context token)
 
 Example::
 
@@ -43,8 +43,8 @@ __all__ = [
     "Briefing",
     "BriefingRun",
     "Chunk",
-    "ContextToken",
     "Message",
+    "Reader",
 ]
 
 # Deterministic constraint names, so migrations can name what they alter.
@@ -99,6 +99,8 @@ class Message(Base):
         UniqueConstraint("account_id", "idempotency_key"),
         # The head-of-line query: the oldest open message of a conversation.
         Index("ix_messages_conversation", "account_id", "to_user_id", "status", "id"),
+        # Superseding: the open messages of a chat with the same collapse key.
+        Index("ix_messages_collapse", "account_id", "to_user_id", "collapse_key"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -116,6 +118,8 @@ class Message(Base):
     dead_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     dead_reason: Mapped[str | None] = mapped_column(Text)
     replay_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Of several undelivered messages to a reader with one key, only the newest goes.
+    collapse_key: Mapped[str | None] = mapped_column(String(256))
 
     chunks: Mapped[list[Chunk]] = relationship(
         back_populates="message", order_by="Chunk.seq", cascade="all, delete-orphan"
@@ -184,17 +188,33 @@ class Attempt(Base):
     chunk: Mapped[Chunk] = relationship(back_populates="attempts")
 
 
-class ContextToken(Base):
-    """The latest context token seen for a peer of an account; replies echo it."""
+class Reader(Base):
+    """A peer of an account, as a reader: when they last wrote, what they may get.
 
-    __tablename__ = "context_tokens"
+    The platform delivers a bot's messages to a reader only within a reply window
+    after the reader's last message, and only so many per inbound message. An
+    inbound message (``record_inbound``) sets ``last_inbound_at``, resets
+    ``sends_since_inbound`` and clears ``closed_reason``; each accepted send
+    counts one. ``closed_reason`` records that the platform refused a send as this
+    reader's since then (``suspected`` while a probe decides, ``refused`` once it
+    did). The replies' context token is kept here too (the latest one, and when
+    a send with it failed as stale). The state an operator reads is derived, by
+    :func:`delivery.policy.readers.reader_state`.
+    """
+
+    __tablename__ = "readers"
 
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     peer_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    token: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_inbound_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    sends_since_inbound: Mapped[int] = mapped_column(Integer, default=0)
+    closed_reason: Mapped[str | None] = mapped_column(String(16))
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    context_token: Mapped[str | None] = mapped_column(Text)
+    context_token_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Set when a send with this token failed as stale; sends then go without it.
-    stale_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    context_token_stale_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Briefing(Base):

@@ -9,11 +9,12 @@ message, attempt and account together.
 **Leases: one live task per chunk.** A send task is a hint; the ledger decides.
 Every publish of a chunk is preceded by :func:`arm`, which bumps the chunk's
 ``generation``; the task carries the generation it was published with, and a
-task whose generation is no longer the chunk's exits without a retry. The live
-task renews ``lease_until`` whenever it runs (:func:`postpone`, :func:`claim`).
-A head is *lost* (its task gone with a flushed Redis or a killed worker) when
-it is not parked, its lease has run out, and it has been due for longer than
-the grace: only then does the reconciler arm and publish it again.
+task whose generation is no longer the chunk's exits without a retry.
+``lease_until`` is when the live task is expected to show life next: its due
+time (:func:`arm`, :func:`postpone`), or the end of the send it is making
+(:func:`claim`). A head is *lost* (its task gone with a flushed Redis or a
+killed worker) when it is not parked and its lease ran out longer ago than the
+reconciler's grace: only then does the reconciler arm and publish it again.
 
 **Parking.** A head that waits for an event (an expired session healed) is
 *parked*: no task holds it, and the event's handler arms it
@@ -26,8 +27,12 @@ verb                columns it moves
 insert_messages     new message and chunk rows
 arm / arm_parked    chunk: generation+1, lease, due no earlier than now, unparked
 postpone            chunk: next attempt, lease, failures (live task only)
+hold_parked         chunk: a parked chunk's next look (its recheck dropped)
+set_text            chunk: what it sends (a notice added or taken off)
+extend_deadlines    message: not dead before a time (its reader wrote)
+supersede           message superseded, its pending chunks unsent (a collapse key)
 extend_leases       chunk: lease (its task was seen late in the queue)
-park                chunk: parked, no lease (live task only)
+park                chunk: parked until an event or a time, no lease (live task only)
 claim               chunk: attempt count, lease (the head, due, under its lock)
 accept              chunk sent; message sending or delivered; next chunk's gap
 kill                message dead; its pending chunks unsent (or failed)
@@ -38,7 +43,7 @@ close_finished      an open message with nothing pending: delivered or dead
 Example::
 
     with session_scope(engine) as db:
-        armed = arm(db, [head.chunk_id], now=utcnow(), grace_seconds=120)
+        armed = arm(db, [head.chunk_id], now=utcnow())
     for item in armed:            # after the commit
         publisher(item)
 """
@@ -50,10 +55,10 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, case, func, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, case, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from delivery.ledger.models import Account, Chunk, Message
+from delivery.ledger.models import Account, Chunk, Message, Reader
 from delivery.ledger.queries import Conversation, conversation_heads
 from delivery.ledger.states import (
     OPEN_MESSAGE_STATES,
@@ -76,12 +81,16 @@ __all__ = [
     "arm_parked",
     "claim",
     "close_finished",
+    "extend_deadlines",
     "extend_leases",
+    "hold_parked",
     "insert_messages",
     "kill",
     "park",
     "postpone",
     "replay",
+    "set_text",
+    "supersede",
 ]
 
 _OPEN = [str(state) for state in OPEN_MESSAGE_STATES]
@@ -110,6 +119,7 @@ class NewMessage:
     chunks: Sequence[str] = field(repr=False)
     # Known at enqueue: the account's session is expired; the first chunk waits parked.
     parked_on: ParkReason | None = None
+    collapse_key: str | None = None
 
 
 def _rowcount(result: object) -> int:
@@ -122,12 +132,11 @@ def insert_messages(
     *,
     now: dt.datetime,
     deadline: dt.datetime,
-    grace_seconds: float,
 ) -> list[int]:
     """Write the messages and their chunks; return the new ids, in order.
 
-    Chunks get a fixed ``client_id`` and a lease of ``grace_seconds``, so the
-    reconciler leaves them to the enqueuer's own publish. A message's
+    Chunks get a fixed ``client_id``, and a lease from now, so the reconciler
+    leaves them to the enqueuer's own publish for the reconciler's grace. A message's
     ``parked_on`` parks its first chunk at once (no task is published for it).
     """
     if not messages:
@@ -148,12 +157,12 @@ def insert_messages(
                     "created_at": now,
                     "deadline_at": deadline,
                     "replay_count": 0,
+                    "collapse_key": m.collapse_key,
                 }
                 for m in messages
             ],
         )
     )
-    lease = now + dt.timedelta(seconds=grace_seconds)
     db.execute(
         insert(Chunk),
         [
@@ -165,9 +174,9 @@ def insert_messages(
                 "client_id": f"dlv-{uuid.uuid4().hex}",
                 "attempt_count": 0,
                 "failure_count": 0,
-                "next_attempt_at": now,
                 "generation": 0,
-                "lease_until": None if seq == 1 and message.parked_on else lease,
+                "lease_until": None if seq == 1 and message.parked_on else now,
+                "next_attempt_at": deadline if seq == 1 and message.parked_on else now,
                 "parked_on": message.parked_on if seq == 1 else None,
             }
             for message_id, message in zip(ids, messages, strict=True)
@@ -182,31 +191,40 @@ def arm(
     chunk_ids: Collection[int],
     *,
     now: dt.datetime,
-    grace_seconds: float,
     seen: Mapping[int, int] | None = None,
+    due_at: dt.datetime | None = None,
 ) -> list[Armed]:
     """A new generation for each pending chunk about to be published.
 
     The chunk is unparked, its lease renewed, and its due time brought up to
     now if it lay in the past (a head that waited behind another message is due
-    from now, not from when it was enqueued). The caller publishes the result
+    from now, not from when it was enqueued) or it was parked. The caller publishes the result
     after the commit; any older task of the chunk then exits when it runs.
     With ``seen`` (chunk id to generation), a chunk armed by someone else since
-    it was looked at is left to that arming.
+    it was looked at is left to that arming. ``due_at`` sets the due time instead
+    (a held chat released to go after a cooldown).
     """
     if not chunk_ids:
         return []
     where = [Chunk.id.in_(sorted(chunk_ids)), Chunk.status == ChunkStatus.PENDING]
     if seen is not None:
         where.append(tuple_(Chunk.id, Chunk.generation).in_(sorted(seen.items())))
+    # A parked chunk's next attempt time was when to look again on its own (its
+    # deadline, a recheck), not when it may be sent: armed, it is due now.
+    due: dt.datetime | ColumnElement[dt.datetime] = (
+        due_at
+        if due_at is not None
+        else case(
+            (Chunk.parked_on.is_not(None), now),
+            (Chunk.next_attempt_at < now, now),
+            else_=Chunk.next_attempt_at,
+        )
+    )
     rows = db.execute(
         update(Chunk)
         .where(*where)
         .values(
-            generation=Chunk.generation + 1,
-            lease_until=now + dt.timedelta(seconds=grace_seconds),
-            parked_on=None,
-            next_attempt_at=case((Chunk.next_attempt_at < now, now), else_=Chunk.next_attempt_at),
+            generation=Chunk.generation + 1, lease_until=due, parked_on=None, next_attempt_at=due
         )
         .returning(Chunk.id, Chunk.generation, Chunk.next_attempt_at)
     )
@@ -221,7 +239,6 @@ def arm_conversations(
     conversations: Collection[Conversation],
     *,
     now: dt.datetime,
-    grace_seconds: float,
     only_messages: Collection[int] | None = None,
 ) -> list[Armed]:
     """Arm the head of each conversation.
@@ -240,7 +257,7 @@ def arm_conversations(
             db.scalars(select(Chunk.id).where(Chunk.id.in_(heads), Chunk.parked_on.is_not(None)))
         )
         heads = [chunk_id for chunk_id in heads if chunk_id not in parked]
-    return arm(db, heads, now=now, grace_seconds=grace_seconds)
+    return arm(db, heads, now=now)
 
 
 def arm_parked(
@@ -249,7 +266,6 @@ def arm_parked(
     account_id: str,
     reason: ParkReason,
     now: dt.datetime,
-    grace_seconds: float,
     peer_id: str | None = None,
 ) -> list[Armed]:
     """Arm the account's heads parked on ``reason`` (one peer's, if given).
@@ -273,7 +289,8 @@ def arm_parked(
         return []
     heads = conversation_heads(db, set(parked.values()))
     chunk_ids = [head.chunk_id for head in heads if head.chunk_id in parked]
-    return arm(db, chunk_ids, now=now, grace_seconds=grace_seconds)
+    # What they waited for is over: due now, not at the time they were parked until.
+    return arm(db, chunk_ids, now=now, due_at=now)
 
 
 def postpone(
@@ -282,8 +299,6 @@ def postpone(
     *,
     generation: int | None,
     until: dt.datetime,
-    now: dt.datetime,
-    grace_seconds: float,
     spend_failure: bool = False,
 ) -> bool:
     """The live task waits until ``until`` (its lease renewed). False for a stale task.
@@ -292,7 +307,7 @@ def postpone(
     """
     values: dict[str, object] = {
         "next_attempt_at": until,
-        "lease_until": now + dt.timedelta(seconds=grace_seconds),
+        "lease_until": until,
         "parked_on": None,
     }
     if spend_failure:
@@ -307,12 +322,93 @@ def extend_leases(db: Session, chunk_ids: Collection[int], *, until: dt.datetime
         db.execute(update(Chunk).where(Chunk.id.in_(sorted(chunk_ids))).values(lease_until=until))
 
 
-def park(db: Session, chunk_id: int, *, generation: int | None, reason: ParkReason) -> bool:
-    """The head waits for ``reason`` to clear, holding no task. False for a stale task."""
+def park(
+    db: Session,
+    chunk_id: int,
+    *,
+    generation: int | None,
+    reason: ParkReason,
+    until: dt.datetime,
+) -> bool:
+    """The head waits for ``reason`` to clear, holding no task; at ``until`` at the
+    latest it is looked at again (its deadline, or a recheck). False for a stale task."""
     result = db.execute(
-        update(Chunk).where(*_live(chunk_id, generation)).values(parked_on=reason, lease_until=None)
+        update(Chunk)
+        .where(*_live(chunk_id, generation))
+        .values(parked_on=reason, lease_until=None, next_attempt_at=until)
     )
     return _rowcount(result) == 1
+
+
+def hold_parked(
+    db: Session, chunk_ids: Collection[int], *, reason: ParkReason, until: dt.datetime
+) -> None:
+    """Chunks parked on ``reason`` stay parked until ``until`` (a recheck dropped)."""
+    if chunk_ids:
+        db.execute(
+            update(Chunk)
+            .where(Chunk.id.in_(sorted(chunk_ids)), Chunk.parked_on == reason)
+            .values(next_attempt_at=until)
+        )
+
+
+def set_text(db: Session, chunk_id: int, text: str) -> None:
+    """What the chunk sends from now on (a notice added to, or taken off, its end)."""
+    db.execute(update(Chunk).where(Chunk.id == chunk_id).values(text=text))
+
+
+def extend_deadlines(db: Session, *, account_id: str, to_user_id: str, until: dt.datetime) -> None:
+    """Open messages of the chat are not dead before ``until`` (their reader wrote)."""
+    db.execute(
+        update(Message)
+        .where(
+            Message.account_id == account_id,
+            Message.to_user_id == to_user_id,
+            Message.status.in_(_OPEN),
+            Message.deadline_at < until,
+        )
+        .values(deadline_at=until)
+    )
+
+
+def supersede(
+    db: Session,
+    *,
+    account_id: str,
+    to_user_id: str,
+    collapse_key: str,
+    before_id: int,
+    now: dt.datetime,
+) -> list[int]:
+    """Open messages of the chat with ``collapse_key``, older than ``before_id``, end
+    as superseded (their pending chunks unsent). Returns their ids."""
+    ids = list(
+        db.scalars(
+            select(Message.id).where(
+                Message.account_id == account_id,
+                Message.to_user_id == to_user_id,
+                Message.collapse_key == collapse_key,
+                Message.status.in_(_OPEN),
+                Message.id < before_id,
+            )
+        )
+    )
+    if ids:
+        db.execute(
+            update(Message)
+            .where(Message.id.in_(ids))
+            .values(
+                status=MessageStatus.SUPERSEDED,
+                dead_at=now,
+                dead_reason=f"superseded by message {before_id} (same collapse key)",
+            )
+        )
+        db.execute(
+            update(Chunk)
+            .where(Chunk.message_id.in_(ids), Chunk.status == ChunkStatus.PENDING)
+            .values(status=ChunkStatus.UNSENT, parked_on=None, lease_until=None)
+        )
+    return ids
 
 
 def _live(chunk_id: int, generation: int | None) -> list[ColumnElement[bool]]:
@@ -340,6 +436,10 @@ class Claim:
     client_id: str
     text: str = field(repr=False)
     lost_before: bool  # an earlier attempt was cut off mid-call
+    created_at: dt.datetime
+    reader_last_inbound_at: dt.datetime | None
+    reader_sends_since_inbound: int
+    reader_closed_reason: str | None
 
 
 @dataclass(frozen=True)
@@ -370,15 +470,19 @@ def claim(
     transaction. The lease covers the call (``lease_seconds``).
     """
     row = db.execute(
-        select(Chunk, Message, Account)
+        select(Chunk, Message, Account, Reader)
         .join(Message, Message.id == Chunk.message_id)
         .join(Account, Account.id == Message.account_id)
+        .outerjoin(
+            Reader,
+            and_(Reader.account_id == Message.account_id, Reader.peer_id == Message.to_user_id),
+        )
         .where(Chunk.id == chunk_id)
         .with_for_update(of=Account)
     ).one_or_none()
     if row is None:
         return Refusal(f"chunk {chunk_id} is not in the ledger")
-    chunk, message, account = row
+    chunk, message, account, reader = row
     if chunk.status != ChunkStatus.PENDING:
         return Refusal(f"chunk {chunk_id} was {chunk.status} meanwhile")
     if generation is not None and chunk.generation != generation:
@@ -416,6 +520,10 @@ def claim(
         client_id=chunk.client_id,
         text=chunk.text,
         lost_before=lost_before,
+        created_at=message.created_at,
+        reader_last_inbound_at=reader.last_inbound_at if reader else None,
+        reader_sends_since_inbound=reader.sends_since_inbound if reader else 0,
+        reader_closed_reason=reader.closed_reason if reader else None,
     )
 
 
@@ -437,7 +545,6 @@ def accept(
     outcome: str,
     now: dt.datetime,
     gap_seconds: float,
-    grace_seconds: float,
 ) -> Accepted:
     """The platform accepted the chunk: mark it sent, move the message on.
 
@@ -476,7 +583,7 @@ def accept(
         .where(Chunk.id == next_id)
         .values(next_attempt_at=now + dt.timedelta(seconds=gap_seconds))
     )
-    return Accepted(arm(db, [next_id], now=now, grace_seconds=grace_seconds), message_final=False)
+    return Accepted(arm(db, [next_id], now=now), message_final=False)
 
 
 def _pending_seqs(db: Session, message_id: int) -> list[int]:

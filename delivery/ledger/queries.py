@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Row, Select, and_, case, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from delivery.ledger.models import Account, Chunk, Message
+from delivery.ledger.models import Account, Chunk, Message, Reader
 from delivery.ledger.states import (
     OPEN_MESSAGE_STATES,
     ChunkStatus,
@@ -35,8 +35,8 @@ __all__ = [
     "Conversation",
     "Head",
     "conversation_heads",
+    "due_parked_heads",
     "lost_heads",
-    "unblocked_parked_heads",
 ]
 
 Conversation = tuple[str, str]  # (account_id, to_user_id)
@@ -118,31 +118,55 @@ def conversation_heads(session: Session, conversations: Iterable[Conversation]) 
 def lost_heads(
     session: Session, *, now: dt.datetime, grace_seconds: float, limit: int
 ) -> list[Head]:
-    """Heads whose task may be lost: not parked, their lease run out, and due for
-    longer than the grace. A waiting task renews its lease and pushes the due
-    time forward, so it is not lost; chunks queued behind a head never are."""
-    due_before = now - dt.timedelta(seconds=grace_seconds)
+    """Heads whose task may be lost: not parked, and their lease (when the live task
+    was to show life next) ran out longer ago than the grace. A waiting task's
+    lease is its due time, so it is not lost; chunks queued behind a head never are."""
+    ran_out_before = now - dt.timedelta(seconds=grace_seconds)
     query = (
         _head_rows(_oldest_open())
         .where(
             Chunk.parked_on.is_(None),
-            or_(Chunk.lease_until.is_(None), Chunk.lease_until < now),
-            Chunk.next_attempt_at < due_before,
+            or_(Chunk.lease_until.is_(None), Chunk.lease_until < ran_out_before),
         )
         .limit(limit)
     )
     return [_head(row) for row in session.execute(query)]
 
 
-def unblocked_parked_heads(session: Session, *, limit: int) -> list[Head]:
-    """Heads parked on their account's session although it is no longer expired
-    (the wake that should have published them was lost)."""
+def due_parked_heads(
+    session: Session,
+    *,
+    now: dt.datetime,
+    reader_window_seconds: float,
+    reader_budget: int,
+    limit: int,
+) -> list[Head]:
+    """Parked heads to publish again: their time came (a deadline, a recheck), or
+    what they wait for cleared while the wake that should have published them was
+    lost (the account's session is good again; the reader wrote)."""
+    heard_since = now - dt.timedelta(seconds=reader_window_seconds)
+    reader_open = and_(
+        Reader.closed_reason.is_(None),
+        Reader.last_inbound_at > heard_since,
+        Reader.sends_since_inbound < reader_budget,
+    )
     query = (
         _head_rows(_oldest_open())
         .join(Account, Account.id == Message.account_id)
+        .outerjoin(
+            Reader,
+            and_(Reader.account_id == Message.account_id, Reader.peer_id == Message.to_user_id),
+        )
         .where(
-            Chunk.parked_on == ParkReason.SESSION,
-            Account.session_state != SessionState.EXPIRED,
+            Chunk.parked_on.is_not(None),
+            or_(
+                Chunk.next_attempt_at <= now,
+                and_(
+                    Chunk.parked_on == ParkReason.SESSION,
+                    Account.session_state != SessionState.EXPIRED,
+                ),
+                and_(Chunk.parked_on == ParkReason.READER, reader_open),
+            ),
         )
         .limit(limit)
     )

@@ -1,9 +1,13 @@
-"""The states a message, a chunk and an attempt can be in, and what they mean.
+"""The states a message, a chunk, an attempt and a reader can be in, and what they mean.
 
 A message is ``queued`` until its first chunk is accepted, ``sending`` while some
-but not all chunks are, then ``delivered``; or ``dead`` with a reason. A dead
-message's chunks are ``sent`` (accepted before it died), ``failed`` (the one that
-killed it) or ``unsent`` (never tried, or given up on): nothing is silently dropped.
+but not all chunks are, then ``delivered``; or ``dead`` with a reason; or
+``superseded`` by a newer message with the same collapse key. A dead or
+superseded message's chunks are ``sent`` (accepted before it ended), ``failed``
+(the one that killed it) or ``unsent`` (never tried, or given up on): nothing is
+silently dropped. An open message whose chat waits for its reader (the reply
+window closed, or the reader's budget spent) is *shown* as ``awaiting_reader``;
+its stored state stays ``queued`` or ``sending``.
 
 Example::
 
@@ -19,8 +23,10 @@ __all__ = [
     "OPEN_MESSAGE_STATES",
     "AttemptOutcome",
     "ChunkStatus",
+    "ClosedReason",
     "MessageStatus",
     "ParkReason",
+    "ReaderState",
     "SessionState",
 ]
 
@@ -30,10 +36,15 @@ class MessageStatus(enum.StrEnum):
     SENDING = "sending"
     DELIVERED = "delivered"
     DEAD = "dead"
+    SUPERSEDED = "superseded"  # a newer message with the same collapse key replaced it
+    # Shown, never stored: an open message whose chat waits for its reader.
+    AWAITING_READER = "awaiting_reader"
 
 
 OPEN_MESSAGE_STATES = frozenset({MessageStatus.QUEUED, MessageStatus.SENDING})
-FINAL_MESSAGE_STATES = frozenset({MessageStatus.DELIVERED, MessageStatus.DEAD})
+FINAL_MESSAGE_STATES = frozenset(
+    {MessageStatus.DELIVERED, MessageStatus.DEAD, MessageStatus.SUPERSEDED}
+)
 
 
 class ChunkStatus(enum.StrEnum):
@@ -48,6 +59,7 @@ class ParkReason(enum.StrEnum):
     publishes it (and the reconciler does, should that publish be lost)."""
 
     SESSION = "session"  # the account's session expired; a healed session wakes it
+    READER = "reader"  # the reader's window closed or budget spent; their message wakes it
 
 
 class AttemptOutcome(enum.StrEnum):
@@ -57,10 +69,30 @@ class AttemptOutcome(enum.StrEnum):
     LOST = "lost"  # the worker died mid-call: nobody knows whether it arrived
     ACCEPTED = "accepted"
     RATE_LIMITED = "rate_limited"
+    # A bare -2: the account's limit or this reader's closed window; a probe decides,
+    # and then the attempt reads rate_limited or reader_refused.
+    REFUSED = "refused"
+    READER_REFUSED = "reader_refused"  # this reader's window closed or budget spent
     SESSION_EXPIRED = "session_expired"
     STALE_CONTEXT = "stale_context"
     TRANSIENT = "transient"
     PERMANENT = "permanent"
+
+
+class ReaderState(enum.StrEnum):
+    """What is known of a reader (a peer of an account): see ``delivery.policy.readers``."""
+
+    OPEN = "open"  # wrote within the reply window, and sends are left of their budget
+    WINDOW_CLOSED = "window_closed"  # last wrote longer ago than the window (or refused)
+    BUDGET_SPENT = "budget_spent"  # the sends allowed per inbound message are spent
+    UNKNOWN = "unknown"  # never heard from: the pipeline only sends
+
+
+class ClosedReason(enum.StrEnum):
+    """Why a reader is held closed since their last message (``readers.closed_reason``)."""
+
+    SUSPECTED = "suspected"  # a bare refusal the pipeline's probe has not decided yet
+    REFUSED = "refused"  # the platform refused a send as this reader's
 
 
 class SessionState(enum.StrEnum):

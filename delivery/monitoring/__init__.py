@@ -13,7 +13,8 @@ Flower. Its output names accounts and queues, never a token or a text.
 
 Metrics (SQL ledger; left out, with ``delivery_exporter_up 0``, if it cannot be read)::
 
-    delivery_messages_total{status}        counter  delivered | dead: messages that ended so
+    delivery_messages_total{status}        counter  delivered | dead | superseded: messages
+                                                    that ended so
     delivery_messages_open{status}         gauge    queued | sending: messages not yet final
     delivery_attempts_total{outcome}       counter  platform calls by final outcome: accepted,
                                                     rate_limited, session_expired, transient,
@@ -23,6 +24,10 @@ Metrics (SQL ledger; left out, with ``delivery_exporter_up 0``, if it cannot be 
     delivery_session_expired_seconds{account}  gauge  how long expired (0 when not)
     delivery_chunks_waiting                gauge    chunks not yet sent (pending)
     delivery_oldest_waiting_chunk_seconds  gauge    age of the oldest open message (0: none)
+    delivery_readers{state}                gauge    readers: open | window_closed | budget_spent
+                                                    | unknown (never wrote)
+    delivery_messages_awaiting_reader      gauge    open messages waiting for their reader
+    delivery_oldest_awaiting_reader_seconds  gauge  age of the oldest of them (0: none)
     delivery_delivery_latency_seconds      histogram  created_at -> delivered_at, delivered
                                                     messages (SQL aggregates per bucket)
 

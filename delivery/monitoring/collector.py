@@ -109,7 +109,7 @@ def ledger_metrics(stats: LedgerStats, *, now: dt.datetime) -> Iterator[Metric]:
     """The metric families of one ledger reading; ages are counted up to ``now``."""
     final = CounterMetricFamily(
         "delivery_messages",
-        "Messages that reached a final state: delivered, or dead with a reason.",
+        "Messages that reached a final state: delivered, dead with a reason, or superseded.",
         labels=["status"],
     )
     open_ = GaugeMetricFamily(
@@ -165,6 +165,25 @@ def ledger_metrics(stats: LedgerStats, *, now: dt.datetime) -> Iterator[Metric]:
         "delivery_oldest_waiting_chunk_seconds",
         "Age of the oldest message with a chunk still waiting (0 when none waits).",
         _age(stats.oldest_waiting_since, now),
+    )
+
+    readers = GaugeMetricFamily(
+        "delivery_readers",
+        "Readers by state: open, window_closed, budget_spent, unknown (never wrote).",
+        labels=["state"],
+    )
+    for state, count in stats.readers.items():
+        readers.add_metric([state], count)
+    yield readers
+    yield _gauge(
+        "delivery_messages_awaiting_reader",
+        "Open messages whose chat waits for its reader to write (window closed, budget spent).",
+        stats.awaiting_reader,
+    )
+    yield _gauge(
+        "delivery_oldest_awaiting_reader_seconds",
+        "Age of the oldest message waiting for its reader (0 when none waits).",
+        _age(stats.oldest_awaiting_reader_since, now),
     )
 
     latency = stats.latency

@@ -63,7 +63,11 @@ def build_collector(settings: Settings) -> DeliveryCollector:
         ConfigError: the database URL is unusable, or names neither SQLite nor PostgreSQL.
     """
     return DeliveryCollector(
-        ledger=SqlLedgerSource(engine_for(settings.database_url)),
+        ledger=SqlLedgerSource(
+            engine_for(settings.database_url),
+            reader_window_seconds=settings.reader_window_seconds,
+            reader_budget=settings.reader_budget,
+        ),
         redis=RedisSource(
             broker=redis_client(settings.broker_url),
             gate=gate_for(settings),

@@ -19,18 +19,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Engine, Float, case, cast, extract, func, select
+from sqlalchemy import ColumnElement, Engine, Float, and_, case, cast, extract, func, select
 from sqlalchemy import exc as sa_exc
 
 from delivery.errors import ConfigError, LedgerError
 from delivery.ledger.db import session_scope
-from delivery.ledger.models import Account, Attempt, Chunk, Message
+from delivery.ledger.models import Account, Attempt, Chunk, Message, Reader
 from delivery.ledger.states import (
     OPEN_MESSAGE_STATES,
     AttemptOutcome,
     ChunkStatus,
+    ClosedReason,
     MessageStatus,
+    ParkReason,
+    ReaderState,
 )
+from delivery.ledger.types import utcnow
 
 __all__ = [
     "LATENCY_BUCKETS_SECONDS",
@@ -74,6 +78,9 @@ class LedgerStats:
     oldest_waiting_since: dt.datetime | None  # created_at of the oldest open message
     accounts: Sequence[AccountSession]
     latency: LatencyHistogram
+    readers: Mapping[str, int]  # by ReaderState, under the window and budget in force
+    awaiting_reader: int  # open messages whose chat waits for its reader
+    oldest_awaiting_reader_since: dt.datetime | None  # created_at of the oldest such
 
 
 class LedgerSource(Protocol):
@@ -96,6 +103,8 @@ class SqlLedgerSource:
         engine: Engine,
         *,
         latency_buckets_seconds: Sequence[float] = LATENCY_BUCKETS_SECONDS,
+        reader_window_seconds: float = 86_400.0,
+        reader_budget: int = 10,
     ) -> None:
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ConfigError(
@@ -103,6 +112,8 @@ class SqlLedgerSource:
             )
         self._engine = engine
         self._bounds = tuple(sorted(float(b) for b in latency_buckets_seconds))
+        self._reader_window = dt.timedelta(seconds=reader_window_seconds)
+        self._reader_budget = reader_budget
 
     def read(self) -> LedgerStats:
         """Read every number in one transaction.
@@ -146,12 +157,32 @@ class SqlLedgerSource:
                         Message.delivered_at.is_not(None),
                     )
                 ).one()
+                readers = dict(
+                    session.execute(
+                        select(state := self._reader_state(utcnow()), func.count()).group_by(state)
+                    ).all()
+                )
+                awaiting, awaiting_since = session.execute(
+                    select(func.count(Message.id), func.min(Message.created_at)).where(
+                        Message.status.in_([str(s) for s in OPEN_MESSAGE_STATES]),
+                        select(Chunk.id)
+                        .where(
+                            Chunk.message_id == Message.id,
+                            Chunk.status == ChunkStatus.PENDING,
+                            Chunk.parked_on == ParkReason.READER,
+                        )
+                        .exists(),
+                    )
+                ).one()
         except sa_exc.SQLAlchemyError as exc:  # what session_scope leaves untranslated
             where = self._engine.url.render_as_string(hide_password=True)
             raise LedgerError(f"the ledger at {where} failed: {type(exc).__name__}") from exc
         count, total, *cumulative = latency
         return LedgerStats(
-            messages=_every(MessageStatus, messages),
+            # awaiting_reader is shown, never stored: delivery_messages_awaiting_reader counts it
+            messages=_every(
+                (s for s in MessageStatus if s != MessageStatus.AWAITING_READER), messages
+            ),
             attempts=_every(AttemptOutcome, attempts),
             chunks_waiting=int(waiting or 0),
             oldest_waiting_since=oldest,
@@ -161,6 +192,26 @@ class SqlLedgerSource:
                 count=int(count or 0),
                 sum_seconds=float(total or 0.0),
             ),
+            readers=_every(ReaderState, readers),
+            awaiting_reader=int(awaiting or 0),
+            oldest_awaiting_reader_since=awaiting_since,
+        )
+
+    def _reader_state(self, now: dt.datetime) -> ColumnElement[str]:
+        """Each reader's state, as :func:`delivery.policy.readers.reader_state` reads it."""
+        heard = Reader.last_inbound_at
+        return case(
+            (
+                and_(heard.is_not(None), heard <= now - self._reader_window),
+                ReaderState.WINDOW_CLOSED,
+            ),
+            (
+                and_(heard.is_not(None), Reader.sends_since_inbound >= self._reader_budget),
+                ReaderState.BUDGET_SPENT,
+            ),
+            (Reader.closed_reason == ClosedReason.REFUSED, ReaderState.WINDOW_CLOSED),
+            (heard.is_not(None), ReaderState.OPEN),
+            else_=ReaderState.UNKNOWN,
         )
 
     def _latency_columns(self) -> list[ColumnElement[Any]]:

@@ -15,6 +15,8 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import logging
 import time
 
@@ -24,15 +26,16 @@ from delivery.errors import LimiterUnavailable, TransportError
 from delivery.ilink.classify import classify
 from delivery.ledger import attempts, outbox
 from delivery.ledger.attempts import AttemptResult
-from delivery.ledger.context_tokens import usable_context_token
 from delivery.ledger.db import session_scope
 from delivery.ledger.outbox import Claim, Refusal
-from delivery.ledger.states import AttemptOutcome
+from delivery.ledger.readers import usable_context_token
+from delivery.ledger.states import AttemptOutcome, ParkReason
 from delivery.ledger.types import utcnow
 from delivery.pipeline.context import ON_TIME_SECONDS, RETRY_SOON_SECONDS, PipelineContext
 from delivery.pipeline.dispatch import publish_all
 from delivery.pipeline.job import Job
-from delivery.pipeline.outcome import Applied, apply_outcome
+from delivery.pipeline.outcome import Applied, Plan, apply_outcome
+from delivery.pipeline.readers import Judged, ReaderView, judge, text_with_notice
 from delivery.pipeline.recording import record_outcome
 from delivery.pipeline.results import Done, StepResult, Wait
 from delivery.pipeline.snapshot import Snapshot
@@ -65,16 +68,20 @@ class AttemptRunner:
                     job.attempt_no,
                     result.reason,
                 )
-                return self._finish(job, result, cooldown_left=None)
+                return self._finish(job, Judged(result), cooldown_left=None)
         claimed = self._claim(snap.chunk_id, generation)
         if isinstance(claimed, Refusal):
             if claimed.session_expired:
-                return self._ctx.park_on_session(snap.chunk_id, snap.account_id, generation)
+                return self._ctx.park_on_session(
+                    snap.chunk_id, snap.account_id, generation, until=snap.deadline_at
+                )
             if claimed.due_in_seconds is not None:
                 return Wait(self._ctx.on_time(claimed.due_in_seconds), claimed.why)
             return Done(claimed.why)
-        result = self._call(claimed)
-        return self._finish(claimed, result, cooldown_left=self._account_effects(claimed, result))
+        judged = self._judge(claimed, self._call(claimed))
+        self._probe_strikes(claimed, judged)
+        cooldown_left = self._account_effects(claimed, judged.result)
+        return self._finish(claimed, judged, cooldown_left=cooldown_left)
 
     # -- before the call -----------------------------------------------------------
 
@@ -87,13 +94,14 @@ class AttemptRunner:
                 chunk_id,
                 generation=generation,
                 now=now,
-                lease_seconds=settings.send_lock_ttl_seconds + self._ctx.grace_seconds,
+                lease_seconds=settings.send_lock_ttl_seconds,
                 early_seconds=ON_TIME_SECONDS,
             )
             if isinstance(claim, Refusal):
                 return claim
             if claim.lost_before:
                 _close_lost(db, claim)
+            claim = self._with_notice(db, claim, now)
             context_token = usable_context_token(
                 db, account_id=claim.account_id, peer_id=claim.to_user_id
             )
@@ -108,6 +116,51 @@ class AttemptRunner:
         return Job.of(
             claim, attempt_id=attempt_id, generation=generation, context_token=context_token
         )
+
+    def _with_notice(self, db: Session, claim: Claim, now: dt.datetime) -> Claim:
+        """The last part a reader's budget allows ends with a notice that more follow."""
+        settings = self._ctx.settings
+        text = text_with_notice(
+            claim.text,
+            view=ReaderView.of(claim, settings=settings, now=now),
+            parts_after=claim.chunk_count - claim.seq,
+            template=settings.reader_notice,
+        )
+        if text == claim.text:
+            return claim
+        outbox.set_text(db, claim.chunk_id, text)
+        return dataclasses.replace(claim, text=text)
+
+    def _judge(self, job: Job, result: AttemptResult) -> Judged:
+        """A bare refusal: the reader's, or the account's limit (see ``readers``)."""
+        settings = self._ctx.settings
+        try:
+            return judge(
+                job,
+                result,
+                view=ReaderView.of(job, settings=settings, now=utcnow()),
+                gate=self._ctx.gate,
+                probe=self._ctx.probe,
+                probe_pause_seconds=settings.reader_probe_pause_seconds,
+            )
+        except LimiterUnavailable as exc:
+            log.warning(
+                "account %s: refusal not judged (%s); taken as a rate limit", job.account_id, exc
+            )
+            if result.outcome == AttemptOutcome.REFUSED:
+                result = dataclasses.replace(result, outcome=AttemptOutcome.RATE_LIMITED)
+            return Judged(result)
+
+    def _probe_strikes(self, job: Job, judged: Judged) -> None:
+        """The held suspects' refusals were this rate limit's first strikes: they count,
+        so a lockout met while probing costs no more refusals than one met head on."""
+        if judged.result.outcome != AttemptOutcome.RATE_LIMITED:
+            return
+        try:
+            for _ in judged.released:
+                self._ctx.gate.rate_limited(job.account_id)
+        except LimiterUnavailable as exc:
+            log.warning("account %s: strikes not counted (%s)", job.account_id, exc)
 
     def _call(self, job: Job) -> AttemptResult:
         client = self._ctx.clients.get(
@@ -190,25 +243,27 @@ class AttemptRunner:
                 return min(settings.max_countdown_seconds, self._ctx.backoff(job.failures + 1))
         return None
 
-    def _finish(self, job: Job, result: AttemptResult, cooldown_left: float | None) -> StepResult:
+    def _finish(self, job: Job, judged: Judged, cooldown_left: float | None) -> StepResult:
         settings = self._ctx.settings
-        gap = chunk_gap_seconds(
-            n_chunks=job.chunk_count,
-            gap_seconds=settings.chunk_gap_seconds,
-            base_seconds=settings.chunk_gap_base_seconds,
-            per_chunk_seconds=settings.chunk_gap_per_chunk_seconds,
-        )
+        result = judged.result
+        view = ReaderView.of(job, settings=settings, now=utcnow())
 
         def apply(db: Session, res: AttemptResult, decision: Decision) -> Applied:
-            return apply_outcome(
-                db,
-                job=job,
-                result=res,
-                decision=decision,
+            plan = Plan(
                 wait_seconds=self._wait_for(decision.step, job, cooldown_left),
-                gap_seconds=gap,
-                grace_seconds=self._ctx.grace_seconds,
-                now=utcnow(),
+                gap_seconds=chunk_gap_seconds(
+                    n_chunks=job.chunk_count,
+                    gap_seconds=settings.chunk_gap_seconds,
+                    base_seconds=settings.chunk_gap_base_seconds,
+                    per_chunk_seconds=settings.chunk_gap_per_chunk_seconds,
+                ),
+                hold_until=view.hold_until,
+                recheck_seconds=settings.reader_recheck_seconds,
+                count_reader_sends=settings.reader_limits,
+            )
+            again = judged if res is result else dataclasses.replace(judged, result=res)
+            return apply_outcome(
+                db, job=job, judged=again, decision=decision, plan=plan, now=utcnow()
             )
 
         recorded = record_outcome(
@@ -245,7 +300,7 @@ class AttemptRunner:
                 result.reason,
             )
             return Done(f"{job.label}: {result.outcome}, message already final")
-        _log_attempt(job, result, step, None if applied.parked else wait)
+        _log_attempt(job, result, step, None if applied.parked is not None else wait)
         publish_all(self._ctx.publisher, applied.armed)
         if applied.message_final:
             self._ctx.wake(job.account_id, job.to_user_id)
@@ -260,8 +315,10 @@ class AttemptRunner:
                 job.account_id,
             )
         summary = f"{job.label} attempt {job.attempt_no}: {result.outcome} -> {step}"
-        if applied.parked:
+        if applied.parked == ParkReason.SESSION:
             return Done(f"{summary}; parked until the session heals")
+        if applied.parked == ParkReason.READER:
+            return Done(f"{summary}; the chat waits for its reader to write")
         if applied.released or wait is None:
             return Done(summary)
         return Wait(wait, summary)

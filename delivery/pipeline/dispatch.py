@@ -13,8 +13,7 @@ merely late in the queue from one that is lost.
 Example::
 
     with session_scope(engine) as db:
-        armed = outbox.arm_conversations(db, [("bot-1", "u@im.wechat")], now=now,
-                                         grace_seconds=120)
+        armed = outbox.arm_conversations(db, [("bot-1", "u@im.wechat")], now=now)
     publish_all(publisher, armed)            # after the commit
 """
 
@@ -85,7 +84,6 @@ def wake_conversations(
     publisher: Publisher,
     conversations: Collection[Conversation],
     *,
-    grace_seconds: float,
     only_messages: Collection[int] | None = None,
 ) -> list[Armed]:
     """Arm and publish the head of each conversation; return what was armed.
@@ -103,7 +101,6 @@ def wake_conversations(
             db,
             conversations,
             now=utcnow(),
-            grace_seconds=grace_seconds,
             only_messages=only_messages,
         )
     publish_all(publisher, armed)
@@ -116,7 +113,6 @@ def wake_parked(
     account_id: str,
     *,
     reason: ParkReason,
-    grace_seconds: float,
     peer_id: str | None = None,
 ) -> list[Armed]:
     """Arm and publish the account's heads parked on ``reason`` (one peer's, if
@@ -132,7 +128,6 @@ def wake_parked(
                 account_id=account_id,
                 reason=reason,
                 now=utcnow(),
-                grace_seconds=grace_seconds,
                 peer_id=peer_id,
             )
     except LedgerError as exc:

@@ -1,17 +1,22 @@
-"""Recording one attempt's outcome: attempt row, chunk, message and account, in the
-caller's transaction, through the ledger's verbs.
+"""Recording one attempt's outcome: attempt row, chunk, message, account and reader,
+in the caller's transaction, through the ledger's verbs.
 
 A message that became final while the call was in flight (its deadline passed
 and a duplicate task killed it) keeps its final state: the attempt and the chunk
 record what really happened, nothing else moves, so no chat is left with an open
 message that has nothing to send.
 
+A refusal judged this reader's parks the chat on its reader (until they write,
+or the hold limit); a suspect is parked the same way with a recheck. Chats held
+on an earlier refusal that this attempt decided are settled here too: confirmed
+as their readers', or released (the account was rate limited: they go again
+after the cooldown).
+
 Example::
 
     with session_scope(engine) as db:
-        applied = apply_outcome(db, job=job, result=result, decision=decision,
-                                wait_seconds=None, gap_seconds=1.5, grace_seconds=120,
-                                now=utcnow())
+        applied = apply_outcome(db, job=job, judged=judged, decision=decision,
+                                plan=plan, now=utcnow())
     publish_all(publisher, applied.armed)     # after the commit
 """
 
@@ -23,20 +28,31 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from delivery.ledger import accounts, attempts, outbox
-from delivery.ledger.attempts import AttemptResult
-from delivery.ledger.context_tokens import mark_stale
+from delivery.ledger import accounts, attempts, outbox, readers
 from delivery.ledger.outbox import Armed
-from delivery.ledger.states import ParkReason
+from delivery.ledger.states import AttemptOutcome, ParkReason
 from delivery.pipeline.job import Job
+from delivery.pipeline.readers import Judged
 from delivery.policy.outcomes import Decision, Step
+from delivery.policy.readers import Refusal
 
-__all__ = ["Applied", "apply_outcome"]
+__all__ = ["Applied", "Plan", "apply_outcome"]
 
 log = logging.getLogger(__name__)
 
 # An accepted send proves the session; noting it once a minute is enough.
 _VALIDATED_REFRESH_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The times an outcome needs, worked out by the pipeline (seconds)."""
+
+    wait_seconds: float | None  # a waiting chunk's countdown
+    gap_seconds: float  # before the message's next chunk
+    hold_until: dt.datetime  # a chat waiting for its reader is dead after this
+    recheck_seconds: float  # a suspect chat is looked at again after this
+    count_reader_sends: bool  # reader limits are on: count this send of the budget
 
 
 @dataclass(frozen=True)
@@ -48,7 +64,7 @@ class Applied:
     message_final: bool = False  # wake the chat's next message
     was_final_already: bool = False  # the message died while the call was in flight
     delivered_after_all: bool = False  # ... but this was its last unsent chunk
-    parked: bool = False  # the head waits for the session, holding no task
+    parked: ParkReason | None = None  # the head waits for this, holding no task
     released: bool = False  # the chunk is no longer this task's (final, or a newer task's)
     session_healed: bool = False  # the account had been expired: wake its parked heads
     session_newly_expired: bool = False
@@ -58,15 +74,18 @@ def apply_outcome(
     db: Session,
     *,
     job: Job,
-    result: AttemptResult,
+    judged: Judged,
     decision: Decision,
-    wait_seconds: float | None,
-    gap_seconds: float,
-    grace_seconds: float,
+    plan: Plan,
     now: dt.datetime,
 ) -> Applied:
-    """Move attempt, chunk, message and account as ``decision`` says. Does not commit."""
+    """Move attempt, chunk, message, account and readers as ``decision`` says.
+
+    Does not commit.
+    """
+    result = judged.result
     attempts.record(db, job.attempt_id, result)
+    unparked = _settle(db, job, judged, plan=plan, now=now)
     step = decision.step
     if step in (Step.SENT, Step.DELIVERED):
         accepted = outbox.accept(
@@ -75,9 +94,10 @@ def apply_outcome(
             message_id=job.message_id,
             outcome=result.outcome,
             now=now,
-            gap_seconds=gap_seconds,
-            grace_seconds=grace_seconds,
+            gap_seconds=plan.gap_seconds,
         )
+        if plan.count_reader_sends:
+            readers.count_send(db, account_id=job.account_id, peer_id=job.to_user_id, now=now)
         healed = accounts.mark_session_ok(
             db,
             job.account_id,
@@ -86,7 +106,7 @@ def apply_outcome(
             refresh_seconds=_VALIDATED_REFRESH_SECONDS,
         )
         return Applied(
-            armed=accepted.armed,
+            armed=accepted.armed + unparked,
             message_final=accepted.message_final,
             was_final_already=accepted.was_final_already,
             delivered_after_all=accepted.delivered_after_all,
@@ -99,28 +119,103 @@ def apply_outcome(
             db, job.message_id, reason=decision.dead_reason, now=now, failed_chunk_id=job.chunk_id
         )
         if unsent is None:
-            return Applied(was_final_already=True)
-        return Applied(message_final=True)
+            return Applied(armed=unparked, was_final_already=True)
+        return Applied(armed=unparked, message_final=True)
     if decision.drop_context_token and job.context_token is not None:
-        mark_stale(db, account_id=job.account_id, peer_id=job.to_user_id, token=job.context_token)
+        readers.mark_context_stale(
+            db, account_id=job.account_id, peer_id=job.to_user_id, token=job.context_token, now=now
+        )
+    if step == Step.AWAIT_READER:
+        return _await_reader(db, job, judged, plan=plan, now=now, unparked=unparked)
     if decision.expire_session:
         expired, first = accounts.mark_session_expired(
             db, job.account_id, token_version=job.token_version, reason=result.reason, now=now
         )
         if expired:
             parked = outbox.park(
-                db, job.chunk_id, generation=job.generation, reason=ParkReason.SESSION
+                db,
+                job.chunk_id,
+                generation=job.generation,
+                reason=ParkReason.SESSION,
+                until=plan.hold_until,
             )
-            return Applied(parked=parked, released=not parked, session_newly_expired=first)
+            return Applied(
+                armed=unparked,
+                parked=ParkReason.SESSION if parked else None,
+                released=not parked,
+                session_newly_expired=first,
+            )
         # The token was rotated while the call was in flight: try again with the new one.
-    assert wait_seconds is not None
+    assert plan.wait_seconds is not None
     waits = outbox.postpone(
         db,
         job.chunk_id,
         generation=job.generation,
-        until=now + dt.timedelta(seconds=wait_seconds),
-        now=now,
-        grace_seconds=grace_seconds,
+        until=now + dt.timedelta(seconds=plan.wait_seconds),
         spend_failure=decision.spend_failure,
     )
-    return Applied(released=not waits, wait_seconds=wait_seconds)
+    return Applied(armed=unparked, released=not waits, wait_seconds=plan.wait_seconds)
+
+
+def _await_reader(
+    db: Session, job: Job, judged: Judged, *, plan: Plan, now: dt.datetime, unparked: list[Armed]
+) -> Applied:
+    """Park the chat on its reader: until they write (or the hold limit); a suspect
+    is looked at again after the recheck too."""
+    suspect = judged.verdict == Refusal.SUSPECT
+    readers.close(
+        db,
+        account_id=job.account_id,
+        peer_id=job.to_user_id,
+        reason=readers.SUSPECTED if suspect else readers.REFUSED,
+        now=now,
+    )
+    until = plan.hold_until
+    if suspect:
+        until = min(until, now + dt.timedelta(seconds=plan.recheck_seconds))
+    parked = outbox.park(
+        db, job.chunk_id, generation=job.generation, reason=ParkReason.READER, until=until
+    )
+    return Applied(
+        armed=unparked, parked=ParkReason.READER if parked else None, released=not parked
+    )
+
+
+def _settle(db: Session, job: Job, judged: Judged, *, plan: Plan, now: dt.datetime) -> list[Armed]:
+    """Chats held on earlier bare refusals that this attempt decided. Returns the
+    released ones, armed to go once the account's wait is over."""
+    if judged.confirmed:
+        readers.confirm_suspected(db, account_id=job.account_id, peer_ids=judged.confirmed.keys())
+        attempts.reclassify(
+            db,
+            [s.attempt_id for s in judged.confirmed.values()],
+            outcome=AttemptOutcome.READER_REFUSED,
+            note="a send to another reader was accepted after it: this reader's window",
+        )
+        log.info(
+            "account %s: %d held chat(s) wait for their readers (another reader's send "
+            "was accepted)",
+            job.account_id,
+            len(judged.confirmed),
+        )
+    if not judged.released:
+        return []
+    readers.reopen_suspected(db, account_id=job.account_id, peer_ids=judged.released.keys())
+    attempts.reclassify(
+        db,
+        [s.attempt_id for s in judged.released.values()],
+        outcome=AttemptOutcome.RATE_LIMITED,
+        note="another reader was refused too: the account's rate limit",
+    )
+    due = now + dt.timedelta(seconds=plan.wait_seconds or 0.0)
+    log.info(
+        "account %s: %d held chat(s) go again after the cooldown (it was a rate limit)",
+        job.account_id,
+        len(judged.released),
+    )
+    return outbox.arm(
+        db,
+        [s.chunk_id for s in judged.released.values()],
+        now=now,
+        due_at=due,
+    )

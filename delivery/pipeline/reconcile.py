@@ -2,14 +2,16 @@
 
 Each run, in small batches:
 
-1. **Lost heads.** A head that is not parked, whose lease has run out and that
-   has been due for longer than the grace has no task that showed life: Redis
+1. **Lost heads.** A head that is not parked, whose lease ran out longer ago
+   than the grace, has no task that showed life: Redis
    was flushed or restarted, a worker died holding it, a publish failed. Unless
    its task is seen waiting in the broker's queue (merely late: a backed-up
    worker), it is armed (a new generation) and published. Any older task of it
    then exits when it runs, so there is never more than one live task per chunk.
-2. **Parked heads whose reason cleared** (an account's session healed, but the
-   wake that should have published them was lost): armed and published.
+2. **Parked heads whose time came** (their message's deadline, a suspect chat's
+   recheck) **or whose reason cleared** (an account's session healed, a reader
+   wrote, but the wake that should have published them was lost): armed and
+   published; the task decides (sends, parks again, or kills at the deadline).
 3. **Open messages with nothing pending** (a late answer sent the last chunk of a
    message a duplicate had killed): closed, and their chat's next message woken.
 
@@ -20,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from sqlalchemy import Engine
 
 from delivery.ledger import outbox
 from delivery.ledger.db import session_scope
-from delivery.ledger.queries import Head, lost_heads, unblocked_parked_heads
+from delivery.ledger.queries import Head, due_parked_heads, lost_heads
 from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import Publisher, publish_all, send_task_id
 
@@ -63,6 +64,8 @@ def reconcile(
     publisher: Publisher,
     *,
     grace_seconds: float,
+    reader_window_seconds: float = 86_400.0,
+    reader_budget: int = 10,
     presence: TaskPresence = nothing_seen,
     limit: int = BATCH,
 ) -> Reconciled:
@@ -71,24 +74,31 @@ def reconcile(
     with session_scope(engine) as db:
         closed = outbox.close_finished(db, now=now, limit=limit)
         candidates = lost_heads(db, now=now, grace_seconds=grace_seconds, limit=limit)
-        parked = unblocked_parked_heads(db, limit=limit)
+        parked = due_parked_heads(
+            db,
+            now=now,
+            reader_window_seconds=reader_window_seconds,
+            reader_budget=reader_budget,
+            limit=limit,
+        )
     present = presence({send_task_id(h.chunk_id, h.generation) for h in candidates})
     late = [h for h in candidates if send_task_id(h.chunk_id, h.generation) in present]
     lost = [h for h in candidates if send_task_id(h.chunk_id, h.generation) not in present]
-    lease = now + dt.timedelta(seconds=grace_seconds)
     with session_scope(engine) as db:
-        outbox.extend_leases(db, [h.chunk_id for h in late], until=lease)
-        again = lost + parked
+        outbox.extend_leases(db, [h.chunk_id for h in late], until=now)
         armed = outbox.arm(
             db,
-            [h.chunk_id for h in again],
+            [h.chunk_id for h in lost],
             now=now,
-            grace_seconds=grace_seconds,
-            seen={h.chunk_id: h.generation for h in again},
+            seen={h.chunk_id: h.generation for h in lost},
+        ) + outbox.arm(
+            db,
+            [h.chunk_id for h in parked],
+            now=now,
+            seen={h.chunk_id: h.generation for h in parked},
+            due_at=now,
         )
-        woken = outbox.arm_conversations(
-            db, {chat for _, chat in closed}, now=now, grace_seconds=grace_seconds
-        )
+        woken = outbox.arm_conversations(db, {chat for _, chat in closed}, now=now)
     published = publish_all(publisher, armed + woken)
     _report(lost, late, parked, closed)
     return Reconciled(published=published, late=len(late), unparked=len(parked), closed=len(closed))
@@ -115,7 +125,8 @@ def _report(
         )
     if parked:
         log.warning(
-            "reconciler: %d parked chunk(s) whose session is good again were woken: chunks %s",
+            "reconciler: %d parked chunk(s) were woken (their time came, or what they "
+            "waited for cleared): chunks %s",
             len(parked),
             _ids(parked),
         )

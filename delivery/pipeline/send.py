@@ -9,8 +9,10 @@ it was published with, and gets back :class:`~delivery.pipeline.results.Done` or
    is not the head of its conversation (the first pending chunk of the oldest
    open message from this account to this peer) is left alone: whoever sends
    the head, or the event a parked head waits for, publishes it later.
-2. Past its message's deadline: dead. Not yet due (chunk gap): wait. Its
-   account's session expired: park (no task; the healed session wakes it).
+2. Past its message's deadline: dead (a message waiting for its reader has its
+   own, longer limit). Not yet due (chunk gap): wait. Its account's session
+   expired, or its reader's window closed or budget spent: park (no task; the
+   healed session, or the reader's next message, wakes it).
 3. Ask the account gate in Redis for the send lock and a rate slot. Cooling down,
    busy or paced: wait (a paced waiter holds a reserved slot).
 4. Under the lock, one attempt (:mod:`delivery.pipeline.attempt`): claim, call,
@@ -38,6 +40,7 @@ from delivery.ledger.states import OPEN_MESSAGE_STATES, ChunkStatus, SessionStat
 from delivery.ledger.types import utcnow
 from delivery.pipeline.attempt import AttemptRunner
 from delivery.pipeline.context import PipelineContext
+from delivery.pipeline.readers import ReaderView
 from delivery.pipeline.results import Done, StepResult, Wait
 from delivery.pipeline.snapshot import Snapshot, read_snapshot
 
@@ -92,12 +95,28 @@ class SendPipeline:
             return Done(f"chunk {chunk_id} is parked, waiting for its {snap.parked_on}")
         if snap.head_chunk_id != chunk_id:
             return Done(f"chunk {chunk_id} waits behind message {snap.head_message_id} of its chat")
-        if now >= snap.deadline_at:
+        reader = ReaderView.of(snap, settings=ctx.settings, now=now)
+        if reader.waiting:
+            # A message waiting for its reader is held to its own limit, not the deadline.
+            if now >= reader.hold_until:
+                return self._miss_deadline(snap, now, reader_waited=True)
+        elif now >= snap.deadline_at:
             return self._miss_deadline(snap, now)
         if snap.next_attempt_at > now:
             return Wait(ctx.on_time((snap.next_attempt_at - now).total_seconds()), "not due yet")
         if snap.session_state == SessionState.EXPIRED:
-            return ctx.park_on_session(chunk_id, snap.account_id, generation)
+            return ctx.park_on_session(
+                chunk_id, snap.account_id, generation, until=snap.deadline_at
+            )
+        if reader.waiting:
+            return ctx.park_on_reader(
+                snap,
+                chunk_id,
+                generation,
+                account_id=snap.account_id,
+                peer_id=snap.to_user_id,
+                until=reader.hold_until,
+            )
         decision = ctx.gate.acquire(snap.account_id, ticket=str(chunk_id))
         if not decision.granted:
             # A reserved slot is this task's own: come back right on it. A cooldown
@@ -125,20 +144,39 @@ class SendPipeline:
         except LimiterUnavailable as exc:
             log.warning("account %s: lock not released (%s); it expires by itself", account_id, exc)
 
-    def _miss_deadline(self, snap: Snapshot, now: dt.datetime) -> StepResult:
-        lock_ttl = dt.timedelta(seconds=self._ctx.settings.send_lock_ttl_seconds)
+    def _miss_deadline(
+        self, snap: Snapshot, now: dt.datetime, *, reader_waited: bool = False
+    ) -> StepResult:
+        settings = self._ctx.settings
+        lock_ttl = dt.timedelta(seconds=settings.send_lock_ttl_seconds)
         with session_scope(self._ctx.engine) as db:
             if attempts.in_flight_since(db, snap.chunk_id, since=now - lock_ttl):
                 # Its answer decides; the deadline is looked at again after it.
                 return Wait(self._ctx.on_time(1.0), "a send of this chunk is in flight")
             last = db.scalar(select(Chunk.last_outcome).where(Chunk.id == snap.chunk_id))
-            reason = (
-                f"not delivered by its deadline {snap.deadline_at:%Y-%m-%d %H:%M:%S} UTC "
-                f"(DELIVERY_DELIVERY_DEADLINE_SECONDS); last outcome: {last or 'never tried'}"
-            )
+            if reader_waited:
+                reason = (
+                    f"reader did not write within {_span(settings.reader_wait_seconds)} "
+                    "(DELIVERY_READER_WAIT_SECONDS); the platform delivers only within "
+                    "their reply window"
+                )
+            else:
+                reason = (
+                    f"not delivered by its deadline {snap.deadline_at:%Y-%m-%d %H:%M:%S} UTC "
+                    f"(DELIVERY_DELIVERY_DEADLINE_SECONDS); last outcome: {last or 'never tried'}"
+                )
             unsent = outbox.kill(db, snap.message_id, reason=reason, now=now)
         if unsent is None:
             return Done(f"message {snap.message_id} already final")
         log.error("message %s is dead: %s; %d chunk(s) unsent", snap.message_id, reason, unsent)
         self._ctx.wake(snap.account_id, snap.to_user_id)
         return Done(f"message {snap.message_id} dead: deadline passed")
+
+
+def _span(seconds: float) -> str:
+    """``7 days``, ``36 hours``, ``90 s``: a duration as an operator reads it."""
+    if seconds >= 2 * 86_400 and seconds % 86_400 == 0:
+        return f"{seconds / 86_400:g} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:g} hours"
+    return f"{seconds:g} s"

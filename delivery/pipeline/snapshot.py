@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from delivery.ledger.models import Account, Attempt, Chunk, Message
+from delivery.ledger.models import Account, Attempt, Chunk, Message, Reader
 from delivery.ledger.queries import conversation_heads
 from delivery.ledger.states import AttemptOutcome
 
@@ -38,6 +39,10 @@ class Snapshot:
     head_chunk_id: int | None
     head_message_id: int | None
     in_flight_attempts: tuple[int, ...]  # attempts with no answer recorded (yet)
+    created_at: dt.datetime
+    reader_last_inbound_at: dt.datetime | None
+    reader_sends_since_inbound: int
+    reader_closed_reason: str | None
 
 
 def read_snapshot(session: Session, chunk_id: int) -> Snapshot | None:
@@ -57,15 +62,25 @@ def read_snapshot(session: Session, chunk_id: int) -> Snapshot | None:
             Message.account_id,
             Message.to_user_id,
             Account.session_state,
+            Message.created_at,
+            Reader.last_inbound_at,
+            Reader.sends_since_inbound,
+            Reader.closed_reason,
         )
         .join(Message, Chunk.message_id == Message.id)
         .join(Account, Message.account_id == Account.id)
+        .outerjoin(
+            Reader,
+            and_(Reader.account_id == Message.account_id, Reader.peer_id == Message.to_user_id),
+        )
         .where(Chunk.id == chunk_id)
     ).one_or_none()
     if row is None:
         return None
-    (status, seq, generation, parked_on, due, attempts, message_id, message_status) = row[:8]
-    chunk_count, deadline_at, account_id, to_user_id, session_state = row[8:]
+    values: tuple[Any, ...] = tuple(row)  # more columns than the Row's typing follows
+    (status, seq, generation, parked_on, due, attempts, message_id, message_status) = values[:8]
+    chunk_count, deadline_at, account_id, to_user_id, session_state = values[8:13]
+    created_at, last_inbound_at, sends_since_inbound, closed_reason = values[13:]
     heads = conversation_heads(session, [(account_id, to_user_id)])
     head = heads[0] if heads else None
     in_flight: tuple[int, ...] = ()
@@ -94,4 +109,8 @@ def read_snapshot(session: Session, chunk_id: int) -> Snapshot | None:
         head_chunk_id=head.chunk_id if head else None,
         head_message_id=head.message_id if head else None,
         in_flight_attempts=in_flight,
+        created_at=created_at,
+        reader_last_inbound_at=last_inbound_at,
+        reader_sends_since_inbound=sends_since_inbound or 0,
+        reader_closed_reason=closed_reason,
     )

@@ -23,6 +23,8 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import logging
 from collections.abc import Sequence
@@ -40,21 +42,18 @@ __all__ = ["STASH_TTL_SECONDS", "AnswerStash"]
 log = logging.getLogger(__name__)
 
 STASH_TTL_SECONDS = 7 * 86_400  # longer than any delivery deadline worth keeping
-_JOB_FIELDS = (
-    "attempt_id",
-    "attempt_no",
-    "chunk_id",
-    "generation",
-    "seq",
-    "chunk_count",
-    "failures",
-    "message_id",
-    "account_id",
-    "to_user_id",
-    "token_version",
-    "client_id",
-    "lost_before",
-)
+# What the recording of an answer does not need, and a stash must not keep.
+_SECRETS = frozenset({"token", "text", "context_token", "base_url"})
+
+
+def _encoded(value: object) -> object:
+    return {"at": value.isoformat()} if isinstance(value, dt.datetime) else value
+
+
+def _decoded(value: object) -> object:
+    if isinstance(value, dict) and set(value) == {"at"}:
+        return dt.datetime.fromisoformat(value["at"])
+    return value
 
 
 class AnswerStash:
@@ -70,7 +69,11 @@ class AnswerStash:
     def put(self, job: Job, result: AttemptResult) -> bool:
         """Keep ``result`` for ``job``'s attempt; False when Redis refused too."""
         payload = {
-            "job": {name: getattr(job, name) for name in _JOB_FIELDS},
+            "job": {
+                f.name: _encoded(getattr(job, f.name))
+                for f in dataclasses.fields(job)
+                if f.name not in _SECRETS
+            },
             "outcome": str(result.outcome),
             "reason": result.reason,
             "duration_ms": result.duration_ms,
@@ -104,7 +107,7 @@ class AnswerStash:
 
 
 def _loaded(payload: dict[str, Any]) -> tuple[Job, AttemptResult]:
-    fields = payload["job"]
+    fields: dict[str, Any] = {name: _decoded(value) for name, value in payload["job"].items()}
     # The call is over: what it needed (token, text, context token) is not kept.
     job = Job(**fields, base_url="", token="", text="", context_token=None)
     answer = payload["answer"]

@@ -5,6 +5,11 @@ outcome                 next
 ======================  =====================================================
 accepted                chunk sent; message delivered if it was the last
 rate_limited            account-wide cooldown; wait it out; no budget spent
+reader_refused          this chat waits for its reader (parked until they write
+                        or the hold limit); no budget, no cooldown, no pace change
+refused                 a bare -2 not decided yet: the chat is held the same way
+                        while the next send of the account decides (the caller
+                        turns it into rate_limited or reader_refused when it can)
 session_expired         account marked expired; wait for a good token; no budget
 stale_context           with a context token: drop the token, retry soon;
                         without one: this chat's trouble, not the account's:
@@ -36,6 +41,7 @@ class Step(enum.StrEnum):
     SENT = "sent"  # this chunk is done; more chunks follow
     DELIVERED = "delivered"  # this was the last chunk
     COOL_DOWN = "cool_down"  # account-wide cooldown, then try again
+    AWAIT_READER = "await_reader"  # this chat waits for its reader to write
     AWAIT_SESSION = "await_session"  # account expired: wait for a good token
     RETRY_SOON = "retry_soon"  # retry at once (without the stale context token)
     BACK_OFF = "back_off"  # transient failure: exponential backoff
@@ -74,6 +80,8 @@ def decide(
             return Decision(Step.DELIVERED if last_chunk else Step.SENT)
         case AttemptOutcome.RATE_LIMITED:
             return Decision(Step.COOL_DOWN)
+        case AttemptOutcome.READER_REFUSED | AttemptOutcome.REFUSED:
+            return Decision(Step.AWAIT_READER)
         case AttemptOutcome.SESSION_EXPIRED:
             return Decision(Step.AWAIT_SESSION, expire_session=True)
         case AttemptOutcome.STALE_CONTEXT if used_context_token:

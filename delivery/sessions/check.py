@@ -107,7 +107,6 @@ class SessionChecker:
         store: FileAccountStore | None,
         alerter: Alerter,
         publisher: Publisher,
-        grace_seconds: float,
     ) -> None:
         self._engine = engine
         self._clients = clients
@@ -115,7 +114,6 @@ class SessionChecker:
         self._store = store
         self._alerter = alerter
         self._publisher = publisher
-        self._grace_seconds = grace_seconds
 
     def check_all(self) -> list[CheckResult]:
         """Check every account; one account's trouble does not stop the others."""
@@ -213,7 +211,6 @@ class SessionChecker:
             self._publisher,
             account_id,
             reason=ParkReason.SESSION,
-            grace_seconds=self._grace_seconds,
         )
 
     def _mark_expired(self, account: _Account, reason: str) -> None:

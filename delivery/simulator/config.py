@@ -41,6 +41,9 @@ class SimulatorConfig:
     many accepted sends; only a new token (``set_token``) cures it.
     ``send_latency_seconds`` is how long the server holds every ``sendmessage``
     before answering, so that overlapping sends of one account become visible.
+    ``reader_window_seconds`` and ``reader_budget`` limit each reader (peer): a
+    send is refused with a bare ``{"ret": -2}`` unless the reader wrote within the
+    window, and beyond the budget of sends per inbound message (``None``: off).
     ``max_text_chars`` is the longest text accepted (in code points);
     ``longpolling_timeout_ms`` is what ``getupdates`` tells the client.
     """
@@ -52,12 +55,20 @@ class SimulatorConfig:
     rate_limit_errmsg: str | None = "rate limited"
     expire_after_sends: int | None = None
     send_latency_seconds: float = 0.0
+    reader_window_seconds: float | None = None
+    reader_budget: int | None = None
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     longpolling_timeout_ms: int = DEFAULT_LONGPOLLING_TIMEOUT_MS
 
     def __post_init__(self) -> None:
         _check_optional_count("rate_limit_sends", self.rate_limit_sends)
         _check_optional_count("expire_after_sends", self.expire_after_sends)
+        _check_optional_count("reader_budget", self.reader_budget)
+        window = self.reader_window_seconds
+        if window is not None and (
+            isinstance(window, bool) or not isinstance(window, int | float) or window <= 0
+        ):
+            raise ValueError(f"reader_window_seconds must be > 0 or null, got {window!r}")
         _check_count("max_text_chars", self.max_text_chars)
         _check_count("longpolling_timeout_ms", self.longpolling_timeout_ms)
         for name in (

@@ -127,10 +127,13 @@ class PlatformModel:
     def inject_inbound(
         self, account_id: str, *, from_user_id: str, text: str, context_token: str | None = None
     ) -> str:
-        """A person writes to the bot; ``getupdates`` hands it out. Returns the context token."""
+        """A person writes to the bot: their reply window reopens and their budget
+        starts again; ``getupdates`` hands the message out. Returns its (fresh)
+        context token."""
         with self._lock:
             if account_id not in self._accounts:
                 raise KeyError(account_id)
+            self._accounts[account_id].readers.heard(from_user_id, now=self._clock())
             return self._inbox.add(
                 account_id=account_id,
                 from_user_id=from_user_id,

@@ -10,8 +10,10 @@ the model):
    delivered again). It comes before the window so that a client re-sending after
    a lost answer does not spend rate budget on it; a lockout still refuses it,
    because during a lockout the platform refuses *every* send;
-5. a send that would exceed the window: ``rate_limited``, and a lockout starts;
-6. otherwise ``accepted``; the ``expire_after_sends``-th accepted send of a token
+5. a reader outside their reply window or past their budget (when those are on):
+   ``reader_refused``, a bare ``{"ret": -2}`` (it spends no rate budget);
+6. a send that would exceed the window: ``rate_limited``, and a lockout starts;
+7. otherwise ``accepted``; the ``expire_after_sends``-th accepted send of a token
    expires the session right after it.
 
 An accepted send is given a ``message_id``, a random uint64 past 2**53 (so that a
@@ -31,10 +33,11 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from delivery.ilink.protocol import MESSAGE_ID_FIELD
+from delivery.ilink.protocol import MESSAGE_ID_FIELD, RET_FREQUENCY_LIMIT
 from delivery.simulator.config import SimulatorConfig
 from delivery.simulator.envelope import SendMessage
 from delivery.simulator.ratelimit import AccountLimiter
+from delivery.simulator.readers import ReaderBook
 from delivery.simulator.records import AccountReport
 from delivery.simulator.replies import (
     RET_REFUSED,
@@ -47,7 +50,9 @@ from delivery.simulator.replies import (
 
 __all__ = ["AccountState", "Verdict", "judge_send", "new_message_id", "reply_for"]
 
-Verdict = Literal["accepted", "duplicate", "session_expired", "text_too_long", "rate_limited"]
+Verdict = Literal[
+    "accepted", "duplicate", "session_expired", "text_too_long", "rate_limited", "reader_refused"
+]
 
 
 @dataclass
@@ -63,6 +68,7 @@ class AccountState:
     max_in_flight: int = 0
     accepted_at: list[float] = field(default_factory=list)
     message_ids: dict[str, str] = field(default_factory=dict)  # by accepted client_id
+    readers: ReaderBook = field(default_factory=ReaderBook)
 
     def accepts(self, token: str) -> bool:
         """Whether ``token`` is this account's current token and its session is alive."""
@@ -108,9 +114,17 @@ def judge_send(
         return "rate_limited"
     if send.client_id in account.message_ids:
         return "duplicate"
+    if account.readers.refuses(
+        send.to_user_id,
+        now=now,
+        window_seconds=config.reader_window_seconds,
+        budget=config.reader_budget,
+    ):
+        return "reader_refused"
     if account.limiter.over_limit(now, config=config):
         return "rate_limited"
     account.limiter.record(now)
+    account.readers.sent(send.to_user_id)
     account.message_ids[send.client_id] = new_message_id()
     account.accepted_at.append(now)
     account.token_sends += 1
@@ -128,6 +142,8 @@ def reply_for(verdict: Verdict, *, config: SimulatorConfig, message_id: str | No
         return json_reply(answer)
     if verdict == "session_expired":
         return session_expired()
+    if verdict == "reader_refused":
+        return error_reply(ret=RET_FREQUENCY_LIMIT, errcode=None, errmsg=None)  # a bare -2
     if verdict == "text_too_long":
         return error_reply(ret=RET_REFUSED, errcode=RET_REFUSED, errmsg="text too long")
     return rate_limited(config.rate_limit_errmsg)

@@ -74,6 +74,8 @@ def reconcile() -> str:
             runtime.engine(),
             runtime.publisher(),
             grace_seconds=settings.reconcile_grace_seconds,
+            reader_window_seconds=settings.reader_window_seconds,
+            reader_budget=settings.reader_budget,
             presence=_queued_tasks(settings.broker_url, settings.reconcile_grace_seconds),
         )
     except LedgerError as exc:

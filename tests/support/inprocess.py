@@ -18,6 +18,7 @@ from delivery.pipeline.dispatch import Publisher
 from delivery.pipeline.send import SendPipeline
 from delivery.pipeline.stash import AnswerStash
 from delivery.ratelimit.gate import AccountGate, Rate
+from delivery.ratelimit.suspects import RefusalProbe
 from delivery.settings import get_settings
 
 
@@ -50,6 +51,7 @@ def in_process_pipeline(
             clients=ClientPool(timeout_seconds=10),
             publisher=publisher or runtime.publisher(),
             stash=AnswerStash(client, prefix=settings.redis_key_prefix),
+            probe=RefusalProbe(client, prefix=settings.redis_key_prefix),
             settings=settings,
             backoff=lambda failures: 0.1,
             host="test",

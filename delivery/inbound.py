@@ -1,0 +1,102 @@
+"""Inbound messages as events: a reader wrote, so their chat can go.
+
+The platform delivers a bot's messages to a reader only within a reply window
+after the reader's last message, and only so many per inbound message. The agent
+that receives the reader's messages tells the pipeline with
+:func:`record_inbound` (or ``delivery inbound ACCOUNT PEER``): the reader's
+window reopens, their budget starts again, the latest context token is kept,
+and a message of theirs that waited for them is published at once.
+
+Example::
+
+    import delivery
+    delivery.record_inbound("bot-1", "o9cq80...@im.wechat", context_token=ctx)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from delivery import runtime
+from delivery.errors import InvalidInboundTime, UnknownAccount
+from delivery.ledger import outbox, readers
+from delivery.ledger.db import session_scope
+from delivery.ledger.models import Account
+from delivery.ledger.states import ParkReason
+from delivery.ledger.types import utcnow
+from delivery.pipeline.dispatch import wake_parked
+from delivery.settings import get_settings
+from delivery.validation import validate_account_id, validate_context_token, validate_recipient
+
+__all__ = ["CLOCK_SKEW_SECONDS", "record_inbound"]
+
+log = logging.getLogger(__name__)
+
+CLOCK_SKEW_SECONDS = 5.0  # how far in the future an inbound time may lie (other clocks)
+
+
+def record_inbound(
+    account_id: str,
+    peer_id: str,
+    *,
+    context_token: str | None = None,
+    at: dt.datetime | None = None,
+) -> None:
+    """``peer_id`` wrote to ``account_id`` at ``at`` (now, by default).
+
+    The reader's reply window reopens and their send budget starts again; the
+    context token (from that message), when given, becomes the one replies carry;
+    the chat's message that waited for the reader is published at once. An
+    inbound message older than one already recorded changes nothing but a
+    missing token.
+
+    Raises:
+        InvalidInput: unknown account, malformed peer or token (never echoed), or
+            an ``at`` that is naive or in the future. Nothing is written.
+        LedgerError: the database is unreachable. Nothing is written.
+    """
+    validate_account_id(account_id)
+    validate_recipient(peer_id)
+    validate_context_token(context_token)
+    now = utcnow()
+    heard_at = _inbound_time(at, now=now)
+    settings = get_settings()
+    engine = runtime.engine()
+    with session_scope(engine) as db:
+        if db.get(Account, account_id) is None:
+            raise UnknownAccount(
+                f"unknown account {account_id!r}; add it with `delivery account add {account_id}`"
+            )
+        readers.heard(
+            db, account_id=account_id, peer_id=peer_id, at=heard_at, context_token=context_token
+        )
+        # What waited for this reader is not dead before the ordinary deadline from now.
+        outbox.extend_deadlines(
+            db,
+            account_id=account_id,
+            to_user_id=peer_id,
+            until=now + dt.timedelta(seconds=settings.delivery_deadline_seconds),
+        )
+    log.info("account %s: %s wrote (at %s)", account_id, peer_id, f"{heard_at:%H:%M:%S}")
+    woken = wake_parked(
+        engine,
+        runtime.publisher(),
+        account_id,
+        reason=ParkReason.READER,
+        peer_id=peer_id,
+    )
+    if woken:
+        log.info("account %s: the message waiting for %s goes now", account_id, peer_id)
+
+
+def _inbound_time(at: dt.datetime | None, *, now: dt.datetime) -> dt.datetime:
+    if at is None:
+        return now
+    if not isinstance(at, dt.datetime) or at.tzinfo is None:
+        raise InvalidInboundTime("the inbound time must be a timezone-aware datetime")
+    if (at - now).total_seconds() > CLOCK_SKEW_SECONDS:
+        raise InvalidInboundTime(
+            f"the inbound time {at.isoformat()} is in the future (now {now.isoformat()})"
+        )
+    return min(at.astimezone(dt.UTC), now)
