@@ -33,6 +33,7 @@ from delivery.ratelimit.suspects import RefusalProbe
 from delivery.sessions.alerts import Alerter
 from delivery.sessions.check import SessionChecker
 from delivery.sessions.store import FileAccountStore
+from delivery.sessions.trials import TrialPasses
 from delivery.settings import Settings, get_settings
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "publisher",
     "session_checker",
     "settings",
+    "trials",
 ]
 
 
@@ -130,6 +132,7 @@ def pipeline(retry_backoff: float, retry_backoff_max: float, retry_jitter: bool)
             clients=clients(),
             publisher=publisher(),
             stash=AnswerStash(limiter_redis(), prefix=current.redis_key_prefix),
+            trials=trials(),
             probe=RefusalProbe(
                 limiter_redis(),
                 prefix=current.redis_key_prefix,
@@ -154,4 +157,15 @@ def session_checker() -> SessionChecker:
         store=store,
         alerter=Alerter(webhook_url=current.alert_webhook_url, callback=current.alert_callback),
         publisher=publisher(),
+        trials=trials(),
+    )
+
+
+def trials() -> TrialPasses:
+    """Trial passes of accounts marked expired (see ``delivery.sessions.trials``)."""
+    current = get_settings()
+    return TrialPasses(
+        limiter_redis(),
+        prefix=current.redis_key_prefix,
+        ttl_seconds=2 * current.session_check_interval_seconds,
     )

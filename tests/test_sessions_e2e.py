@@ -6,6 +6,9 @@ again every 0.3 s.
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
+import re
 import time
 
 from sqlalchemy import select
@@ -14,6 +17,8 @@ import delivery
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Account, Attempt, Chunk
 from delivery.sessions.store import FileAccountStore, StoredCredentials
+from delivery.simulator import Fault
+from delivery.worker.queues import DEFAULT_QUEUE
 from tests.support.bursts import assert_delivered_exactly_once_in_order, burst
 from tests.support.stack import Stack
 from tests.support.waiting import wait_until
@@ -46,12 +51,15 @@ def test_expiry_mid_burst_heals_from_the_account_store(stack: Stack, tmp_path: o
         wait_until(lambda: account_state(stack, account) == "expired", timeout=60, message="expiry")
         wait_until(lambda: hook.of("session_expired"), timeout=30, message="the expiry alert")
         sends_while_expired = stack.snapshot().counters.requests.get("sendmessage", 0)
+        checks_before = stack.worker_logs().count("session expired for")
         wait_until(
-            lambda: stack.worker_logs().count("session expired for") >= 2,
+            lambda: stack.worker_logs().count("session expired for") >= checks_before + 2,
             timeout=30,
             message="an ERROR line per check",
         )
-        assert stack.snapshot().counters.requests.get("sendmessage", 0) == sends_while_expired
+        # (only trial sends went meanwhile: at most one per check that found it expired)
+        trials = stack.snapshot().counters.requests.get("sendmessage", 0) - sends_while_expired
+        assert trials <= stack.worker_logs().count("session expired for") - checks_before + 1
 
         # And a good token appears in the account store (an agent logged in again)
         stack.simulator.model.configure(expire_after_sends=None)
@@ -112,3 +120,82 @@ def test_the_check_marks_an_expired_account_before_any_send_fails(stack: Stack) 
     assert stack.wait_final([message_id], timeout=30) == {message_id: "delivered"}
     attempts = stack.attempts()
     assert [a.outcome for a in attempts] == ["accepted"]
+
+
+def test_a_getconfig_saying_unknown_error_does_not_park_a_healthy_account(stack: Stack) -> None:
+    # Given a platform whose getconfig answers -2 "unknown error" while sends work
+    account = stack.add_account()
+    stack.simulator.model.queue_fault(
+        Fault.answer(ret=-2, errcode=-2, errmsg="unknown error", endpoint="getconfig"),
+        count=10_000,
+        account_id=account,
+    )
+    stack.start_worker(beat=True)
+    wait_until(
+        lambda: stack.snapshot().counters.requests.get("getconfig", 0) >= 2,
+        timeout=30,
+        message="two session checks",
+    )
+
+    # When messages are sent, then they are delivered: the account was never marked expired
+    ids = delivery.enqueue_many(burst(account, messages=6, recipients=3, seed=9, max_chunks=2))
+    assert set(stack.wait_final(ids, timeout=60).values()) == {"delivered"}
+    assert account_state(stack, account) != "expired"
+
+
+def test_sends_that_work_clear_an_expired_mark_that_getconfig_keeps_giving(stack: Stack) -> None:
+    # Given a platform whose getconfig says -14 every time while sendmessage works
+    account = stack.add_account()
+    stack.simulator.model.queue_fault(
+        Fault.answer(ret=-14, errcode=-14, errmsg="session timeout", endpoint="getconfig"),
+        count=10_000,
+        account_id=account,
+    )
+    stack.start_worker(beat=True)
+    wait_until(lambda: account_state(stack, account) == "expired", timeout=30, message="marked")
+
+    # When messages are enqueued (parked at once: the account is marked expired)
+    ids = delivery.enqueue_many(burst(account, messages=6, recipients=3, seed=11, max_chunks=2))
+
+    # Then a trial send finds the session good, and everything is delivered once, in order
+    assert set(stack.wait_final(ids, timeout=90).values()) == {"delivered"}
+    assert_delivered_exactly_once_in_order(stack, ids)
+    assert "tries a send despite the expired mark" in stack.worker_logs()
+
+
+def test_accounts_whose_getconfig_hangs_do_not_starve_the_reconciler(stack: Stack) -> None:
+    # Given four accounts whose getconfig hangs past the HTTP timeout (2 s here), and a
+    # default-queue worker as `delivery worker` runs it (two processes), with beat
+    # running the reconciler and the session check every second
+    accounts = [stack.add_account(f"bot-{n}", token=f"tok-test-0000-secret-{n}") for n in range(4)]
+    for account in accounts:
+        stack.simulator.model.queue_fault(
+            Fault.hang(30, endpoint="getconfig"), count=10_000, account_id=account
+        )
+    worker = stack.start_worker(queues=DEFAULT_QUEUE, beat=True, concurrency=2)
+
+    # When 15 seconds pass
+    start = time.monotonic()
+    wait_until(lambda: time.monotonic() - start > 15, timeout=20, interval=0.5)
+
+    # Then the reconciler ran about every second ...
+    log = worker.log_text()
+    runs = reconcile_runs(log)
+    assert len(runs) >= 10, f"{len(runs)} reconciler runs in 15 s"
+    assert max(b - a for a, b in itertools.pairwise(runs[2:])) < 3.5
+    # ... and a session check took one timeout, not one per hanging account (four)
+    took = [
+        float(t) for t in re.findall(r"delivery\.check_sessions\[\S+\] succeeded in ([\d.]+)s", log)
+    ]
+    assert took and max(took) < 4 * 2.0, took
+
+
+def reconcile_runs(log: str) -> list[float]:
+    """When each reconciler run ended (seconds, from the worker's log lines)."""
+    stamp = re.compile(r"^\[(\S+ \S+): INFO/\S+\] Task delivery\.reconcile\[\S+\] succeeded")
+    times = []
+    for line in log.splitlines():
+        if match := stamp.match(line):
+            at = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            times.append(at.timestamp())
+    return times

@@ -460,6 +460,7 @@ def claim(
     now: dt.datetime,
     lease_seconds: float,
     early_seconds: float,
+    expired_may_try: bool = False,
 ) -> Claim | Refusal:
     """Under the account's send lock: re-check the chunk and take an attempt number.
 
@@ -467,7 +468,8 @@ def claim(
     ``early_seconds``), of an open message, and the head of its conversation:
     a replay that moved the head since the task looked makes it step aside. The
     account row is locked, so a replay of the same account waits for this
-    transaction. The lease covers the call (``lease_seconds``).
+    transaction. The lease covers the call (``lease_seconds``). An account marked
+    expired refuses, unless ``expired_may_try`` (a trial send).
     """
     row = db.execute(
         select(Chunk, Message, Account, Reader)
@@ -492,7 +494,7 @@ def claim(
     due_in = (chunk.next_attempt_at - now).total_seconds()
     if due_in > early_seconds:
         return Refusal(f"chunk {chunk_id} not due yet", due_in_seconds=due_in)
-    if account.session_state == SessionState.EXPIRED:
+    if account.session_state == SessionState.EXPIRED and not expired_may_try:
         return Refusal("the account's session expired", session_expired=True)
     heads = conversation_heads(db, [(message.account_id, message.to_user_id)])
     if not heads or heads[0].chunk_id != chunk_id:

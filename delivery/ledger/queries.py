@@ -37,6 +37,7 @@ __all__ = [
     "conversation_heads",
     "due_parked_heads",
     "lost_heads",
+    "oldest_parked_head",
 ]
 
 Conversation = tuple[str, str]  # (account_id, to_user_id)
@@ -171,3 +172,14 @@ def due_parked_heads(
         .limit(limit)
     )
     return [_head(row) for row in session.execute(query)]
+
+
+def oldest_parked_head(session: Session, *, account_id: str, reason: ParkReason) -> int | None:
+    """The chunk id of the account's oldest head parked on ``reason``, if any."""
+    query = (
+        _head_rows(_oldest_open().where(Message.account_id == account_id))
+        .where(Chunk.parked_on == reason)
+        .limit(1)
+    )
+    row = session.execute(query).first()
+    return None if row is None else _head(row).chunk_id

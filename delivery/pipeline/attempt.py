@@ -55,8 +55,9 @@ class AttemptRunner:
     def __init__(self, ctx: PipelineContext) -> None:
         self._ctx = ctx
 
-    def run(self, snap: Snapshot, generation: int | None) -> StepResult:
-        """Claim, call and record; see the module docstring."""
+    def run(self, snap: Snapshot, generation: int | None, *, trial: bool = False) -> StepResult:
+        """Claim, call and record; see the module docstring. ``trial``: the account is
+        marked expired, and this chunk holds its trial pass (``sessions.trials``)."""
         if snap.in_flight_attempts:
             stashed = self._ctx.stash.take(snap.in_flight_attempts)
             if stashed is not None:
@@ -69,7 +70,7 @@ class AttemptRunner:
                     result.reason,
                 )
                 return self._finish(job, Judged(result), cooldown_left=None)
-        claimed = self._claim(snap.chunk_id, generation)
+        claimed = self._claim(snap.chunk_id, generation, trial=trial)
         if isinstance(claimed, Refusal):
             if claimed.session_expired:
                 return self._ctx.park_on_session(
@@ -85,7 +86,7 @@ class AttemptRunner:
 
     # -- before the call -----------------------------------------------------------
 
-    def _claim(self, chunk_id: int, generation: int | None) -> Job | Refusal:
+    def _claim(self, chunk_id: int, generation: int | None, *, trial: bool) -> Job | Refusal:
         settings = self._ctx.settings
         now = utcnow()
         with session_scope(self._ctx.engine) as db:
@@ -96,6 +97,7 @@ class AttemptRunner:
                 now=now,
                 lease_seconds=settings.send_lock_ttl_seconds,
                 early_seconds=ON_TIME_SECONDS,
+                expired_may_try=trial,
             )
             if isinstance(claim, Refusal):
                 return claim

@@ -35,6 +35,7 @@ from delivery.pipeline.stash import AnswerStash
 from delivery.policy.timing import spread_seconds
 from delivery.ratelimit.gate import AccountGate
 from delivery.ratelimit.suspects import RefusalProbe
+from delivery.sessions.trials import TrialPasses
 from delivery.settings import Settings
 
 __all__ = ["ON_TIME_SECONDS", "RETRY_SOON_SECONDS", "PipelineContext"]
@@ -65,6 +66,7 @@ class PipelineContext:
     publisher: Publisher
     stash: AnswerStash
     probe: RefusalProbe
+    trials: TrialPasses
     settings: Settings
     backoff: Callable[[int], float]
     host: str

@@ -104,7 +104,10 @@ class SendPipeline:
             return self._miss_deadline(snap, now)
         if snap.next_attempt_at > now:
             return Wait(ctx.on_time((snap.next_attempt_at - now).total_seconds()), "not due yet")
-        if snap.session_state == SessionState.EXPIRED:
+        trial = snap.session_state == SessionState.EXPIRED and ctx.trials.take(
+            snap.account_id, chunk_id=chunk_id
+        )
+        if snap.session_state == SessionState.EXPIRED and not trial:
             return ctx.park_on_session(
                 chunk_id, snap.account_id, generation, until=snap.deadline_at
             )
@@ -129,7 +132,7 @@ class SendPipeline:
             return ctx.postpone(chunk_id, generation, wait, decision.reason)
         assert decision.token is not None
         try:
-            return self._attempts.run(snap, generation)
+            return self._attempts.run(snap, generation, trial=trial)
         finally:
             self._release(snap.account_id, decision.token)
 

@@ -11,8 +11,10 @@ For each account, every ``DELIVERY_SESSION_CHECK_INTERVAL_SECONDS``:
 4. Expired: mark it, then try to heal it — import a token the account store
    holds that the ledger does not (another process may have logged in), rebuild
    the HTTP session, validate again.
-5. Still expired: one ERROR line per check (not per message), and the alert hook
-   once per expiry.
+5. Still expired: one ERROR line per check (not per message), the alert hook
+   once per expiry, and a *trial send*: one parked chat may try the platform
+   anyway (``getconfig`` may be wrong); accepted, it clears the mark and every
+   parked chat resumes.
 
 Example::
 
@@ -26,23 +28,26 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from delivery.errors import InvalidInput, LimiterUnavailable, TransportError
+from delivery.errors import InvalidInput, LedgerError, LimiterUnavailable, TransportError
 from delivery.ilink.classify import classify
 from delivery.ilink.pool import ClientPool
-from delivery.ledger import accounts
+from delivery.ledger import accounts, outbox
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account, Message
+from delivery.ledger.queries import oldest_parked_head
 from delivery.ledger.states import OPEN_MESSAGE_STATES, AttemptOutcome, ParkReason, SessionState
 from delivery.ledger.types import utcnow
-from delivery.pipeline.dispatch import Publisher, wake_parked
+from delivery.pipeline.dispatch import Publisher, publish_all, wake_parked
 from delivery.ratelimit.gate import AccountGate
 from delivery.sessions.alerts import Alerter, SessionEvent
 from delivery.sessions.store import FileAccountStore
+from delivery.sessions.trials import TrialPasses
 from delivery.validation import (
     mask_token,
     validate_base_url,
@@ -50,11 +55,15 @@ from delivery.validation import (
     validate_token,
 )
 
-__all__ = ["CheckResult", "SessionChecker", "hint_for"]
+__all__ = ["CHECKS_AT_ONCE", "CheckResult", "SessionChecker", "hint_for"]
+
+CHECKS_AT_ONCE = 8  # accounts validated at the same time (threads of one task)
 
 log = logging.getLogger(__name__)
 
-_EXPIRED = frozenset({AttemptOutcome.SESSION_EXPIRED, AttemptOutcome.STALE_CONTEXT})
+# Only -14 says a session expired; "-2 unknown error" is one chat's trouble, not the
+# account's (the send path reads it so too).
+_EXPIRED = frozenset({AttemptOutcome.SESSION_EXPIRED})
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,7 @@ class SessionChecker:
         store: FileAccountStore | None,
         alerter: Alerter,
         publisher: Publisher,
+        trials: TrialPasses | None = None,
     ) -> None:
         self._engine = engine
         self._clients = clients
@@ -114,12 +124,26 @@ class SessionChecker:
         self._store = store
         self._alerter = alerter
         self._publisher = publisher
+        self._trials = trials
 
-    def check_all(self) -> list[CheckResult]:
-        """Check every account; one account's trouble does not stop the others."""
+    def check_all(self, *, parallel: int = CHECKS_AT_ONCE) -> list[CheckResult]:
+        """Check every account, ``parallel`` at a time: a run takes about as long as
+        its slowest ``getconfig`` (a timeout at worst), not the sum of them, so
+        accounts that hang do not hold the worker for a multiple of the timeout.
+        One account's trouble does not stop the others."""
         with session_scope(self._engine, readonly=True) as session:
             account_ids = list(session.scalars(select(Account.id).order_by(Account.id)))
-        return [self.check(account_id) for account_id in account_ids]
+        if len(account_ids) <= 1:
+            return [self._check_quietly(a) for a in account_ids]
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="check") as pool:
+            return list(pool.map(self._check_quietly, account_ids))
+
+    def _check_quietly(self, account_id: str) -> CheckResult:
+        try:
+            return self.check(account_id)
+        except (LedgerError, LimiterUnavailable) as exc:
+            log.error("account %s: session not checked: %s", account_id, exc)
+            return CheckResult(account_id, "?", f"skipped: {exc}")
 
     def check(self, account_id: str) -> CheckResult:
         """Validate one account and heal or report it."""
@@ -291,7 +315,23 @@ class SessionChecker:
         )
         if first_alert:
             self._alert(account_id, "session_expired", since, reason, waiting=waiting)
+        self._trial(account_id)
         return CheckResult(account_id, SessionState.EXPIRED, "expired")
+
+    def _trial(self, account_id: str) -> None:
+        """Let one parked chat try the platform anyway: ``getconfig`` may be wrong."""
+        if self._trials is None:
+            return
+        with session_scope(self._engine, readonly=True) as session:
+            head = oldest_parked_head(session, account_id=account_id, reason=ParkReason.SESSION)
+        if head is None or not self._trials.grant(account_id, chunk_id=head):
+            return
+        with session_scope(self._engine) as session:
+            armed = outbox.arm(session, [head], now=utcnow())
+        if publish_all(self._publisher, armed):
+            log.info(
+                "account %s: one parked chat tries a send despite the expired mark", account_id
+            )
 
     def _alert(
         self,

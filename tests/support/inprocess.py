@@ -19,6 +19,7 @@ from delivery.pipeline.send import SendPipeline
 from delivery.pipeline.stash import AnswerStash
 from delivery.ratelimit.gate import AccountGate, Rate
 from delivery.ratelimit.suspects import RefusalProbe
+from delivery.sessions.trials import TrialPasses
 from delivery.settings import get_settings
 
 
@@ -52,6 +53,7 @@ def in_process_pipeline(
             publisher=publisher or runtime.publisher(),
             stash=AnswerStash(client, prefix=settings.redis_key_prefix),
             probe=RefusalProbe(client, prefix=settings.redis_key_prefix),
+            trials=TrialPasses(client, prefix=settings.redis_key_prefix),
             settings=settings,
             backoff=lambda failures: 0.1,
             host="test",

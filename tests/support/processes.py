@@ -20,11 +20,15 @@ def start_worker(
     queues: str = f"{SEND_QUEUE},{DEFAULT_QUEUE}",
     beat: bool = False,
     name: str | None = None,
+    concurrency: int = 1,
 ) -> ManagedProcess:
-    """A real worker: prefork, concurrency 1, prefetch 1, as ``delivery worker`` runs it."""
+    """A real worker: prefork, prefetch 1, as ``delivery worker`` runs it (concurrency 1
+    for the send queue; ``delivery worker`` gives the default queue 2)."""
     node = name or f"test-{uuid.uuid4().hex[:8]}"
     schedule = log_dir / f"{node}-beat-schedule" if beat else None
-    argv = celery_argv("worker", queues=queues, name=node, beat_schedule=schedule)
+    argv = celery_argv(
+        "worker", queues=queues, name=node, beat_schedule=schedule, concurrency=concurrency
+    )
     worker = ManagedProcess(argv, env=env, log_path=log_dir / f"{node}.log")
     worker.wait_for_log("ready.", timeout_seconds=WORKER_READY_SECONDS)
     return worker
