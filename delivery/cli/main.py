@@ -53,6 +53,7 @@ def _register() -> None:
         monitoring,
         operations,
         processes,
+        retention,
         simulator,
     )
 
@@ -68,6 +69,7 @@ def _register() -> None:
     cli.add_command(operations.messages)
     cli.add_command(operations.dead)
     cli.add_command(operations.replay_command)
+    cli.add_command(retention.prune)
     cli.add_command(processes.worker)
     cli.add_command(processes.beat)
     cli.add_command(demo.demo)

@@ -30,10 +30,13 @@ class MessageStatus(enum.StrEnum):
     SENDING = "sending"
     DELIVERED = "delivered"
     DEAD = "dead"
+    SUPERSEDED = "superseded"
 
 
 OPEN_MESSAGE_STATES = frozenset({MessageStatus.QUEUED, MessageStatus.SENDING})
-FINAL_MESSAGE_STATES = frozenset({MessageStatus.DELIVERED, MessageStatus.DEAD})
+FINAL_MESSAGE_STATES = frozenset(
+    {MessageStatus.DELIVERED, MessageStatus.DEAD, MessageStatus.SUPERSEDED}
+)
 
 
 class ChunkStatus(enum.StrEnum):

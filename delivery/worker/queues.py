@@ -9,7 +9,7 @@ from delivery.settings import Settings
 __all__ = ["DEFAULT_QUEUE", "SEND_QUEUE", "beat_schedule_for"]
 
 SEND_QUEUE = "delivery.send"  # consumed with concurrency 1, prefetch 1
-DEFAULT_QUEUE = "delivery.default"  # reconciler, session checks, briefings
+DEFAULT_QUEUE = "delivery.default"  # reconciler, session checks, briefings, retention
 
 
 def beat_schedule_for(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -26,5 +26,9 @@ def beat_schedule_for(settings: Settings) -> dict[str, dict[str, Any]]:
         "delivery.schedule_briefings": {
             "task": "delivery.schedule_briefings",
             "schedule": settings.briefing_tick_seconds,
+        },
+        "delivery.prune": {
+            "task": "delivery.prune",
+            "schedule": settings.retention_interval_seconds,
         },
     }
