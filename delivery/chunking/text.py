@@ -16,7 +16,7 @@ Example::
 
     index = TextIndex("ok 👍🏽 fine")
     index.units(0, 7)            # 9: each emoji code point counts two
-    index.snap_back(5)           # 3: 5 is inside the thumb and its skin tone
+    index.snap_back(4)           # 3: 4 is between the thumb and its skin tone
 """
 
 from __future__ import annotations
