@@ -12,4 +12,8 @@ started, also on Ctrl-C. :mod:`bench.report` turns the JSON files into
   plain ``requests`` loop; where a chunk's time goes; peak memory.
 - :mod:`bench.enqueue`: messages per second through ``enqueue`` and ``enqueue_many``.
 - :mod:`bench.recovery`: a stub, not yet measured.
+- :mod:`bench.chunker`: characters per second of the chunker on mixed text, before
+  and after issue 12.
+- :mod:`bench.retention`: messages pruned per second, and how long one batch's
+  transaction lasts.
 """

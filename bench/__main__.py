@@ -1,4 +1,4 @@
-"""``python -m bench [burst|cost|enqueue|recovery|report ...]``: run benchmarks, then the report.
+"""``python -m bench [NAME ...]``: run benchmarks by name (all by default), then the report.
 
 With no name every benchmark runs, in order (about five minutes). Each prints its
 figures and writes ``bench/out/<name>.json``, stamped with the time and the load
@@ -23,7 +23,7 @@ from bench.common import write_result
 
 __all__ = ["main"]
 
-BENCHMARKS = ("burst", "cost", "enqueue", "recovery", "readers")
+BENCHMARKS = ("burst", "cost", "enqueue", "recovery", "readers", "chunker", "retention")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

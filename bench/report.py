@@ -295,6 +295,103 @@ chunking, the transaction and publishing new conversation heads. *chunker alone*
 """
 
 
+def _chunker(r: dict[str, Any]) -> str:
+    runs = r["runs"]
+    rows = [
+        [
+            name,
+            f"{runs[key]['median_chars_per_second'] / 1e6:.1f} M",
+            f"{runs[key]['best_chars_per_second'] / 1e6:.1f} M",
+        ]
+        for key, name in (
+            ("before", "before (`tests/support/chunking_reference.py`)"),
+            ("after", "after (`delivery.chunking`)"),
+        )
+    ]
+    speedup = runs["after"]["median_chars_per_second"] / runs["before"]["median_chars_per_second"]
+    size_rows = [
+        [f"{s['size']:,}", str(s["texts"]), f"{s['median_chars_per_second'] / 1e6:.1f} M"]
+        for s in r["after_by_size"]
+    ]
+    worst_rows = [
+        [
+            p["text"],
+            f"{p['characters']:,}",
+            f"{p['before_chars_per_second'] / 1e6:.2f} M",
+            f"{p['after_chars_per_second'] / 1e6:.2f} M",
+        ]
+        for p in r["pathological"]
+    ]
+    return f"""## 6. Chunker
+
+{_stamp(r)}
+
+`split_text(text, max_chars={r["max_chars"]})` over a mixed corpus (`bench/corpus.py`):
+{r["documents"]} documents of {r["sizes"][0]:,} to {r["sizes"][-1]:,} characters
+({r["characters"]:,} in all, {r["chunks"]:,} chunks), made of English paragraphs with an
+emoji now and then, Chinese paragraphs without spaces (some longer than a chunk), bullet
+lists and fenced code blocks (some cut, closed and reopened). *Before* is the chunker as
+it was before issue 12, kept unchanged in `tests/support/chunking_reference.py`; both
+run in one process, alternating, {r["repeats"]} times each, timed with
+`time.perf_counter` around the whole corpus; both give the same chunks (checked
+before timing, and by `tests/test_chunking_reference.py` on generated texts).
+
+{_table(["chunker", "characters/s, median", "best"], rows)}
+
+After ÷ before: {speedup:.0f}×. The new chunker by document size (median characters/s; a
+text that fits one chunk needs no cut at all):
+
+{_table(["characters per document", "documents", "characters/s"], size_rows)}
+
+Worst cases: texts built to defeat looking near a cut (best of 2 runs each). A cluster
+longer than a few hundred characters makes the new chunker segment the whole text once,
+as the old one always did; a prepend mark glued to every space leaves no word break, so
+each chunk's search walks every run of its window, where the old one walked each once.
+
+{_table(["text", "characters", "before", "after"], worst_rows)}
+"""
+
+
+def _retention(r: dict[str, Any]) -> str:
+    rows = [
+        [
+            run["backend"],
+            f"{run['messages']:,}",
+            f"{run['chunks']:,} / {run['attempts']:,}",
+            f"{run['messages_per_second']:,.0f}",
+            str(run["batches"]),
+            f"{run['batch_ms_median']:.0f} ms",
+            f"{run['batch_ms_max']:.0f} ms",
+            f"{run['open_left']:,} of {r['open_messages']:,}",
+        ]
+        for run in r["runs"]
+    ]
+    head = [
+        "ledger",
+        "messages pruned",
+        "chunks / attempts",
+        "messages/s",
+        "batches",
+        "batch, median",
+        "batch, max",
+        "open messages left",
+    ]
+    return f"""## 7. Retention
+
+{_stamp(r)}
+
+A fresh ledger holds {r["messages"]:,} delivered messages of {r["chunks_per_message"]}
+chunks with one attempt each, all ended 40 days ago, and {r["open_messages"]:,} open ones;
+`delivery.retention.prune` deletes what ended more than 30 days ago, {r["batch_messages"]}
+messages per transaction (as beat and `delivery prune` do). A batch is timed from before
+its transaction begins to after its commit: the longest a send's transaction could wait
+behind it (on PostgreSQL a batch skips rows another transaction holds, so it never waits
+itself).
+
+{_table(head, rows)}
+"""
+
+
 def _recovery(r: dict[str, Any] | None) -> str:
     if not r or "paths" not in r:
         return "## 3. Recovery\n\n**Not run.** `python -m bench recovery` measures it.\n"
@@ -401,7 +498,7 @@ noise.
 
 ```bash
 python -m bench              # everything (about five minutes), then this file and bench/burst.png
-python -m bench burst        # or: cost, enqueue, recovery; several names run in order
+python -m bench burst        # or: cost, enqueue, recovery, chunker, retention; several in order
 python -m bench report       # re-render from bench/out/*.json only
 ```
 
@@ -419,7 +516,7 @@ def _previous_sections() -> dict[str, str]:
     if not REPORT.exists():
         return {}
     chunks = re.split(r"(?m)^(?=## )", REPORT.read_text())
-    return {c.splitlines()[0][3:].strip(): c for c in chunks if c.startswith("## ")}
+    return {c.splitlines()[0][3:].strip(): c.rstrip() + "\n" for c in chunks if c.startswith("## ")}
 
 
 def render() -> None:
@@ -446,6 +543,10 @@ def render() -> None:
     parts.append(section("4. Enqueue", _enqueue(enqueue) if enqueue else None))
     readers = _load("readers")
     parts.append(section("5. Readers", _readers(readers) if readers else None))
+    chunker = _load("chunker")
+    parts.append(section("6. Chunker", _chunker(chunker) if chunker else None))
+    pruning = _load("retention")
+    parts.append(section("7. Retention", _retention(pruning) if pruning else None))
     if FINDINGS.exists():
         parts.append(FINDINGS.read_text())
     REPORT.write_text("\n".join(parts))

@@ -85,6 +85,10 @@ MAX_CHUNK_CHARS = 4000  # the platform refused a 4000-character text
 MAX_READER_NOTICE_CHARS = 200
 # A second beat stays on standby; it takes over this long after the first stops.
 DEFAULT_BEAT_LOCK_TTL_SECONDS = 30.0
+# Delivered and superseded messages are deleted (with chunks and attempts) this long after.
+DEFAULT_RETENTION_DAYS = 30.0
+# How often beat runs retention; each run deletes in small batches for a bounded time.
+DEFAULT_RETENTION_INTERVAL_SECONDS = 600.0
 # Flower's basic auth is "user:password"; Flower splits its variable at commas.
 FLOWER_BASIC_AUTH_PATTERN = re.compile(r"[^:,\s]+:[^,\s]+")
 
@@ -180,6 +184,13 @@ class Settings(BaseSettings):
     )
     briefing_run_lease_seconds: float = Field(default=DEFAULT_BRIEFING_RUN_LEASE_SECONDS, gt=0)
     beat_lock_ttl_seconds: float = Field(default=DEFAULT_BEAT_LOCK_TTL_SECONDS, gt=0)
+    retention_days: float = Field(
+        default=DEFAULT_RETENTION_DAYS,
+        gt=0,
+        description="Delivered and superseded messages older than this (days) are deleted "
+        "by beat, with their chunks and attempts; dead ones only by `delivery prune`.",
+    )
+    retention_interval_seconds: float = Field(default=DEFAULT_RETENTION_INTERVAL_SECONDS, gt=0)
 
     # Monitoring: the port of `delivery metrics`, and the credentials `delivery flower` requires.
     metrics_port: int = Field(default=9464, ge=1, le=65535)

@@ -54,6 +54,7 @@ def _register() -> None:
         operations,
         processes,
         readers,
+        retention,
         simulator,
     )
 
@@ -71,6 +72,7 @@ def _register() -> None:
     cli.add_command(operations.replay_command)
     cli.add_command(readers.inbound)
     cli.add_command(readers.readers)
+    cli.add_command(retention.prune)
     cli.add_command(processes.worker)
     cli.add_command(processes.beat)
     cli.add_command(demo.demo)

@@ -114,7 +114,8 @@ class Message(Base):
     chunk_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     deadline_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When the message ended (delivered; dead or superseded): retention selects by these.
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     dead_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     dead_reason: Mapped[str | None] = mapped_column(Text)
     replay_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -9,7 +9,7 @@ from delivery.settings import Settings
 __all__ = ["BACKGROUND_PRIORITY", "DEFAULT_QUEUE", "SEND_QUEUE", "beat_schedule_for"]
 
 SEND_QUEUE = "delivery.send"  # consumed with concurrency 1, prefetch 1
-DEFAULT_QUEUE = "delivery.default"  # reconciler, session checks, briefings
+DEFAULT_QUEUE = "delivery.default"  # reconciler, session checks, briefings, retention
 # Kombu's Redis transport serves priority 0 first: the reconciler publishes with none
 # (0), the slower periodic work with this, so it never queues behind them.
 BACKGROUND_PRIORITY = 6
@@ -40,6 +40,14 @@ def beat_schedule_for(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.briefing_tick_seconds,
             "options": {
                 "expires": settings.briefing_tick_seconds,
+                "priority": BACKGROUND_PRIORITY,
+            },
+        },
+        "delivery.prune": {
+            "task": "delivery.prune",
+            "schedule": settings.retention_interval_seconds,
+            "options": {
+                "expires": settings.retention_interval_seconds,
                 "priority": BACKGROUND_PRIORITY,
             },
         },

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 from celery import Task
 
-from delivery import runtime
+from delivery import retention, runtime
 from delivery.briefings.runner import claim_due_slots, run_slot, stale_runs
 from delivery.errors import LedgerError, LimiterUnavailable
 from delivery.ledger.db import engine_for
@@ -27,7 +27,14 @@ from delivery.worker.app import app
 from delivery.worker.presence import QueuedTasks
 from delivery.worker.queues import SEND_QUEUE
 
-__all__ = ["check_sessions", "reconcile", "run_briefing", "schedule_briefings", "send_chunk"]
+__all__ = [
+    "check_sessions",
+    "prune",
+    "reconcile",
+    "run_briefing",
+    "schedule_briefings",
+    "send_chunk",
+]
 
 RUN_BRIEFING_TASK = "delivery.run_briefing"
 _settings = get_settings()
@@ -139,3 +146,24 @@ def run_briefing(run_id: int) -> str:
     except LedgerError as exc:
         # The run stays claimed; schedule_briefings publishes it again once it is stale.
         return _outage("run_briefing", exc)
+
+
+@app.task(name="delivery.prune", acks_late=True)
+def prune() -> str:
+    """Delete delivered and superseded messages past retention, with their chunks and
+    attempts, in small batches for a bounded time (dead letters stay for replay)."""
+    settings = get_settings()
+    before = retention.cutoff(now=utcnow(), older_than_days=settings.retention_days)
+    try:
+        pruned = retention.prune(
+            runtime.engine(),
+            before=before,
+            statuses=retention.statuses(include_dead=False),
+            max_seconds=retention.RUN_SECONDS,
+        )
+    except LedgerError as exc:
+        return _outage("prune", exc)
+    return (
+        f"pruned {pruned.messages} message(s), {pruned.chunks} chunk(s), "
+        f"{pruned.attempts} attempt(s) that ended before {before:%Y-%m-%d %H:%M} UTC"
+    )

@@ -1,4 +1,13 @@
-r"""Split a long message text into chunks the platform accepts.
+r"""The chunker as it was before issue 12 (commit dfc7cb6), kept as the reference.
+
+The differential tests (``tests/test_chunking_reference.py``) check that
+:mod:`delivery.chunking` plans exactly the same chunks as this implementation for
+every generated input, and ``python -m bench chunker`` times both on one corpus.
+It computes every offset and grapheme boundary over the whole text, one Python
+step per character; nothing in the product imports it. What follows is the
+original module, unchanged.
+
+Split a long message text into chunks the platform accepts.
 
 The iLink Bot API takes at most about :data:`DEFAULT_MAX_CHARS` characters per
 text message, so a long reply goes out as several messages. :func:`plan_chunks`
