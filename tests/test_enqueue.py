@@ -201,3 +201,29 @@ def test_a_broker_that_is_down_loses_nothing(account: str, ledger: Ledger) -> No
     message_id = done.stdout.strip()
     assert delivery.get_status(message_id).status == "queued"
     assert "could not publish" in done.stderr and "reconciler" in done.stderr
+
+
+def test_a_broker_that_is_down_is_tried_once_per_batch_not_once_per_chat(
+    account: str, ledger: Ledger
+) -> None:
+    # Given a broker where nothing listens, and 20 messages to 20 chats (each a head)
+    env = dict(
+        os.environ, DELIVERY_BROKER_URL="redis://127.0.0.1:1/0", DELIVERY_DATABASE_URL=ledger.url
+    )
+    script = (
+        "import delivery\n"
+        f"ids = delivery.enqueue_many(delivery.OutboundMessage({ACCOUNT!r}, f'u{{n}}@im.wechat',"
+        " 'kept in the ledger') for n in range(20))\n"
+        "print(' '.join(ids))"
+    )
+
+    # When they are enqueued
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+
+    # Then one publish was tried; the other 19 are left to the reconciler, all queued
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("could not publish") == 1
+    assert "19 more chunk(s) are left to the reconciler" in done.stderr
+    assert {delivery.get_status(m).status for m in done.stdout.split()} == {"queued"}
