@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 import delivery
-from delivery.ledger import outbox
+from delivery.ledger import outbox, queries
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account, Chunk, Message
 from delivery.ledger.types import utcnow
@@ -204,3 +204,53 @@ def test_a_chunk_parked_at_enqueue_is_due_at_once_when_its_chat_reaches_it(
     # Then it is due now, not at the deadline it was parked until
     assert armed.chunk_id == head_of(ledger, behind).id
     assert armed.countdown_seconds == 0
+
+
+def test_the_claim_knows_what_stands_before_a_chunk(account: str, ledger: Ledger) -> None:
+    # Given an old dead message, then two messages to one chat, the first of two chunks
+    old = delivery.enqueue(account, PEER, "old, dead")
+    with session_scope(ledger.engine) as db:
+        outbox.kill(db, int(old), reason="refused", now=utcnow())
+    first = delivery.enqueue(account, PEER, "\n\n".join("x" * 1500 for _ in range(2)))
+    second = delivery.enqueue(account, PEER, "later")
+    one, two = (c.id for c in chunks_of(ledger, first))
+    [later] = (c.id for c in chunks_of(ledger, second))
+    [revived] = (c.id for c in chunks_of(ledger, old))
+
+    def before(chunk_id: int) -> int | None:
+        with session_scope(ledger.engine) as db:
+            chunk = db.get(Chunk, chunk_id)
+            assert chunk is not None
+            message = chunk.message
+            return queries.blocker(
+                db,
+                account_id=message.account_id,
+                to_user_id=message.to_user_id,
+                message_id=message.id,
+                sending=message.status == "sending",
+                seq=chunk.seq,
+            )
+
+    # Then the first chunk is the head; its second part waits for it; the later message
+    # waits for the first
+    assert before(one) is None
+    assert before(two) == int(first)
+    assert before(later) == int(first)
+
+    # When the first is sending and the older dead message is replayed (queued again)
+    with session_scope(ledger.engine) as db:
+        db.execute(update(Message).where(Message.id == int(first)).values(status="sending"))
+        db.execute(update(Chunk).where(Chunk.id == one).values(status="sent"))
+        outbox.replay(db, int(old), now=utcnow(), deadline=utcnow() + dt.timedelta(hours=1))
+
+    # Then the sending message stays the head: the replayed one waits behind it
+    assert before(two) is None
+    assert before(revived) == int(first)
+    assert before(later) == int(first)
+
+
+def chunks_of(ledger: Ledger, message_id: str) -> list[Chunk]:
+    with session_scope(ledger.engine) as db:
+        return list(
+            db.scalars(select(Chunk).where(Chunk.message_id == int(message_id)).order_by(Chunk.seq))
+        )

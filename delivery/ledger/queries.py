@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, case, func, or_, select, tuple_
+from sqlalchemy import Row, Select, and_, case, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from delivery.ledger.models import Account, Chunk, Message, Reader
@@ -34,6 +34,7 @@ __all__ = [
     "IN_LIST_BATCH",
     "Conversation",
     "Head",
+    "blocker",
     "conversation_heads",
     "due_parked_heads",
     "lost_heads",
@@ -183,3 +184,51 @@ def oldest_parked_head(session: Session, *, account_id: str, reason: ParkReason)
     )
     row = session.execute(query).first()
     return None if row is None else _head(row).chunk_id
+
+
+def blocker(
+    session: Session,
+    *,
+    account_id: str,
+    to_user_id: str,
+    message_id: int,
+    sending: bool,
+    seq: int,
+) -> int | None:
+    """What stands before chunk ``seq`` of an open message, if it is not its chat's
+    head: the message that must go first (that message's own id when an earlier
+    chunk of it is still pending), or None. One query, on the conversation index.
+
+    A message is the head when no other message of the chat is sending and none
+    older is open; a sending message is the head unless an older one is sending
+    too (which the pipeline never lets happen).
+    """
+    others = select(Message.id).where(
+        Message.account_id == account_id,
+        Message.to_user_id == to_user_id,
+        Message.id != message_id,
+    )
+    if sending:
+        others = others.where(Message.status == MessageStatus.SENDING, Message.id < message_id)
+    else:
+        others = others.where(
+            or_(
+                Message.status == MessageStatus.SENDING,
+                and_(Message.status == MessageStatus.QUEUED, Message.id < message_id),
+            )
+        )
+    earlier = select(literal(message_id)).where(
+        select(Chunk.id)
+        .where(
+            Chunk.message_id == message_id,
+            Chunk.status == ChunkStatus.PENDING,
+            Chunk.seq < seq,
+        )
+        .exists()
+    )
+    # The message sending now is the head; else the oldest open one.
+    first = others.order_by(case((Message.status == MessageStatus.SENDING, 0), else_=1), Message.id)
+    found: int | None = session.scalar(
+        select(func.coalesce(first.limit(1).scalar_subquery(), earlier.scalar_subquery()))
+    )
+    return found

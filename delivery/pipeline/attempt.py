@@ -28,7 +28,6 @@ from delivery.ledger import attempts, outbox
 from delivery.ledger.attempts import AttemptResult
 from delivery.ledger.db import session_scope
 from delivery.ledger.outbox import Claim, Refusal
-from delivery.ledger.readers import usable_context_token
 from delivery.ledger.states import AttemptOutcome, ParkReason
 from delivery.ledger.types import utcnow
 from delivery.pipeline.context import ON_TIME_SECONDS, RETRY_SOON_SECONDS, PipelineContext
@@ -104,9 +103,7 @@ class AttemptRunner:
             if claim.lost_before:
                 _close_lost(db, claim)
             claim = self._with_notice(db, claim, now)
-            context_token = usable_context_token(
-                db, account_id=claim.account_id, peer_id=claim.to_user_id
-            )
+            context_token = claim.context_token
             attempt_id = attempts.start(
                 db,
                 chunk_id=chunk_id,
@@ -115,9 +112,7 @@ class AttemptRunner:
                 host=self._ctx.host,
                 now=now,
             )
-        return Job.of(
-            claim, attempt_id=attempt_id, generation=generation, context_token=context_token
-        )
+        return Job.of(claim, attempt_id=attempt_id, generation=generation)
 
     def _with_notice(self, db: Session, claim: Claim, now: dt.datetime) -> Claim:
         """The last part a reader's budget allows ends with a notice that more follow."""

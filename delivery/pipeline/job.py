@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from delivery.ledger.outbox import Claim
 
@@ -15,14 +15,11 @@ class Job(Claim):
 
     attempt_id: int
     generation: int | None  # the generation of the task that claimed it
-    context_token: str | None = field(repr=False)
 
     @classmethod
-    def of(
-        cls, claim: Claim, *, attempt_id: int, generation: int | None, context_token: str | None
-    ) -> Job:
+    def of(cls, claim: Claim, *, attempt_id: int, generation: int | None) -> Job:
         own = {f.name: getattr(claim, f.name) for f in fields(Claim)}
-        return cls(**own, attempt_id=attempt_id, generation=generation, context_token=context_token)
+        return cls(**own, attempt_id=attempt_id, generation=generation)
 
     @property
     def label(self) -> str:

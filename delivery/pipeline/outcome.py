@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from delivery.ledger import accounts, attempts, outbox, readers
 from delivery.ledger.outbox import Armed
-from delivery.ledger.states import AttemptOutcome, ParkReason
+from delivery.ledger.states import AttemptOutcome, ParkReason, SessionState
 from delivery.pipeline.job import Job
 from delivery.pipeline.readers import Judged
 from delivery.policy.outcomes import Decision, Step
@@ -92,13 +92,22 @@ def apply_outcome(
             db,
             chunk_id=job.chunk_id,
             message_id=job.message_id,
+            seq=job.seq,
+            chunk_count=job.chunk_count,
+            sending=job.message_sending,
             outcome=result.outcome,
             now=now,
             gap_seconds=plan.gap_seconds,
         )
         if plan.count_reader_sends:
             readers.count_send(db, account_id=job.account_id, peer_id=job.to_user_id, now=now)
-        healed = accounts.mark_session_ok(
+        validated = job.session_validated_at
+        known_good = (
+            job.session_state == SessionState.OK
+            and validated is not None
+            and (now - validated).total_seconds() < _VALIDATED_REFRESH_SECONDS
+        )
+        healed = not known_good and accounts.mark_session_ok(
             db,
             job.account_id,
             now=now,

@@ -5,18 +5,19 @@ it was published with, and gets back :class:`~delivery.pipeline.results.Done` or
 :class:`~delivery.pipeline.results.Wait`. The steps:
 
 1. Read the ledger. A task whose generation is no longer the chunk's exits (a
-   newer task holds the chunk). A chunk that is no longer pending, is parked, or
-   is not the head of its conversation (the first pending chunk of the oldest
-   open message from this account to this peer) is left alone: whoever sends
-   the head, or the event a parked head waits for, publishes it later.
+   newer task holds the chunk). A chunk that is no longer pending, or is parked,
+   is left alone: the event a parked head waits for publishes it later.
 2. Past its message's deadline: dead (a message waiting for its reader has its
    own, longer limit). Not yet due (chunk gap): wait. Its account's session
    expired, or its reader's window closed or budget spent: park (no task; the
    healed session, or the reader's next message, wakes it).
 3. Ask the account gate in Redis for the send lock and a rate slot. Cooling down,
    busy or paced: wait (a paced waiter holds a reserved slot).
-4. Under the lock, one attempt (:mod:`delivery.pipeline.attempt`): claim, call,
-   record the answer (never thrown away), publish what follows.
+4. Under the lock, one attempt (:mod:`delivery.pipeline.attempt`): claim (still
+   the head of its conversation, the first pending chunk of the oldest open
+   message from this account to this peer; else it steps aside, and whoever
+   sends the head wakes it later), call, record the answer (never thrown away),
+   publish what follows.
 
 Example::
 
@@ -93,8 +94,6 @@ class SendPipeline:
             return Done(f"chunk {chunk_id} already {snap.chunk_status}")
         if snap.parked_on is not None:
             return Done(f"chunk {chunk_id} is parked, waiting for its {snap.parked_on}")
-        if snap.head_chunk_id != chunk_id:
-            return Done(f"chunk {chunk_id} waits behind message {snap.head_message_id} of its chat")
         reader = ReaderView.of(snap, settings=ctx.settings, now=now)
         if reader.waiting:
             # A message waiting for its reader is held to its own limit, not the deadline.

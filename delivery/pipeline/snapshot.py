@@ -1,6 +1,10 @@
-"""A send task's first look at the ledger: its chunk, message, account and chat head.
+"""A send task's first look at the ledger: its chunk, message, account and reader.
 
-Read in one short read-only transaction, before anything is locked.
+Read in one short read-only transaction (one statement; two for a chunk tried
+before), before anything is locked. Whether the chunk is still its chat's head
+is checked by the claim, under the account's lock: a task is published only for
+a head, so a task that is not one is rare, and looking here too would cost every
+chunk a query.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from delivery.ledger.models import Account, Attempt, Chunk, Message, Reader
-from delivery.ledger.queries import conversation_heads
 from delivery.ledger.states import AttemptOutcome
 
 __all__ = ["Snapshot", "read_snapshot"]
@@ -36,8 +39,6 @@ class Snapshot:
     account_id: str
     to_user_id: str
     session_state: str
-    head_chunk_id: int | None
-    head_message_id: int | None
     in_flight_attempts: tuple[int, ...]  # attempts with no answer recorded (yet)
     created_at: dt.datetime
     reader_last_inbound_at: dt.datetime | None
@@ -81,8 +82,6 @@ def read_snapshot(session: Session, chunk_id: int) -> Snapshot | None:
     (status, seq, generation, parked_on, due, attempts, message_id, message_status) = values[:8]
     chunk_count, deadline_at, account_id, to_user_id, session_state = values[8:13]
     created_at, last_inbound_at, sends_since_inbound, closed_reason = values[13:]
-    heads = conversation_heads(session, [(account_id, to_user_id)])
-    head = heads[0] if heads else None
     in_flight: tuple[int, ...] = ()
     if attempts:  # only a chunk tried before can have an attempt without an answer
         in_flight = tuple(
@@ -106,8 +105,6 @@ def read_snapshot(session: Session, chunk_id: int) -> Snapshot | None:
         account_id=account_id,
         to_user_id=to_user_id,
         session_state=session_state,
-        head_chunk_id=head.chunk_id if head else None,
-        head_message_id=head.message_id if head else None,
         in_flight_attempts=in_flight,
         created_at=created_at,
         reader_last_inbound_at=last_inbound_at,
