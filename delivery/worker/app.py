@@ -7,7 +7,9 @@ from celery import Celery
 __all__ = ["app", "use_broker_url"]
 
 app = Celery("delivery", include=["delivery.worker.tasks"])
-app.config_from_object("celeryconfig")
+# By its module path: a bare "celeryconfig" would find a stray file in the working
+# directory first (Celery's command line puts it on sys.path) and take its broker.
+app.config_from_object("delivery.celeryconfig")
 
 
 def use_broker_url(url: str) -> None:
