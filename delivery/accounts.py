@@ -3,7 +3,8 @@
 Adding an account that exists updates it; a new token is how an operator rotates
 it. A rotation bumps ``token_version`` and clears the expired mark, so sends that
 were waiting on an expired session try again on their next look (within
-``DELIVERY_SESSION_RECHECK_SECONDS``), with no worker restart.
+``DELIVERY_SESSION_RECHECK_SECONDS``), with no worker restart. A changed base URL
+is a WARNING line (from -> to), whoever changes it (operator, login, account store).
 
 Example::
 
@@ -135,7 +136,16 @@ def add_account(
                     account.token_version,
                     mask_token(token),
                 )
-            account.base_url = base_url
+            if account.base_url != base_url:
+                # Where every message and the token go: never changed silently
+                # (the account store, a login or an operator may change it).
+                log.warning(
+                    "account %s: base URL changed from %s to %s",
+                    account_id,
+                    account.base_url,
+                    base_url,
+                )
+                account.base_url = base_url
             if owns_inbound is not None:
                 account.owns_inbound = owns_inbound
             if ilink_user_id is not None:
