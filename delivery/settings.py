@@ -71,6 +71,11 @@ DEFAULT_BRIEFING_MISFIRE_GRACE_SECONDS = 3600.0
 DEFAULT_BRIEFING_RUN_LEASE_SECONDS = 1800.0
 # A second beat stays on standby; it takes over this long after the first stops.
 DEFAULT_BEAT_LOCK_TTL_SECONDS = 30.0
+# A worker that has not consumed for this long while the broker answers exits, so
+# its supervisor restarts it. Well above Celery's reconnect backoff (at most 30 s).
+DEFAULT_WORKER_WATCHDOG_SECONDS = 120.0
+# Shorter than this, a watchdog would blame a busy but healthy worker.
+MIN_WORKER_WATCHDOG_SECONDS = 2.0
 # Flower's basic auth is "user:password"; Flower splits its variable at commas.
 FLOWER_BASIC_AUTH_PATTERN = re.compile(r"[^:,\s]+:[^,\s]+")
 
@@ -147,6 +152,12 @@ class Settings(BaseSettings):
     )
     briefing_run_lease_seconds: float = Field(default=DEFAULT_BRIEFING_RUN_LEASE_SECONDS, gt=0)
     beat_lock_ttl_seconds: float = Field(default=DEFAULT_BEAT_LOCK_TTL_SECONDS, gt=0)
+    worker_watchdog_seconds: float = Field(
+        default=DEFAULT_WORKER_WATCHDOG_SECONDS,
+        ge=0,
+        description="A worker not consuming for this long while the broker answers exits "
+        "non-zero for its supervisor to restart; 0 turns the watchdog off.",
+    )
 
     # Monitoring: the port of `delivery metrics`, and the credentials `delivery flower` requires.
     metrics_port: int = Field(default=9464, ge=1, le=65535)
@@ -192,6 +203,12 @@ class Settings(BaseSettings):
         for low, high in pairs:
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"{_env(low)} must not exceed {_env(high)}")
+        watchdog = self.worker_watchdog_seconds
+        if 0 < watchdog < MIN_WORKER_WATCHDOG_SECONDS:
+            raise ValueError(
+                f"{_env('worker_watchdog_seconds')} must be 0 (off) or at least "
+                f"{MIN_WORKER_WATCHDOG_SECONDS:g}: a shorter one would blame a healthy worker"
+            )
         # requests applies the timeout to connecting and to reading, one after the other.
         if self.send_lock_ttl_seconds <= 2 * self.http_timeout_seconds:
             raise ValueError(

@@ -61,6 +61,8 @@ def test_redis_restart_mid_burst(own_redis_stack: Stack, own_redis: LocalRedis) 
     stack = own_redis_stack
     account = stack.add_account()
     stack.simulator.model.configure(send_latency_seconds=0.02)
+    # A short watchdog: a worker that reconnects is never taken for a stuck one.
+    stack.overrides["DELIVERY_WORKER_WATCHDOG_SECONDS"] = "10"
     worker = stack.start_worker(beat=True)
     ids = delivery.enqueue_many(burst(account, messages=24, recipients=12, seed=7, max_chunks=3))
     wait_until(lambda: stack.snapshot().counters.accepted >= 5, timeout=60, message="5 sends")
@@ -77,6 +79,7 @@ def test_redis_restart_mid_burst(own_redis_stack: Stack, own_redis: LocalRedis) 
     # Then everything is delivered once, in order, by the same worker
     verify(stack, ids)
     assert worker.running()
+    assert "Unrecoverable error" not in worker.log_text()
 
 
 def _allow_connections(database: str, allowed: bool) -> None:

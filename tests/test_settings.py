@@ -15,6 +15,7 @@ def test_defaults_are_sane() -> None:
     assert settings.delivery_deadline_seconds == 24 * 3600
     assert settings.max_countdown_seconds < settings.visibility_timeout_seconds
     assert settings.cooldown_max_seconds <= settings.max_countdown_seconds
+    assert settings.worker_watchdog_seconds == 120
 
 
 def test_redis_url_defaults_to_the_broker(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,6 +34,8 @@ def test_redis_url_defaults_to_the_broker(monkeypatch: pytest.MonkeyPatch) -> No
         ("DELIVERY_RETRY_JITTER", "maybe", "DELIVERY_RETRY_JITTER='maybe'"),
         ("DELIVERY_SEND_LOCK_TTL_SECONDS", "5", "DELIVERY_SEND_LOCK_TTL_SECONDS"),
         ("DELIVERY_COOLDOWN_BASE_SECONDS", "1000", "DELIVERY_COOLDOWN_BASE_SECONDS"),
+        ("DELIVERY_WORKER_WATCHDOG_SECONDS", "-1", "DELIVERY_WORKER_WATCHDOG_SECONDS='-1'"),
+        ("DELIVERY_WORKER_WATCHDOG_SECONDS", "0.5", "DELIVERY_WORKER_WATCHDOG_SECONDS"),
     ],
 )
 def test_nonsense_refuses_to_start_naming_the_variable(
