@@ -62,7 +62,7 @@ def test_a_worker_that_stops_consuming_exits_non_zero_within_the_watchdog_time(
     took = time.monotonic() - stopped_at
     print(f"consumer stopped -> worker exited {code}: {took:.1f}s (watchdog {WATCHDOG_SECONDS}s)")
     assert code == WATCHDOG_EXIT_CODE
-    assert WATCHDOG_SECONDS <= took < 3 * WATCHDOG_SECONDS
+    assert WATCHDOG_SECONDS <= took < WATCHDOG_SECONDS + 15  # + probes, + its pool stopping
     assert re.search(
         rf"CRITICAL/MainProcess\] watchdog: {re.escape(node)} showed no sign of consuming "
         rf"for [\d.]+s while the broker answered \(last probe: consuming no queue\); "

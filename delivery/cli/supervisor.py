@@ -126,10 +126,10 @@ class Supervisor:
         )
         child.restart_at = now + delay
         at = (dt.datetime.now() + dt.timedelta(seconds=delay)).strftime("%H:%M:%S")
+        others = "; the other workers run on" if len(self._children) > 1 else ""
         self._say(
             f"worker: {child.name} (pid {child.process.pid}) died after {lived:.0f}s, "
-            f"{describe_exit(returncode)}; restarting it in {delay:g}s (at {at}); "
-            f"the other workers run on"
+            f"{describe_exit(returncode)}; restarting it in {delay:g}s (at {at}){others}"
         )
 
     def _stop_all(self) -> int:
