@@ -142,7 +142,8 @@ def exit_for_supervisor(reason: str) -> None:
     Called from the watchdog thread while the consumer is stuck, so nothing here
     waits on Celery: the pool processes (and an embedded beat) are sent SIGTERM,
     then SIGKILL after a grace period, and the process leaves with ``os._exit``.
-    Tasks they held are redelivered (``acks_late``); the ledger knows what was sent.
+    Nothing they held is lost: the reconciler re-publishes overdue chunks from
+    the ledger, and Redis redelivers unacknowledged tasks after the visibility timeout.
     """
     log.critical(
         "watchdog: %s; exiting with %d so the supervisor starts a fresh worker",
