@@ -3,7 +3,8 @@
 Adding an account that exists updates it; a new token is how an operator rotates
 it. A rotation bumps ``token_version`` and clears the expired mark, so sends that
 were waiting on an expired session try again on their next look (within
-``DELIVERY_SESSION_RECHECK_SECONDS``), with no worker restart.
+``DELIVERY_SESSION_RECHECK_SECONDS``), with no worker restart. A changed base URL
+is a WARNING line (from -> to), whoever changes it (operator, login, account store).
 
 Example::
 

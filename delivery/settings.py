@@ -89,6 +89,11 @@ DEFAULT_BEAT_LOCK_TTL_SECONDS = 30.0
 DEFAULT_RETENTION_DAYS = 30.0
 # How often beat runs retention; each run deletes in small batches for a bounded time.
 DEFAULT_RETENTION_INTERVAL_SECONDS = 600.0
+# A worker that has not consumed for this long while the broker answers exits, so
+# its supervisor restarts it. Well above Celery's reconnect backoff (at most 30 s).
+DEFAULT_WORKER_WATCHDOG_SECONDS = 120.0
+# Shorter than this, a watchdog would blame a busy but healthy worker.
+MIN_WORKER_WATCHDOG_SECONDS = 2.0
 # Flower's basic auth is "user:password"; Flower splits its variable at commas.
 FLOWER_BASIC_AUTH_PATTERN = re.compile(r"[^:,\s]+:[^,\s]+")
 
@@ -191,6 +196,12 @@ class Settings(BaseSettings):
         "by beat, with their chunks and attempts; dead ones only by `delivery prune`.",
     )
     retention_interval_seconds: float = Field(default=DEFAULT_RETENTION_INTERVAL_SECONDS, gt=0)
+    worker_watchdog_seconds: float = Field(
+        default=DEFAULT_WORKER_WATCHDOG_SECONDS,
+        ge=0,
+        description="A worker not consuming for this long while the broker answers exits "
+        "non-zero for its supervisor to restart; 0 turns the watchdog off.",
+    )
 
     # Monitoring: the port of `delivery metrics`, and the credentials `delivery flower` requires.
     metrics_port: int = Field(default=9464, ge=1, le=65535)
@@ -259,6 +270,12 @@ class Settings(BaseSettings):
                 f"{_env('reader_notice')} ({self.reader_notice_chars} characters with its "
                 f"number) must fit twice into {_env('chunk_max_chars')}={self.chunk_max_chars}: "
                 "every part keeps room for it"
+            )
+        watchdog = self.worker_watchdog_seconds
+        if 0 < watchdog < MIN_WORKER_WATCHDOG_SECONDS:
+            raise ValueError(
+                f"{_env('worker_watchdog_seconds')} must be 0 (off) or at least "
+                f"{MIN_WORKER_WATCHDOG_SECONDS:g}: a shorter one would blame a healthy worker"
             )
         # requests applies the timeout to connecting and to reading, one after the other.
         if self.send_lock_ttl_seconds <= 2 * self.http_timeout_seconds:

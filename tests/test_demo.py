@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,9 @@ def test_the_demo_runs_to_a_clean_report_without_any_redis(tmp_path: Path) -> No
     assert processes_mentioning(str(tmp_path / "demo")) == []
 
 
-def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def demo_under_way(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """A demo whose redis-server, worker (and pool child) and beat run; all killed after."""
     directory = tmp_path / "demo"
     demo = subprocess.Popen(
         [sys.executable, "-m", "delivery", "demo", "--dir", str(directory)],
@@ -84,8 +87,7 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
         )
         started = processes_mentioning(str(directory), besides=demo.pid)
         assert len(started) >= 4, started  # redis-server, the worker and its pool child, beat
-        demo.send_signal(signal.SIGINT)
-        output, _ = demo.communicate(timeout=120)
+        yield demo, directory
     finally:
         if demo.poll() is None:
             demo.kill()
@@ -93,6 +95,12 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
         for line in processes_mentioning(str(directory)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
+
+
+def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
+    with demo_under_way(tmp_path) as (demo, directory):
+        demo.send_signal(signal.SIGINT)
+        output, _ = demo.communicate(timeout=120)
     assert demo.returncode == 130, output[-3000:]
     assert "interrupted" in output
     wait_until(
@@ -103,3 +111,18 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
     port = int(re.search(r"redis-server \(.*\) on port (\d+)", output).group(1))  # type: ignore[union-attr]
     with pytest.raises(redis.ConnectionError):
         redis.Redis(port=port, socket_connect_timeout=1).ping()
+
+
+def test_kill_9_of_the_demo_takes_everything_it_started_with_it(tmp_path: Path) -> None:
+    # Given a demo under way
+    with demo_under_way(tmp_path) as (demo, directory):
+        # When it is killed with kill -9: no cleanup of its own can run
+        demo.kill()
+        demo.wait(timeout=10)
+
+        # Then every process it started is gone soon after
+        wait_until(
+            lambda: processes_mentioning(str(directory)) == [],
+            timeout=60,
+            message=lambda: f"no process of the demo left: {processes_mentioning(str(directory))}",
+        )

@@ -61,6 +61,8 @@ def test_redis_restart_mid_burst(own_redis_stack: Stack, own_redis: LocalRedis) 
     stack = own_redis_stack
     account = stack.add_account()
     stack.simulator.model.configure(send_latency_seconds=0.02)
+    # A short watchdog: a worker that reconnects is never taken for a stuck one.
+    stack.overrides["DELIVERY_WORKER_WATCHDOG_SECONDS"] = "10"
     worker = stack.start_worker(beat=True)
     ids = delivery.enqueue_many(burst(account, messages=24, recipients=12, seed=7, max_chunks=3))
     wait_until(lambda: stack.snapshot().counters.accepted >= 5, timeout=60, message="5 sends")
@@ -77,6 +79,42 @@ def test_redis_restart_mid_burst(own_redis_stack: Stack, own_redis: LocalRedis) 
     # Then everything is delivered once, in order, by the same worker
     verify(stack, ids)
     assert worker.running()
+    assert "Unrecoverable error" not in worker.log_text()
+
+
+def test_redis_restarted_three_times_mid_burst(
+    own_redis_stack: Stack, own_redis: LocalRedis
+) -> None:
+    # Given a burst slow enough to span three restarts, under a 10 s watchdog
+    stack = own_redis_stack
+    account = stack.add_account()
+    stack.overrides.update(
+        DELIVERY_SEND_RATE_PER_MINUTE="300", DELIVERY_WORKER_WATCHDOG_SECONDS="10"
+    )
+    worker = stack.start_worker(beat=True)
+    ids = delivery.enqueue_many(burst(account, messages=36, recipients=12, seed=11, max_chunks=3))
+
+    # When Redis stops and comes back three times, with sends in between
+    for restart in range(1, 4):
+        accepted = stack.snapshot().counters.accepted
+        wait_until(
+            lambda: stack.snapshot().counters.accepted >= accepted + 3,  # noqa: B023
+            timeout=90,
+            message=f"3 sends before restart {restart}",
+        )
+        noticed = worker.log_text().count("Connection to broker lost")
+        own_redis.stop()
+        wait_until(
+            lambda: worker.log_text().count("Connection to broker lost") > noticed,  # noqa: B023
+            timeout=60,
+            message=f"the worker noticing stop {restart}",
+        )
+        own_redis.start()
+
+    # Then the same worker delivers everything once, in order
+    verify(stack, ids)
+    assert worker.running()
+    assert "Unrecoverable error" not in worker.log_text()
 
 
 def _allow_connections(database: str, allowed: bool) -> None:

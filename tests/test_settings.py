@@ -15,6 +15,7 @@ def test_defaults_are_sane() -> None:
     assert settings.delivery_deadline_seconds == 24 * 3600
     assert settings.max_countdown_seconds < settings.visibility_timeout_seconds
     assert settings.cooldown_max_seconds <= settings.max_countdown_seconds
+    assert settings.worker_watchdog_seconds == 120
 
 
 def test_the_client_version_defaults_to_the_newest_official_client(
@@ -46,6 +47,8 @@ def test_redis_url_defaults_to_the_broker(monkeypatch: pytest.MonkeyPatch) -> No
         ("DELIVERY_CLIENT_VERSION", "2.4", "DELIVERY_CLIENT_VERSION='2.4': must be major.minor"),
         ("DELIVERY_CLIENT_VERSION", "2.256.0", "DELIVERY_CLIENT_VERSION='2.256.0'"),
         ("DELIVERY_CLIENT_VERSION", "132105", "DELIVERY_CLIENT_VERSION='132105'"),
+        ("DELIVERY_WORKER_WATCHDOG_SECONDS", "-1", "DELIVERY_WORKER_WATCHDOG_SECONDS='-1'"),
+        ("DELIVERY_WORKER_WATCHDOG_SECONDS", "0.5", "DELIVERY_WORKER_WATCHDOG_SECONDS"),
     ],
 )
 def test_nonsense_refuses_to_start_naming_the_variable(

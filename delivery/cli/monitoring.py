@@ -111,7 +111,7 @@ def flower(port: int, address: str, basic_auth: str | None, localhost_only: bool
     """Run Flower (celery -A delivery flower) behind basic auth.
 
     Refuses to start without credentials, unless --localhost-only. Flower sees
-    tasks through worker events, which celeryconfig.py turns on.
+    tasks through worker events, which delivery/celeryconfig.py turns on.
     """
     configured = get_settings().flower_basic_auth
     credentials = basic_auth or (configured.get_secret_value() if configured else None)

@@ -6,58 +6,24 @@ consumes the send queue with concurrency 1 and prefetch 1 (the account gate in
 Redis spreads sends across hosts; each send worker takes one at a time), and
 ``default@<host>`` consumes everything else (reconciler, session checks,
 briefings). Both send events, so Flower sees them. Ctrl-C or SIGTERM stops
-both with a warm shutdown; if one dies, the other is stopped too and the
-command exits with its status, so a process supervisor restarts the pair.
+both with a warm shutdown. One that dies (killed, crashed, or ended by its
+liveness watchdog) is restarted with backoff while the other runs on; both die
+with the command should it be killed outright (:mod:`delivery.cli.supervisor`).
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
-from types import FrameType
 
 import click
 
+from delivery.cli.supervisor import Supervisor
 from delivery.devstack import celery_argv
 from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
 __all__ = ["beat", "worker"]
-
-_POLL_SECONDS = 0.5
-
-
-def _supervise(commands: list[list[str]]) -> int:
-    """Run the commands; stop all when one ends. The exit status is 0 after a
-    requested stop, else the status of the first command that ended by itself."""
-    children = [subprocess.Popen(argv) for argv in commands]
-    stopping: list[int] = []
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        stopping.append(signum)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    while all(child.poll() is None for child in children):
-        time.sleep(_POLL_SECONDS)
-    index, first = next((i, c) for i, c in enumerate(children) if c.poll() is not None)
-    if not stopping:
-        name = " ".join(commands[index][3:])
-        click.echo(f"worker: {name} exited ({first.returncode}); stopping the rest", err=True)
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    for child in children:
-        child.wait()
-    if stopping:
-        return 0  # a requested stop: a child ended by the forwarded signal is expected
-    return first.returncode or 1
 
 
 @click.command("worker")
@@ -79,29 +45,18 @@ def _supervise(commands: list[list[str]]) -> int:
 )
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(role: str, concurrency: int, send_concurrency: int, loglevel: str) -> None:
-    """Celery workers: the send queue at concurrency 1, plus the other queues."""
-    commands = []
-    if role in ("all", "send"):
-        commands.append(
-            celery_argv(
-                "worker",
-                queues=SEND_QUEUE,
-                name="send",
-                concurrency=send_concurrency,
-                loglevel=loglevel,
-            )
-        )
-    if role in ("all", "default"):
-        commands.append(
-            celery_argv(
-                "worker",
-                queues=DEFAULT_QUEUE,
-                name="default",
-                concurrency=concurrency,
-                loglevel=loglevel,
-            )
-        )
-    sys.exit(_supervise(commands))
+    """Celery workers: the send queue at concurrency 1, plus the other queues.
+
+    A worker that dies is restarted (after 1 s, doubling up to 60 s while it keeps
+    dying); SIGTERM stops all with a warm shutdown.
+    """
+    roles = {"send": (SEND_QUEUE, send_concurrency), "default": (DEFAULT_QUEUE, concurrency)}
+    commands = {
+        name: celery_argv("worker", queues=queue, name=name, concurrency=n, loglevel=loglevel)
+        for name, (queue, n) in roles.items()
+        if role in ("all", name)
+    }
+    sys.exit(Supervisor(commands, say=lambda line: click.echo(line, err=True)).run())
 
 
 @click.command("beat")

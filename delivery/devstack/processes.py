@@ -1,5 +1,8 @@
 """Child processes in their own process group, logging to a file, stopped for sure.
 
+Stopped also when their parent is killed outright: on Linux each child gets
+SIGTERM when its parent dies (:mod:`delivery.devstack.lifeline`).
+
 Example::
 
     worker = ManagedProcess(celery_argv("worker", queues=SEND_QUEUE), env=env,
@@ -17,6 +20,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from delivery.devstack.lifeline import die_with_parent
 
 __all__ = ["ManagedProcess", "celery_argv"]
 
@@ -62,7 +67,12 @@ class ManagedProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
-            argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),  # gone with us, even after our kill -9
         )
 
     @property

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import redis
 
+from delivery.devstack.lifeline import die_with_parent
+
 __all__ = ["LocalRedis", "free_port", "redis_server_binary"]
 
 _START_TIMEOUT_SECONDS = 20.0
@@ -54,7 +56,7 @@ def redis_server_binary() -> str:
 
 
 class LocalRedis:
-    """``redis-server`` on a private port, keeping nothing on disk."""
+    """``redis-server`` on a private port, keeping nothing on disk; it dies with its parent."""
 
     def __init__(self, *, directory: Path, port: int | None = None) -> None:
         self.binary = redis_server_binary()
@@ -79,7 +81,9 @@ class LocalRedis:
         log = (self.directory / f"redis-{self.port}.log").open("ab")
         argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
-        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
+        )
         deadline = time.monotonic() + _START_TIMEOUT_SECONDS
         while not self.answers():
             if self.process.poll() is not None:

@@ -7,10 +7,17 @@ account) can share it: point ``DELIVERY_ACCOUNT_STORE_DIR`` at a directory of
 account and imports a token it has not seen. ``delivery login`` writes the file
 too when the directory is set.
 
+Whoever can write a store file can redirect an account's messages (its
+``base_url``) and hand it a token of their choosing, so the store trusts only
+what its own user alone can write: a directory or file that is group- or
+world-writable, or owned by another user, is refused with an ERROR line naming
+the path and the fix (``chmod go-w PATH``, ``chown``). A base URL that does change
+is logged by :func:`delivery.accounts.add_account` (from -> to).
+
 Example::
 
     store = FileAccountStore(Path("/var/lib/agent/weixin"))
-    credentials = store.load("bot-1")     # None when there is no (usable) file
+    credentials = store.load("bot-1")     # None when there is no (usable, trusted) file
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +33,12 @@ from pathlib import Path
 from delivery.errors import InvalidInput
 from delivery.validation import validate_account_id
 
-__all__ = ["FileAccountStore", "StoredCredentials"]
+__all__ = ["FileAccountStore", "StoredCredentials", "untrusted_because"]
 
 log = logging.getLogger(__name__)
+
+# Write bits for the group and for others: either lets another user change the file.
+_FOREIGN_WRITE_BITS = stat.S_IWGRP | stat.S_IWOTH
 
 
 @dataclass(frozen=True)
@@ -39,8 +50,30 @@ class StoredCredentials:
     ilink_user_id: str | None = None
 
 
+def untrusted_because(path: Path, status: os.stat_result, *, uid: int) -> str | None:
+    """Why a store file or directory with this ``stat`` cannot be trusted; None when it can.
+
+    Trusted means: owned by ``uid`` (this process's effective user) and writable by
+    no group or other user.
+
+    Example::
+
+        untrusted_because(path, os.stat(path), uid=os.geteuid())
+        # "/srv/store/bot-1.json is group- or world-writable (mode 0o666); fix: chmod go-w ..."
+    """
+    if status.st_uid != uid:
+        return (
+            f"{path} is owned by uid {status.st_uid}, not by this process's uid {uid}; "
+            f"fix: chown {uid} {path} (and chmod go-w {path})"
+        )
+    if status.st_mode & _FOREIGN_WRITE_BITS:
+        mode = oct(stat.S_IMODE(status.st_mode))
+        return f"{path} is group- or world-writable (mode {mode}); fix: chmod go-w {path}"
+    return None
+
+
 class FileAccountStore:
-    """One JSON file per account in ``directory``."""
+    """One JSON file per account in ``directory``, trusted only when its user alone can write."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -49,13 +82,32 @@ class FileAccountStore:
         return self.directory / f"{validate_account_id(account_id)}.json"
 
     def load(self, account_id: str) -> StoredCredentials | None:
-        """The account's stored credentials; None (logged) when missing or unusable."""
+        """The account's stored credentials; None when missing, unusable or untrusted.
+
+        An unusable file is a WARNING line; an untrusted one (see
+        :func:`untrusted_because`) an ERROR line naming the path and the fix.
+        """
         path = self.path(account_id)
         try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
+            with path.open("rb") as handle:
+                problem = self._untrusted(path, os.fstat(handle.fileno()))
+                raw = b"" if problem else handle.read()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            log.warning("account store: cannot read %s (%s)", path, type(exc).__name__)
+            return None
+        if problem:
+            log.error(
+                "account store: refusing %s: %s; whoever can write it could redirect the "
+                "account's messages and token",
+                path,
+                problem,
+            )
+            return None
+        try:
+            payload = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:
             log.warning("account store: cannot read %s (%s)", path, type(exc).__name__)
             return None
         token = payload.get("token") if isinstance(payload, dict) else None
@@ -77,7 +129,7 @@ class FileAccountStore:
             InvalidInput: the account id cannot name a file.
         """
         path = self.path(account_id)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         payload = {
             "token": credentials.token,
             "base_url": credentials.base_url,
@@ -93,3 +145,10 @@ class FileAccountStore:
             Path(temporary).unlink(missing_ok=True)
             raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc
         return path
+
+    def _untrusted(self, path: Path, status: os.stat_result) -> str | None:
+        """The first reason the directory or the opened file cannot be trusted."""
+        uid = os.geteuid()
+        return untrusted_because(
+            self.directory, os.stat(self.directory), uid=uid
+        ) or untrusted_because(path, status, uid=uid)

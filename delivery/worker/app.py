@@ -1,13 +1,21 @@
-"""The Celery application. ``celery -A delivery worker`` finds it as ``delivery.app``."""
+"""The Celery application. ``celery -A delivery worker`` finds it as ``delivery.app``.
+
+Every worker of the app runs the liveness watchdog (:mod:`delivery.worker.liveness`).
+"""
 
 from __future__ import annotations
 
 from celery import Celery
 
+from delivery.worker.liveness import WatchdogStep
+
 __all__ = ["app", "use_broker_url"]
 
 app = Celery("delivery", include=["delivery.worker.tasks"])
-app.config_from_object("celeryconfig")
+# By its module path: a bare "celeryconfig" would find a stray file in the working
+# directory first (Celery's command line puts it on sys.path) and take its broker.
+app.config_from_object("delivery.celeryconfig")
+app.steps["worker"].add(WatchdogStep)
 
 
 def use_broker_url(url: str) -> None:
