@@ -54,8 +54,9 @@ def chunk_ids(ledger: Ledger, message_id: str) -> list[int]:
 def send(ledger: Ledger, message_id: str, *, chunks: int | None = None) -> None:
     """As the pipeline does: an attempt row, then the platform's acceptance, chunk by chunk."""
     now = utcnow()
+    every = chunk_ids(ledger, message_id)
     with session_scope(ledger.engine) as db:
-        for chunk_id in chunk_ids(ledger, message_id)[:chunks]:
+        for seq, chunk_id in enumerate(every[:chunks], start=1):
             attempts.start(
                 db, chunk_id=chunk_id, attempt_no=1, context_token=None, host="t", now=now
             )
@@ -63,6 +64,9 @@ def send(ledger: Ledger, message_id: str, *, chunks: int | None = None) -> None:
                 db,
                 chunk_id=chunk_id,
                 message_id=int(message_id),
+                seq=seq,
+                chunk_count=len(every),
+                sending=seq > 1,
                 outcome="accepted",
                 now=now,
                 gap_seconds=0,
