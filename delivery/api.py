@@ -36,7 +36,7 @@ from delivery.ledger.queries import IN_LIST_BATCH
 from delivery.ledger.readers import remember_context_token
 from delivery.ledger.states import ParkReason, SessionState
 from delivery.ledger.types import utcnow
-from delivery.pipeline.dispatch import wake_conversations
+from delivery.pipeline.dispatch import wake_new_messages
 from delivery.settings import Settings, get_settings
 from delivery.validation import (
     validate_account_id,
@@ -137,14 +137,9 @@ def _enqueue(messages: Sequence[OutboundMessage], *, numbered: bool) -> list[str
     engine = runtime.engine()
     ids, created = _write_with_retry(engine, prepared, settings)
     if created:
-        conversations = {(m.account_id, m.to_user_id) for m in created.values()}
+        chats = {message_id: (m.account_id, m.to_user_id) for message_id, m in created.items()}
         try:
-            wake_conversations(
-                engine,
-                runtime.publisher(),
-                conversations,
-                only_messages=created.keys(),
-            )
+            wake_new_messages(engine, runtime.publisher(), chats)
         except LedgerError as exc:
             # Committed already: raising now would make a caller retry and queue it twice.
             log.warning(
@@ -162,11 +157,10 @@ def _prepare(message: OutboundMessage, settings: Settings) -> _Prepared:
     validate_idempotency_key(message.idempotency_key)
     validate_context_token(message.context_token)
     validate_idempotency_key(message.collapse_key, what="collapse key")
-    chunks = split_text(text, max_chars=settings.chunk_max_chars)
-    if len(chunks) > 1 and settings.reader_limits:
-        # Every part keeps room for the notice that may end the last one a reader's
-        # budget allows ("... 3 more parts: reply to get them").
-        chunks = split_text(text, max_chars=settings.chunk_max_chars - settings.reader_notice_chars)
+    # Every part of a long text keeps room for the notice that may end the last one
+    # a reader's budget allows ("... 3 more parts: reply to get them").
+    reserve = settings.reader_notice_chars if settings.reader_limits else 0
+    chunks = split_text(text, max_chars=settings.chunk_max_chars, reserve=reserve)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return _Prepared(message=message, chunks=chunks, sha256=digest)
 

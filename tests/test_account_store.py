@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 import delivery
+from delivery.ilink.pool import ClientPool
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Account
-from delivery.ilink.pool import ClientPool
 from delivery.sessions.alerts import Alerter
 from delivery.sessions.check import SessionChecker
 from delivery.sessions.store import FileAccountStore, StoredCredentials
@@ -153,8 +153,7 @@ def test_a_base_url_changed_from_the_store_is_logged_from_and_to(
     changed = [r for r in caplog.records if "base URL changed" in r.getMessage()]
     assert [r.levelno for r in changed] == [logging.WARNING]
     assert changed[0].getMessage() == (
-        f"account bot-1: base URL changed from {simulator.base_url} to {moved} "
-        "by the account store"
+        f"account bot-1: base URL changed from {simulator.base_url} to {moved} by the account store"
     )
 
 

@@ -133,6 +133,8 @@ def test_a_parked_head_is_woken_by_the_reconciler_once_its_session_is_good(
     message_id = delivery.enqueue(account, PEER, "hello")
     chunk = head_of(ledger, message_id)
     assert (chunk.parked_on, chunk.generation) == ("session", 0)
+    with session_scope(ledger.engine) as db:  # the enqueue's wake leaves it to its event
+        assert outbox.arm_new_heads(db, {int(message_id): (account, PEER)}, now=utcnow()) == []
     publisher = Published()
 
     # When the reconciler runs while the session is still expired
@@ -254,3 +256,36 @@ def chunks_of(ledger: Ledger, message_id: str) -> list[Chunk]:
         return list(
             db.scalars(select(Chunk).where(Chunk.message_id == int(message_id)).order_by(Chunk.seq))
         )
+
+
+def test_an_enqueue_arms_only_the_new_messages_that_head_their_chat(
+    account: str, ledger: Ledger
+) -> None:
+    # Given a chat with a message sending, and one chat with nothing open
+    busy, idle = "busy@im.wechat", "idle@im.wechat"
+    sending = delivery.enqueue(account, busy, "in progress")
+    with session_scope(ledger.engine) as db:
+        db.execute(update(Message).where(Message.id == int(sending)).values(status="sending"))
+
+    # When a batch brings two messages to each chat
+    batch = delivery.enqueue_many(
+        delivery.OutboundMessage(account, peer, f"{peer} {n}")
+        for n in range(2)
+        for peer in (busy, idle)
+    )
+    new = {int(m): (account, peer) for m, peer in zip(batch, [busy, idle] * 2, strict=True)}
+    with session_scope(ledger.engine) as db:
+        armed = outbox.arm_new_heads(db, new, now=utcnow())
+
+    # Then only the idle chat's first message is armed, due now, a generation up
+    [first_idle] = chunks_of(ledger, batch[1])
+    assert [(a.chunk_id, a.generation, a.countdown_seconds) for a in armed] == [
+        (first_idle.id, 2, 0.0)
+    ]
+
+    # ... and once the busy chat's message has ended, its next message is the head
+    with session_scope(ledger.engine) as db:
+        db.execute(update(Message).where(Message.id == int(sending)).values(status="delivered"))
+        db.execute(update(Chunk).where(Chunk.message_id == int(sending)).values(status="sent"))
+        [armed_busy] = outbox.arm_new_heads(db, {int(batch[0]): (account, busy)}, now=utcnow())
+    assert armed_busy.chunk_id == chunks_of(ledger, batch[0])[0].id

@@ -87,11 +87,16 @@ class ChunkPlan:
         return f"{self.prefix}{text[self.start : self.end]}{self.suffix}"
 
 
-def plan_chunks(text: str, *, max_chars: int = DEFAULT_MAX_CHARS) -> list[ChunkPlan]:
+def plan_chunks(
+    text: str, *, max_chars: int = DEFAULT_MAX_CHARS, reserve: int = 0
+) -> list[ChunkPlan]:
     """Plan where to cut ``text`` so that every chunk is at most ``max_chars`` long.
 
     ``max_chars`` is in UTF-16 code units (see :func:`text_length`). The rules are in
     the module docstring. Returns ``[]`` for empty or whitespace-only text.
+    ``reserve``: a text that needs more than one chunk is planned with ``max_chars -
+    reserve`` instead, leaving room for something appended to a chunk later (a text
+    that fits in one chunk is one chunk, as without it).
 
     Raises :class:`~delivery.errors.InvalidInput` (a ``ValueError``) when
     ``max_chars`` is below :data:`MIN_MAX_CHARS`.
@@ -104,6 +109,11 @@ def plan_chunks(text: str, *, max_chars: int = DEFAULT_MAX_CHARS) -> list[ChunkP
     if not text.strip():
         return []
     planner = Planner(text, max_chars)
+    if reserve and planner.index.units(planner.start, planner.stop) > max_chars:
+        max_chars -= reserve
+        if max_chars < MIN_MAX_CHARS:
+            raise InvalidInput(f"max_chars less reserve must be at least {MIN_MAX_CHARS}")
+        planner = Planner(text, max_chars)
     plans: list[ChunkPlan] = []
     pos, prefix = planner.start, ""
     while text_length(prefix) + planner.index.units(pos, planner.stop) > max_chars:
@@ -121,9 +131,9 @@ def plan_chunks(text: str, *, max_chars: int = DEFAULT_MAX_CHARS) -> list[ChunkP
     return plans
 
 
-def split_text(text: str, *, max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
+def split_text(text: str, *, max_chars: int = DEFAULT_MAX_CHARS, reserve: int = 0) -> list[str]:
     """The chunks of :func:`plan_chunks`, rendered; same units, rules and errors.
 
     Example: ``split_text("a " * 20, max_chars=16)`` is ``["a a a a a a a a"] * 2 + ["a a a a"]``.
     """
-    return [plan.render(text) for plan in plan_chunks(text, max_chars=max_chars)]
+    return [plan.render(text) for plan in plan_chunks(text, max_chars=max_chars, reserve=reserve)]

@@ -115,12 +115,20 @@ def _sessionmaker(engine: Engine, readonly: bool) -> sessionmaker[Session]:
 
 
 @contextlib.contextmanager
-def session_scope(engine: Engine, *, readonly: bool = False) -> Iterator[Session]:
+def session_scope(
+    engine: Engine, *, readonly: bool = False, hint: bool = False
+) -> Iterator[Session]:
     """A transaction: commit when the block ends, roll back if it raises.
 
     ``readonly`` is a promise not to write: on SQLite it starts a plain
     (deferred) transaction that takes no write lock, so readers (status,
     metrics, a send's first look at the ledger) never queue behind writers.
+
+    ``hint`` says the writes may be lost in a database *crash* without harm,
+    because the reconciler redoes them (arming a head after an enqueue): on
+    PostgreSQL the commit then does not wait for its WAL flush
+    (``synchronous_commit = off`` for this transaction, about 1.5 ms saved). The
+    database stays consistent; only the last moments' hints can be lost.
 
     Raises:
         LedgerNotReady: the schema is missing (run ``delivery db upgrade``).
@@ -129,6 +137,8 @@ def session_scope(engine: Engine, *, readonly: bool = False) -> Iterator[Session
     ensure_ready(engine)
     session = _sessionmaker(engine, readonly)()
     try:
+        if hint and engine.dialect.name == "postgresql":
+            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         yield session
         session.commit()
     except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.ProgrammingError) as exc:

@@ -26,6 +26,7 @@ verb                columns it moves
 ==================  ==========================================================
 insert_messages     new message and chunk rows
 arm / arm_parked    chunk: generation+1, lease, due no earlier than now, unparked
+arm_new_heads       the same, for new messages that are their chat's head
 postpone            chunk: next attempt, lease, failures (live task only)
 hold_parked         chunk: a parked chunk's next look (its recheck dropped)
 set_text            chunk: what it sends (a notice added or taken off)
@@ -51,15 +52,31 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import ColumnElement, and_, case, func, insert, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from delivery.ledger.models import Account, Chunk, Message, Reader
-from delivery.ledger.queries import Conversation, blocker, conversation_heads
+from delivery.ledger.queries import IN_LIST_BATCH, Conversation, blocker, conversation_heads
 from delivery.ledger.states import (
     OPEN_MESSAGE_STATES,
     ChunkStatus,
@@ -67,7 +84,7 @@ from delivery.ledger.states import (
     ParkReason,
     SessionState,
 )
-from delivery.ledger.types import clean_text
+from delivery.ledger.types import UTCDateTime, clean_text
 
 __all__ = [
     "Accepted",
@@ -78,6 +95,7 @@ __all__ = [
     "accept",
     "arm",
     "arm_conversations",
+    "arm_new_heads",
     "arm_parked",
     "claim",
     "close_finished",
@@ -143,7 +161,7 @@ def insert_messages(
         return []
     ids = list(
         db.scalars(
-            insert(Message).returning(Message.id, sort_by_parameter_order=True),
+            _insert_messages_statement(),
             [
                 {
                     "account_id": m.account_id,
@@ -164,7 +182,7 @@ def insert_messages(
         )
     )
     db.execute(
-        insert(Chunk),
+        insert(_table(Chunk)),
         [
             {
                 "message_id": message_id,
@@ -184,6 +202,17 @@ def insert_messages(
         ],
     )
     return ids
+
+
+def _table(model: type[Chunk] | type[Message]) -> Table:
+    """A model's table: Core statements skip the ORM's per-row work on hot paths."""
+    return cast(Table, model.__table__)
+
+
+@functools.cache
+def _insert_messages_statement() -> ReturningInsert[int]:
+    messages = _table(Message)
+    return insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
 
 
 def arm(
@@ -211,6 +240,16 @@ def arm(
         where.append(tuple_(Chunk.id, Chunk.generation).in_(sorted(seen.items())))
     # A parked chunk's next attempt time was when to look again on its own (its
     # deadline, a recheck), not when it may be sent: armed, it is due now.
+    return _arm_where(db, where, now=now, due_at=due_at)
+
+
+def _arm_where(
+    db: Session,
+    where: Sequence[ColumnElement[bool]],
+    *,
+    now: dt.datetime,
+    due_at: dt.datetime | None = None,
+) -> list[Armed]:
     due: dt.datetime | ColumnElement[dt.datetime] = (
         due_at
         if due_at is not None
@@ -234,29 +273,70 @@ def arm(
     ]
 
 
-def arm_conversations(
-    db: Session,
-    conversations: Collection[Conversation],
-    *,
-    now: dt.datetime,
-    only_messages: Collection[int] | None = None,
+def arm_new_heads(
+    db: Session, messages: Mapping[int, Conversation], *, now: dt.datetime
 ) -> list[Armed]:
-    """Arm the head of each conversation.
-
-    With ``only_messages`` (new messages), only a head that belongs to one of
-    them, since an older head already has its task, and not a head parked at
-    enqueue (its event wakes it).
+    """Arm the first chunk of each new message (id to its chat) that is its chat's
+    head: no other message of the chat is sending and none older is queued. One
+    ``UPDATE ... RETURNING`` per batch of chats; a head parked at enqueue is left
+    to its event. Call after the insert committed (see
+    :func:`~delivery.pipeline.dispatch.wake_conversations` for why).
     """
-    heads = [
-        head.chunk_id
-        for head in conversation_heads(db, conversations)
-        if only_messages is None or head.message_id in only_messages
-    ]
-    if only_messages is not None and heads:
-        parked = set(
-            db.scalars(select(Chunk.id).where(Chunk.id.in_(heads), Chunk.parked_on.is_not(None)))
+    first: dict[Conversation, int] = {}
+    for message_id, conversation in sorted(messages.items()):
+        first.setdefault(conversation, message_id)
+    candidates = sorted(first.values())
+    statement = _arm_new_heads_statement()
+    armed: list[Armed] = []
+    for start in range(0, len(candidates), IN_LIST_BATCH):
+        rows = db.execute(statement, {"ids": candidates[start : start + IN_LIST_BATCH], "now": now})
+        armed.extend(
+            Armed(chunk_id, generation, max(0.0, (due - now).total_seconds()))
+            for chunk_id, generation, due in rows
         )
-        heads = [chunk_id for chunk_id in heads if chunk_id not in parked]
+    return armed
+
+
+@functools.cache
+def _arm_new_heads_statement() -> Update:
+    """:func:`arm_new_heads`'s statement, built once (it runs on every enqueue)."""
+    chunks = _table(Chunk)
+    mine, other = Message.__table__.alias("mine"), Message.__table__.alias("other")
+    blocked = (
+        select(other.c.id)
+        .where(
+            mine.c.id == chunks.c.message_id,
+            other.c.account_id == mine.c.account_id,
+            other.c.to_user_id == mine.c.to_user_id,
+            other.c.id != mine.c.id,
+            or_(
+                other.c.status == MessageStatus.SENDING,
+                and_(other.c.status == MessageStatus.QUEUED, other.c.id < mine.c.id),
+            ),
+        )
+        .exists()
+    )
+    now = bindparam("now", type_=UTCDateTime)
+    due = case((chunks.c.next_attempt_at < now, now), else_=chunks.c.next_attempt_at)
+    return (
+        update(chunks)
+        .where(
+            chunks.c.message_id.in_(bindparam("ids", expanding=True)),
+            chunks.c.seq == 1,
+            chunks.c.status == ChunkStatus.PENDING,
+            chunks.c.parked_on.is_(None),
+            ~blocked,
+        )
+        .values(generation=chunks.c.generation + 1, lease_until=due, next_attempt_at=due)
+        .returning(chunks.c.id, chunks.c.generation, chunks.c.next_attempt_at)
+    )
+
+
+def arm_conversations(
+    db: Session, conversations: Collection[Conversation], *, now: dt.datetime
+) -> list[Armed]:
+    """Arm the head of each conversation (its task, if it has one, then exits)."""
+    heads = [head.chunk_id for head in conversation_heads(db, conversations)]
     return arm(db, heads, now=now)
 
 

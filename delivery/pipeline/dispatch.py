@@ -20,7 +20,7 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Protocol
 
 from sqlalchemy import Engine
@@ -39,6 +39,7 @@ __all__ = [
     "publish_all",
     "send_task_id",
     "wake_conversations",
+    "wake_new_messages",
     "wake_parked",
 ]
 
@@ -80,29 +81,34 @@ def publish_all(publisher: Publisher, armed: Iterable[Armed]) -> int:
 
 
 def wake_conversations(
-    engine: Engine,
-    publisher: Publisher,
-    conversations: Collection[Conversation],
-    *,
-    only_messages: Collection[int] | None = None,
+    engine: Engine, publisher: Publisher, conversations: Collection[Conversation]
 ) -> list[Armed]:
     """Arm and publish the head of each conversation; return what was armed.
 
     Call after the transaction that changed the conversations has committed: a
     head computed after both commits cannot be missed by both sides (the sender
-    finishing a message, and the enqueuer adding one). With ``only_messages``,
-    a head is published only when it belongs to one of those messages (an older
-    head already has its task).
+    finishing a message, and the enqueuer adding one).
     """
     if not conversations:
         return []
     with session_scope(engine) as db:
-        armed = outbox.arm_conversations(
-            db,
-            conversations,
-            now=utcnow(),
-            only_messages=only_messages,
-        )
+        armed = outbox.arm_conversations(db, conversations, now=utcnow())
+    publish_all(publisher, armed)
+    return armed
+
+
+def wake_new_messages(
+    engine: Engine, publisher: Publisher, messages: Mapping[int, Conversation]
+) -> list[Armed]:
+    """Arm and publish each new message (id to its chat) that is its chat's head;
+    call after the insert committed. One statement in one transaction: an older
+    head already has its task, a head parked at enqueue waits for its event."""
+    if not messages:
+        return []
+    # A hint: lost in a database crash, the heads are armed again by the reconciler
+    # (their leases ran out at the enqueue), and a task of the lost generation exits.
+    with session_scope(engine, hint=True) as db:
+        armed = outbox.arm_new_heads(db, messages, now=utcnow())
     publish_all(publisher, armed)
     return armed
 
