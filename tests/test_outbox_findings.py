@@ -24,6 +24,7 @@ from sqlalchemy import exc as sa_exc
 import delivery
 from delivery.cli import cli
 from delivery.errors import NotReplayable
+from delivery.ledger import outbox
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Attempt, Chunk, Message
 from delivery.ledger.types import utcnow
@@ -141,6 +142,56 @@ def ledger_gone(statement: str) -> Exception:
 
 def refused_value(statement: str) -> Exception:
     return sa_exc.DataError(statement, None, Exception("value out of range for type integer"))
+
+
+# -- finding 1: a task that is no longer its chunk's live task ends, never a twin ----------
+
+
+def test_a_stale_task_of_a_waiting_chunk_exits_instead_of_waiting(
+    pipeline: SendPipeline, simulator: PlatformSimulator, ledger: Ledger
+) -> None:
+    # Given a chunk armed again (generation up) whose live task waits an hour
+    [chunk_id] = chunk_ids(ledger, delivery.enqueue(ACCOUNT, PEER, "hello"))
+    with session_scope(ledger.engine) as db:
+        [live] = outbox.arm(db, [chunk_id], now=utcnow())
+        assert outbox.postpone(
+            db, chunk_id, generation=live.generation, until=utcnow() + dt.timedelta(hours=1)
+        )
+
+    # When the task of the generation before runs, then it ends instead of waiting too
+    stale = pipeline.process(chunk_id, live.generation - 1)
+    assert isinstance(stale, Done) and "newer task" in stale.summary, stale
+    assert sends(simulator) == 0
+
+
+def test_a_task_armed_over_between_its_look_and_its_claim_does_not_send(
+    pipeline: SendPipeline, simulator: PlatformSimulator, ledger: Ledger
+) -> None:
+    # Given a chunk due now, and its live task
+    [chunk_id] = chunk_ids(ledger, delivery.enqueue(ACCOUNT, PEER, "hello"))
+    with session_scope(ledger.engine) as db:
+        generation = db.scalar(select(Chunk.generation).where(Chunk.id == chunk_id))
+    rearmed = threading.Event()
+
+    def rearm_once(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        # right after the task's first look: the reconciler publishes the chunk again
+        if not rearmed.is_set() and "JOIN accounts" in statement:
+            rearmed.set()
+            with session_scope(ledger.engine) as db:
+                outbox.arm(db, [chunk_id], now=utcnow())
+
+    # When the chunk is armed over while that task runs
+    event.listen(ledger.engine, "after_cursor_execute", rearm_once)
+    try:
+        stale = pipeline.process(chunk_id, generation)
+    finally:
+        event.remove(ledger.engine, "after_cursor_execute", rearm_once)
+    assert rearmed.is_set()
+
+    # Then the claim turns that task away, and the new task sends the chunk once
+    assert isinstance(stale, Done) and sends(simulator) == 0, stale
+    assert isinstance(settle(pipeline, chunk_id), Done)
+    assert sends(simulator) == 1
 
 
 # -- finding 2: a known answer is never thrown away ------------------------------------------
