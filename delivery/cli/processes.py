@@ -5,7 +5,8 @@ the guarantees need them.
 consumes the send queue with concurrency 1 and prefetch 1 (the account gate in
 Redis spreads sends across hosts; each send worker takes one at a time), and
 ``default@<host>`` consumes everything else (reconciler, session checks,
-briefings). Both send events, so Flower sees them. Ctrl-C or SIGTERM stops
+briefings). Both send events, so Flower sees them. ``--role inbound`` (and
+``all``) also runs the inbound relay (``delivery relay``). Ctrl-C or SIGTERM stops
 both with a warm shutdown; if one dies, the other is stopped too and the
 command exits with its status, so a process supervisor restarts the pair.
 """
@@ -63,10 +64,10 @@ def _supervise(commands: list[list[str]]) -> int:
 @click.command("worker")
 @click.option(
     "--role",
-    type=click.Choice(["all", "send", "default"]),
+    type=click.Choice(["all", "send", "default", "inbound"]),
     default="all",
     show_default=True,
-    help="Run the send worker, the default-queue worker, or both.",
+    help="Run the send worker, the default-queue worker, the inbound relay, or all three.",
 )
 @click.option("--concurrency", default=2, show_default=True, help="Of the default-queue worker.")
 @click.option(
@@ -101,6 +102,8 @@ def worker(role: str, concurrency: int, send_concurrency: int, loglevel: str) ->
                 loglevel=loglevel,
             )
         )
+    if role in ("all", "inbound"):
+        commands.append([sys.executable, "-m", "delivery", "relay"])
     sys.exit(_supervise(commands))
 
 

@@ -55,12 +55,16 @@ def open_handovers(
     db.flush()
 
 
-def due(db: Session, *, now: dt.datetime, limit: int) -> list[tuple[int, str]]:
-    """Pending hand-overs whose time has come and that nobody holds, oldest first."""
+def due(
+    db: Session, *, now: dt.datetime, channels: Iterable[str], limit: int
+) -> list[tuple[int, str]]:
+    """Pending hand-overs by ``channels`` whose time has come and that nobody holds,
+    oldest first."""
     rows = db.execute(
         select(Handover.inbound_id, Handover.channel)
         .where(
             Handover.status == HandoverStatus.PENDING,
+            Handover.channel.in_(list(channels)),
             Handover.next_attempt_at <= now,
             or_(Handover.claimed_until.is_(None), Handover.claimed_until < now),
         )

@@ -1,0 +1,243 @@
+"""One account's inbound poller: ``getupdates`` long polls, each recorded before the
+cursor moves.
+
+A poll, step by step:
+
+1. Read the account from the ledger. **An account that does not own its inbound
+   side is never polled** (``getupdates`` consumes: it would steal the agent's
+   messages): the poller stops. So does it for an expired session (the relay
+   starts it again once the session is valid).
+2. ``getupdates`` with the cursor the ledger holds, waiting as long as the
+   platform said it holds a poll (``longpolling_timeout_ms``, 35 s until it says),
+   plus ``DELIVERY_HTTP_TIMEOUT_SECONDS``.
+3. ``-14``: the account is marked expired exactly as a send marks it (its sends
+   park), and the poller stops. Another refusal or no answer: wait (backoff),
+   then poll again with the same cursor.
+4. Record the whole answer and move the cursor in one transaction
+   (:mod:`~delivery.inbound.recording`). If the ledger is unreachable the cursor
+   stays, and the platform hands the same messages out again next time.
+5. After the commit: hand the new messages over, wake the chats of the readers
+   who wrote.
+
+Example::
+
+    poller = AccountPoller("bot-1", context=context, submit=pool_submit)
+    poller.run(stop=threading.Event())      # until stopped, or it must stop
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, select
+
+from delivery.errors import LedgerError, TransportError
+from delivery.ilink.classify import classify
+from delivery.ilink.pool import ClientPool
+from delivery.ilink.protocol import TIMEOUT_GETUPDATES_SECONDS
+from delivery.inbound.items import read_item, read_updates
+from delivery.inbound.record import wake_reader
+from delivery.inbound.recording import PollRecord, record_poll
+from delivery.ledger import accounts, inbox
+from delivery.ledger.db import session_scope
+from delivery.ledger.models import Account
+from delivery.ledger.states import AttemptOutcome, ParkReason, SessionState
+from delivery.ledger.types import utcnow
+from delivery.pipeline.dispatch import Publisher, wake_parked
+from delivery.pipeline.results import Wait
+from delivery.settings import Settings
+
+__all__ = ["AccountPoller", "Polled", "PollerContext", "Stop", "Wait"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Polled:
+    """A poll answered and was recorded."""
+
+    record: PollRecord
+
+
+@dataclass(frozen=True)
+class Stop:
+    """This account must not be polled now."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class PollerContext:
+    """What every poller of a relay shares."""
+
+    engine: Engine
+    clients: ClientPool
+    publisher: Publisher
+    settings: Settings
+    backoff: Callable[[int], float]  # seconds to wait after the n-th failure in a row
+    channels: Sequence[str] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class _Account:
+    owns_inbound: bool
+    session_state: str
+    token: str = field(repr=False)
+    token_version: int
+    base_url: str
+    cursor: str
+
+
+class AccountPoller:
+    """Polls one account until stopped; ``submit`` hands new hand-overs to the relay."""
+
+    def __init__(
+        self,
+        account_id: str,
+        *,
+        context: PollerContext,
+        submit: Callable[[list[tuple[int, str]]], None],
+    ) -> None:
+        self.account_id = account_id
+        self._context = context
+        self._submit = submit
+        self._hold_seconds = TIMEOUT_GETUPDATES_SECONDS
+        self._failures = 0
+
+    def run(self, stop: threading.Event) -> str:
+        """Poll until ``stop`` is set or a poll says to stop; returns why it ended."""
+        while not stop.is_set():
+            step = self.poll_once()
+            if isinstance(step, Stop):
+                return step.why
+            if isinstance(step, Wait):
+                log.warning(
+                    "account %s: inbound poll failed (%s); again in %.1f s",
+                    self.account_id,
+                    step.why,
+                    step.seconds,
+                )
+                stop.wait(step.seconds)
+        return "stopped"
+
+    def poll_once(self) -> Polled | Wait | Stop:
+        """One ``getupdates`` and its record (see the module docstring)."""
+        settings = self._context.settings
+        try:
+            account = self._load()
+        except LedgerError as exc:
+            return Wait(settings.outage_retry_seconds, str(exc))
+        if account is None or not account.owns_inbound:
+            # The guard: getupdates consumes, and would steal the agent's messages.
+            return Stop("the account does not own its inbound side")
+        if account.session_state == SessionState.EXPIRED:
+            return Stop("its session expired")
+        client = self._context.clients.get(
+            account_id=self.account_id,
+            token=account.token,
+            token_version=account.token_version,
+            base_url=account.base_url,
+        )
+        try:
+            reply = client.get_updates(
+                cursor=account.cursor,
+                timeout_seconds=self._hold_seconds + settings.http_timeout_seconds,
+            )
+        except TransportError as exc:
+            return self._failed(str(exc))
+        verdict = classify(reply.answer, used_context_token=False)
+        if verdict.outcome == AttemptOutcome.SESSION_EXPIRED:
+            return self._expired(account, verdict.reason)
+        if verdict.outcome != AttemptOutcome.ACCEPTED:
+            return self._failed(verdict.reason)
+        try:
+            updates = read_updates(reply.payload)
+        except ValueError as exc:
+            return self._failed(f"an answer that cannot be read: {exc}")
+        if updates.longpolling_timeout_ms is not None:
+            self._hold_seconds = updates.longpolling_timeout_ms / 1000
+        now = utcnow()
+        items = [read_item(raw, received_at=now) for raw in updates.items]
+        try:
+            with session_scope(self._context.engine) as db:
+                record = record_poll(
+                    db,
+                    account_id=self.account_id,
+                    token_version=account.token_version,
+                    items=items,
+                    cursor=updates.cursor,
+                    channels=[c for c in settings.inbound_channels if c in self._context.channels],
+                    received_at=now,
+                    dedupe_seconds=settings.inbound_dedupe_seconds,
+                    deadline_seconds=settings.delivery_deadline_seconds,
+                )
+        except LedgerError as exc:
+            # The cursor stayed: the platform hands the same messages out again.
+            return Wait(settings.outage_retry_seconds, str(exc))
+        self._failures = 0
+        self._after_commit(record)
+        return Polled(record)
+
+    def _load(self) -> _Account | None:
+        with session_scope(self._context.engine, readonly=True) as db:
+            row = db.execute(
+                select(
+                    Account.owns_inbound,
+                    Account.session_state,
+                    Account.token,
+                    Account.token_version,
+                    Account.base_url,
+                ).where(Account.id == self.account_id)
+            ).one_or_none()
+            if row is None:
+                return None
+            return _Account(*row, cursor=inbox.cursor_of(db, self.account_id))
+
+    def _failed(self, why: str) -> Wait:
+        self._failures += 1
+        return Wait(self._context.backoff(self._failures), why)
+
+    def _expired(self, account: _Account, reason: str) -> Stop | Wait:
+        try:
+            with session_scope(self._context.engine) as db:
+                expired, first = accounts.mark_session_expired(
+                    db,
+                    self.account_id,
+                    token_version=account.token_version,
+                    reason=reason,
+                    now=utcnow(),
+                )
+        except LedgerError as exc:
+            return Wait(self._context.settings.outage_retry_seconds, str(exc))
+        if not expired:
+            return self._failed("the token was rotated while the poll was in flight")
+        if first:
+            log.error(
+                "account %s: %s (seen by the inbound poller); its sends park and polling stops "
+                "until the session is valid again",
+                self.account_id,
+                reason,
+            )
+        return Stop("its session expired")
+
+    def _after_commit(self, record: PollRecord) -> None:
+        if record.handovers:
+            self._submit(record.handovers)
+        if record.received or record.duplicates or record.malformed:
+            log.info(
+                "account %s: %d inbound message(s) recorded, %d copies, %d malformed",
+                self.account_id,
+                record.received,
+                record.duplicates,
+                record.malformed,
+            )
+        context = self._context
+        for peer in record.peers:
+            wake_reader(context.engine, context.publisher, account_id=self.account_id, peer_id=peer)
+        if record.session_healed:
+            wake_parked(
+                context.engine, context.publisher, self.account_id, reason=ParkReason.SESSION
+            )
