@@ -226,6 +226,8 @@ def inbound_relay() -> InboundRelay:
         )
     if current.inbound_callback:
         channels[HandoverChannel.CALLBACK] = CallbackChannel(current.inbound_callback)
+    # A hand-over not recorded by then is taken for lost with its relay.
+    claim_seconds = 2 * current.inbound_webhook_timeout_seconds
     context = PollerContext(
         engine=engine(),
         clients=clients(),
@@ -233,13 +235,14 @@ def inbound_relay() -> InboundRelay:
         settings=current,
         backoff=backoff,
         channels=tuple(channels),
+        claim_seconds=claim_seconds,
+        host=socket.gethostname(),
     )
     runner = HandoverRunner(
         engine=engine(),
         channels=channels,
         backoff=backoff,
-        # A hand-over not recorded by then is taken for lost with its relay.
-        claim_seconds=2 * current.inbound_webhook_timeout_seconds,
+        claim_seconds=claim_seconds,
         host=socket.gethostname(),
     )
     return InboundRelay(context=context, runner=runner, redis_client=limiter_redis(), broker=broker)

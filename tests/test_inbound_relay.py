@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
 import delivery
 from delivery import runtime
+from delivery.cli import cli
 from delivery.inbound.event import InboundEvent
 from delivery.inbound.poller import AccountPoller, PollerContext, Stop
 from delivery.ledger import readers
@@ -115,6 +117,9 @@ def test_a_readers_message_is_recorded_then_handed_over_by_every_channel(
     assert "context_token" not in payload and sent.context_token not in json.dumps(payload)
     assert entry.handovers == {"callback": "done", "webhook": "done"}
     assert (entry.status, entry.platform_message_id) == ("received", sent.message_id)
+    shown = CliRunner().invoke(cli, ["inbox", "--account", owned, "--peer", PEER])
+    assert shown.exit_code == 0, shown.output
+    assert "what's on today?" in shown.output and "webhook done" in shown.output
     # And the reader is known for certain: open, their token kept for the replies
     [reader] = delivery.list_readers(owned)
     assert (reader.peer_id, reader.state, reader.sends_left) == (PEER, "open", 10)
@@ -208,7 +213,8 @@ def test_an_account_that_does_not_own_its_inbound_side_is_never_polled(
             settings=get_settings(),
             backoff=lambda failures: 0.1,
         )
-        step = AccountPoller(OTHER, context=context, submit=lambda keys: None).poll_once()
+        poller = AccountPoller(OTHER, context=context, after_poll=lambda account, record: None)
+        step = poller.poll_once()
 
     # Then it is never polled: its message is still the agent's to take
     assert step == Stop("the account does not own its inbound side")

@@ -65,3 +65,33 @@ def test_when_one_worker_dies_the_other_is_stopped_and_the_command_fails(
 
     assert worker.wait(timeout=60) != 0
     assert "exited (-9); stopping the rest" in log.read_text(errors="replace")
+
+
+def test_the_inbound_role_runs_the_relay_and_stops_it(
+    sqlite_ledger: Ledger, redis_db: RedisInfo, tmp_path: Path
+) -> None:
+    # Given `delivery worker --role inbound`
+    log = tmp_path / "inbound.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "delivery", "worker", "--role", "inbound"],
+            env=dict(os.environ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        # Then it runs the inbound relay (and no Celery worker)
+        wait_until(
+            lambda: "relay: hands inbound messages over by" in log.read_text(errors="replace"),
+            timeout=90,
+            message="the relay running",
+        )
+        assert "send@" not in log.read_text(errors="replace")
+
+        # And SIGTERM stops it cleanly
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)

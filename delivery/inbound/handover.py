@@ -13,6 +13,7 @@ Example::
                             backoff=lambda attempts: 2.0 ** attempts, claim_seconds=20,
                             host="relay-1")
     runner.attempt(42, "webhook")      # Handed(delivered=True, ...), or None if not due
+    runner.hand_over(claimed)          # one the caller claimed already (a poll's new message)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
@@ -32,9 +34,19 @@ from delivery.ledger.db import session_scope
 from delivery.ledger.models import InboundMessage
 from delivery.ledger.types import utcnow
 
-__all__ = ["HandoverRunner"]
+__all__ = ["Claimed", "HandoverRunner"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A hand-over its caller holds (claimed in the ledger): which message, by which
+    channel, and the number of the attempt written for it."""
+
+    event: InboundEvent
+    channel: str
+    attempt_no: int
 
 
 class HandoverRunner:
@@ -67,8 +79,7 @@ class HandoverRunner:
         Raises:
             LedgerError: the claim could not be written (nothing was handed over).
         """
-        handler = self._channels.get(channel)
-        if handler is None:
+        if channel not in self._channels:
             return None
         with session_scope(self._engine) as db:
             attempt_no = handovers.claim(
@@ -82,8 +93,17 @@ class HandoverRunner:
             if attempt_no is None:
                 return None
             event = _event(db.get_one(InboundMessage, inbound_id))
+        return self.hand_over(Claimed(event=event, channel=channel, attempt_no=attempt_no))
+
+    def hand_over(self, claimed: Claimed) -> Handed:
+        """Make the attempt the caller claimed, and record what it did."""
+        inbound_id, channel, attempt_no = (
+            claimed.event.inbound_id,
+            claimed.channel,
+            claimed.attempt_no,
+        )
         started = time.monotonic()
-        handed = handler(event)
+        handed = self._channels[channel](claimed.event)
         duration_ms = int((time.monotonic() - started) * 1000)
         now = utcnow()
         try:

@@ -17,20 +17,21 @@ A poll, step by step:
    (:mod:`~delivery.inbound.recording`). If the ledger is unreachable the cursor
    stays, and the platform hands the same messages out again next time.
 5. After the commit: hand the new messages over, wake the chats of the readers
-   who wrote.
+   who wrote (the relay does both on threads of its own; the poller polls again).
 
 Example::
 
-    poller = AccountPoller("bot-1", context=context, submit=pool_submit)
+    poller = AccountPoller("bot-1", context=context, after_poll=relay_after_poll)
     poller.run(stop=threading.Event())      # until stopped, or it must stop
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine, select
 
@@ -50,9 +51,12 @@ from delivery.pipeline.dispatch import Publisher, wake_parked
 from delivery.pipeline.results import Wait
 from delivery.settings import Settings
 
-__all__ = ["AccountPoller", "Polled", "PollerContext", "Stop", "Wait"]
+__all__ = ["AccountPoller", "Polled", "PollerContext", "Stop", "Wait", "wake_readers"]
 
 log = logging.getLogger(__name__)
+
+# A poll that answered proves the session; the account row says so at most this often.
+VALIDATED_REFRESH_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ class PollerContext:
     settings: Settings
     backoff: Callable[[int], float]  # seconds to wait after the n-th failure in a row
     channels: Sequence[str] = field(default_factory=tuple)
+    claim_seconds: float = 20.0  # a hand-over not recorded by then is taken for lost
+    host: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,20 +98,24 @@ class _Account:
 
 
 class AccountPoller:
-    """Polls one account until stopped; ``submit`` hands new hand-overs to the relay."""
+    """Polls one account until stopped. ``after_poll(account_id, record)`` gets what
+    each recorded poll wrote, after its commit: the relay hands the new messages
+    over and wakes the readers' chats (:func:`wake_readers`) off the poller's thread,
+    so the next poll goes at once."""
 
     def __init__(
         self,
         account_id: str,
         *,
         context: PollerContext,
-        submit: Callable[[list[tuple[int, str]]], None],
+        after_poll: Callable[[str, PollRecord], None],
     ) -> None:
         self.account_id = account_id
         self._context = context
-        self._submit = submit
+        self._after_poll = after_poll
         self._hold_seconds = TIMEOUT_GETUPDATES_SECONDS
         self._failures = 0
+        self._validated_at: dt.datetime | None = None
 
     def run(self, stop: threading.Event) -> str:
         """Poll until ``stop`` is set or a poll says to stop; returns why it ended."""
@@ -166,20 +176,44 @@ class AccountPoller:
                 record = record_poll(
                     db,
                     account_id=self.account_id,
-                    token_version=account.token_version,
                     items=items,
                     cursor=updates.cursor,
                     channels=[c for c in settings.inbound_channels if c in self._context.channels],
                     received_at=now,
                     dedupe_seconds=settings.inbound_dedupe_seconds,
                     deadline_seconds=settings.delivery_deadline_seconds,
+                    claim_seconds=self._context.claim_seconds,
+                    host=self._context.host,
                 )
         except LedgerError as exc:
             # The cursor stayed: the platform hands the same messages out again.
             return Wait(settings.outage_retry_seconds, str(exc))
         self._failures = 0
-        self._after_commit(record)
+        self._after_commit(record, self._session_valid(account, now))
         return Polled(record)
+
+    def _session_valid(self, account: _Account, now: dt.datetime) -> bool:
+        """A poll that answered proves the session: say so in the ledger, at most every
+        :data:`VALIDATED_REFRESH_SECONDS` (its own small transaction). True when the
+        account had been marked expired meanwhile (its parked sends can go)."""
+        due = self._validated_at is None or (now - self._validated_at).total_seconds() >= (
+            VALIDATED_REFRESH_SECONDS
+        )
+        if not due and account.session_state == SessionState.OK:
+            return False
+        try:
+            with session_scope(self._context.engine) as db:
+                healed = accounts.mark_session_ok(
+                    db,
+                    self.account_id,
+                    now=now,
+                    token_version=account.token_version,
+                    refresh_seconds=VALIDATED_REFRESH_SECONDS,
+                )
+        except LedgerError:
+            return False  # only a mark: the next poll tries again
+        self._validated_at = now
+        return healed
 
     def _load(self) -> _Account | None:
         with session_scope(self._context.engine, readonly=True) as db:
@@ -223,9 +257,7 @@ class AccountPoller:
             )
         return Stop("its session expired")
 
-    def _after_commit(self, record: PollRecord) -> None:
-        if record.handovers:
-            self._submit(record.handovers)
+    def _after_commit(self, record: PollRecord, session_healed: bool) -> None:
         if record.received or record.duplicates or record.malformed:
             log.info(
                 "account %s: %d inbound message(s) recorded, %d copies, %d malformed",
@@ -234,10 +266,16 @@ class AccountPoller:
                 record.duplicates,
                 record.malformed,
             )
-        context = self._context
-        for peer in record.peers:
-            wake_reader(context.engine, context.publisher, account_id=self.account_id, peer_id=peer)
-        if record.session_healed:
-            wake_parked(
-                context.engine, context.publisher, self.account_id, reason=ParkReason.SESSION
-            )
+        self._after_poll(self.account_id, replace(record, session_healed=session_healed))
+
+
+def wake_readers(
+    *, engine: Engine, publisher: Publisher, account_id: str, record: PollRecord
+) -> None:
+    """After the commit of a poll: the chats of the readers who wrote go now (and
+    those parked on the session, had it been marked expired). Never raises for the
+    ledger: the reconciler wakes what this could not."""
+    for peer in record.peers:
+        wake_reader(engine, publisher, account_id=account_id, peer_id=peer)
+    if record.session_healed:
+        wake_parked(engine, publisher, account_id, reason=ParkReason.SESSION)

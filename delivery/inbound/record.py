@@ -102,14 +102,16 @@ def note_heard(
     their budget starts again, the context token is kept, and what waited for them
     is not dead before ``deadline_seconds`` from ``now``. Call :func:`wake_reader`
     after the commit."""
-    readers.heard(db, account_id=account_id, peer_id=peer_id, at=at, context_token=context_token)
     # What waited for this reader is not dead before the ordinary deadline from now.
+    # The chat's messages before the reader's row: the order a send's outcome locks
+    # them in, so the two never deadlock.
     outbox.extend_deadlines(
         db,
         account_id=account_id,
         to_user_id=peer_id,
         until=now + dt.timedelta(seconds=deadline_seconds),
     )
+    readers.heard(db, account_id=account_id, peer_id=peer_id, at=at, context_token=context_token)
 
 
 def wake_reader(engine: Engine, publisher: Publisher, *, account_id: str, peer_id: str) -> bool:

@@ -7,23 +7,26 @@ For each item ``getupdates`` handed out:
 the item                    what is written
 ==========================  ================================================================
 a reader's message, new     a ``received`` row; the reader heard (:func:`note_heard`: window,
-                            budget, context token, deadlines); a hand-over per channel
+                            budget, context token, deadlines); a hand-over per channel,
+                            its first attempt claimed for the caller
 already recorded (its id)   nothing (the platform handed it out again)
 the same text, new id       a ``duplicate`` row with the reason; nobody is told
 malformed                   a ``malformed`` row with the reason and an excerpt
 the bot's own message       nothing
 ==========================  ================================================================
 
-Then the cursor moves to the one the poll answered, and the account's session is
-known good. The caller commits; only after that are chats woken and messages
-handed over (so nothing is handed over that the ledger does not hold).
+Then the cursor moves to the one the poll answered. The caller commits; only
+after that are chats woken and messages handed over (so nothing is handed over
+that the ledger does not hold). The account's row is not touched here: a send
+locks it before the chat's messages and readers, this after them.
 
 Example::
 
     with session_scope(engine) as db:
-        done = record_poll(db, account_id="bot-1", token_version=3, items=items,
+        done = record_poll(db, account_id="bot-1", items=items,
                            cursor=updates.cursor, channels=("webhook",), received_at=now,
-                           dedupe_seconds=10, deadline_seconds=86400)
+                           dedupe_seconds=10, deadline_seconds=86400, claim_seconds=20,
+                           host="relay-1")
     for peer in done.peers: wake_reader(engine, publisher, account_id="bot-1", peer_id=peer)
 """
 
@@ -36,45 +39,50 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from delivery.inbound.event import InboundEvent, idempotency_key
+from delivery.inbound.handover import Claimed
 from delivery.inbound.items import InboundItem, Malformed, NotInbound
 from delivery.inbound.record import note_heard
-from delivery.ledger import accounts, handovers, inbox
+from delivery.ledger import handovers, inbox
 from delivery.ledger.states import HandoverChannel
+from delivery.ledger.types import clean_text
 
 __all__ = ["PollRecord", "record_poll"]
 
 log = logging.getLogger(__name__)
 
-# A poll that answered proves the session; the account row is rewritten at most this often.
-_VALIDATED_REFRESH_SECONDS = 60.0
-
 
 @dataclass
 class PollRecord:
-    """What one poll's transaction wrote."""
+    """What one poll's transaction wrote; ``claimed`` are the first hand-overs of the
+    new messages, held by the caller."""
 
-    handovers: list[tuple[int, str]] = field(default_factory=list)  # (inbound id, channel)
+    claimed: list[Claimed] = field(default_factory=list)
     peers: list[str] = field(default_factory=list)  # readers heard, once each, in order
     received: int = 0
     duplicates: int = 0
     malformed: int = 0
     repeated: int = 0  # handed out again, already recorded
-    session_healed: bool = False  # the account had been marked expired
+    session_healed: bool = False  # the poll cleared an expired mark (set by the poller)
 
 
 def record_poll(
     db: Session,
     *,
     account_id: str,
-    token_version: int,
     items: Sequence[InboundItem | Malformed | NotInbound],
     cursor: str | None,
     channels: Sequence[HandoverChannel],
     received_at: dt.datetime,
     dedupe_seconds: float,
     deadline_seconds: float,
+    claim_seconds: float,
+    host: str,
 ) -> PollRecord:
-    """Record what one poll handed out (see the module docstring); never commits."""
+    """Record what one poll handed out (see the module docstring); never commits.
+
+    The first hand-over of each new message is claimed for the caller for
+    ``claim_seconds``, by ``host``."""
     done = PollRecord()
     for item in items:
         if isinstance(item, NotInbound):
@@ -107,7 +115,8 @@ def record_poll(
                 recorded.duplicate_of,
             )
         else:
-            _received(db, account_id, item, recorded.inbound_id, channels, received_at, done)
+            claim = _Claim(channels=channels, seconds=claim_seconds, host=host)
+            _received(db, account_id, item, recorded.inbound_id, claim, received_at, done)
             note_heard(
                 db,
                 account_id=account_id,
@@ -119,14 +128,14 @@ def record_poll(
             )
     if cursor is not None:
         inbox.advance_cursor(db, account_id=account_id, cursor=cursor, now=received_at)
-    done.session_healed = accounts.mark_session_ok(
-        db,
-        account_id,
-        now=received_at,
-        token_version=token_version,
-        refresh_seconds=_VALIDATED_REFRESH_SECONDS,
-    )
     return done
+
+
+@dataclass(frozen=True)
+class _Claim:
+    channels: Sequence[HandoverChannel]
+    seconds: float
+    host: str
 
 
 def _received(
@@ -134,13 +143,33 @@ def _received(
     account_id: str,
     item: InboundItem,
     inbound_id: int,
-    channels: Sequence[HandoverChannel],
+    claim: _Claim,
     now: dt.datetime,
     done: PollRecord,
 ) -> None:
     done.received += 1
-    handovers.open_handovers(db, inbound_id=inbound_id, channels=channels, now=now)
-    done.handovers += [(inbound_id, str(channel)) for channel in channels]
+    attempt_no = handovers.open_handovers(
+        db,
+        inbound_id=inbound_id,
+        channels=claim.channels,
+        now=now,
+        claim_seconds=claim.seconds,
+        host=claim.host,
+    )
+    event = InboundEvent(
+        idempotency_key=idempotency_key(
+            account_id=account_id, platform_message_id=item.platform_message_id
+        ),
+        account_id=account_id,
+        peer_id=item.peer_id,
+        text=clean_text(item.text, limit=inbox.MAX_INBOUND_TEXT_CHARS) or "",
+        item_types=item.item_types,
+        platform_message_id=item.platform_message_id,
+        inbound_id=inbound_id,
+        written_at=item.written_at,
+        received_at=now,
+    )
+    done.claimed += [Claimed(event, str(channel), attempt_no) for channel in claim.channels]
     if item.peer_id not in done.peers:
         done.peers.append(item.peer_id)
     if item.dropped_token:

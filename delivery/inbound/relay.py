@@ -34,15 +34,18 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import redis
 from sqlalchemy import select
 
 from delivery.errors import LedgerError, LimiterUnavailable
-from delivery.inbound.handover import HandoverRunner
-from delivery.inbound.poller import AccountPoller, PollerContext
+from delivery.inbound.handover import Claimed, HandoverRunner
+from delivery.inbound.poller import AccountPoller, PollerContext, wake_readers
+from delivery.inbound.recording import PollRecord
 from delivery.leases import RedisLease
 from delivery.ledger import handovers
 from delivery.ledger.db import session_scope
@@ -112,6 +115,8 @@ class InboundRelay:
         self._queued: set[tuple[int, str]] = set()
         self._queued_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(HANDOVER_THREADS, thread_name_prefix="handover")
+        # Waking readers' chats, in the order their polls were recorded.
+        self._waker = ThreadPoolExecutor(1, thread_name_prefix="wake")
         self._broker_run_id: str | None = None
         self._said: set[str] = set()
 
@@ -150,12 +155,39 @@ class InboundRelay:
         self._said.discard("ledger")
 
     def submit(self, keys: list[tuple[int, str]]) -> None:
-        """Hand these (inbound id, channel) over on the hand-over threads."""
+        """Hand these (inbound id, channel) over on the hand-over threads, if due."""
+        for key in self._fresh(keys):
+            self._pool.submit(self._hand_over, key, partial(self._runner.attempt, *key))
+
+    def submit_claimed(self, claims: list[Claimed]) -> None:
+        """Hand these over on the hand-over threads: claimed already (a poll's new ones)."""
+        by_key = {(c.event.inbound_id, c.channel): c for c in claims}
+        for key in self._fresh(list(by_key)):
+            self._pool.submit(self._hand_over, key, partial(self._runner.hand_over, by_key[key]))
+
+    def _after_poll(self, account_id: str, record: PollRecord) -> None:
+        """A poller recorded a poll: hand its new messages over, wake its readers' chats."""
+        self.submit_claimed(record.claimed)
+        if record.peers or record.session_healed:
+            self._waker.submit(self._wake, account_id, record)
+
+    def _wake(self, account_id: str, record: PollRecord) -> None:
+        context = self._context
+        try:
+            wake_readers(
+                engine=context.engine,
+                publisher=context.publisher,
+                account_id=account_id,
+                record=record,
+            )
+        except Exception:  # a bug must not kill the wake thread; the reconciler wakes them
+            log.exception("account %s: readers' chats not woken", account_id)
+
+    def _fresh(self, keys: list[tuple[int, str]]) -> list[tuple[int, str]]:
         with self._queued_lock:
             fresh = [key for key in keys if key not in self._queued]
             self._queued.update(fresh)
-        for key in fresh:
-            self._pool.submit(self._hand_over, key)
+        return fresh
 
     def close(self) -> None:
         """Stop every poller; queued hand-overs stay in the ledger.
@@ -173,6 +205,7 @@ class InboundRelay:
                 running.lease.release()
         self._running.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._waker.shutdown(wait=False, cancel_futures=True)
 
     # -- steps ----------------------------------------------------------------------
 
@@ -234,7 +267,7 @@ class InboundRelay:
             self._start(account_id, lease)
 
     def _start(self, account_id: str, lease: RedisLease) -> None:
-        poller = AccountPoller(account_id, context=self._context, submit=self.submit)
+        poller = AccountPoller(account_id, context=self._context, after_poll=self._after_poll)
         running = _Running(thread=threading.Thread(), lease=lease)
 
         def poll() -> None:
@@ -280,9 +313,9 @@ class InboundRelay:
             due = handovers.due(db, now=utcnow(), channels=self._runner.channels, limit=_DUE_BATCH)
         self.submit(due)
 
-    def _hand_over(self, key: tuple[int, str]) -> None:
+    def _hand_over(self, key: tuple[int, str], attempt: Callable[[], object]) -> None:
         try:
-            self._runner.attempt(*key)
+            attempt()
         except LedgerError as exc:
             log.warning("inbound %d: not handed over by %s yet (%s)", key[0], key[1], exc)
         except Exception:  # a bug must not kill the hand-over thread

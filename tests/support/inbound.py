@@ -145,6 +145,20 @@ class AgentWorker:
         self.process.stop()
 
 
+def paced(count: int, *, per_second: float) -> Iterator[int]:
+    """``0 .. count-1``, the n-th handed out ``n / per_second`` seconds after the first.
+
+    It shapes a workload's arrival rate (readers do not all write in one instant);
+    it never waits for an outcome: tests wait on conditions with deadlines.
+    """
+    start = time.monotonic()
+    for n in range(count):
+        delay = start + n / per_second - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield n
+
+
 def agent_settings() -> dict[str, str]:
     return {"DELIVERY_INBOUND_TASK": AGENT_TASK, "DELIVERY_INBOUND_TASK_QUEUE": AGENT_QUEUE}
 
@@ -181,6 +195,7 @@ __all__ = [
     "AgentWorker",
     "InboundReceiver",
     "agent_settings",
+    "paced",
     "relay_argv",
     "relay_in_thread",
     "start_relay_process",
