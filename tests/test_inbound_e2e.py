@@ -13,7 +13,6 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -239,16 +238,6 @@ def test_redis_restarted_loses_no_inbound_message(
     assert relay.running()
 
 
-def _allow_connections(database: str, allowed: bool) -> None:
-    with psycopg.connect(services.PG_DSN, autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}')
-        if not allowed:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (database,),
-            )
-
-
 def test_the_database_down_for_a_while_loses_no_inbound_message(
     pg_stack: Stack, receiver: InboundReceiver
 ) -> None:
@@ -263,7 +252,7 @@ def test_the_database_down_for_a_while_loses_no_inbound_message(
     wait_until(lambda: len(receiver.counts()) == 10, timeout=60, message="the first ten")
 
     # When the relay is cut off from PostgreSQL while readers write
-    _allow_connections(database, False)
+    services.allow_connections(database, False)
     try:
         sent += [
             stack.simulator.model.inbound(account, from_user_id=READERS[n], text="two")
@@ -278,7 +267,7 @@ def test_the_database_down_for_a_while_loses_no_inbound_message(
             message="the relay retrying, saying why",
         )
     finally:
-        _allow_connections(database, True)
+        services.allow_connections(database, True)
     engine_for(stack.database_url).dispose()
 
     # Then it recovers by itself: everything handed over, under its own key

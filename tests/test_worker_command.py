@@ -15,20 +15,25 @@ from tests.conftest import Ledger, RedisInfo
 from tests.support.waiting import wait_until
 
 
+def start(log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``delivery worker ARGS`` in its own session, its output in ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "delivery", "worker", *args],
+            env=dict(os.environ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 @pytest.fixture
 def worker_command(
     sqlite_ledger: Ledger, redis_db: RedisInfo, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """A running ``delivery worker`` with both of its workers ready, and its log."""
     log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "delivery", "worker"],
-            env=dict(os.environ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    worker = start(log)
     try:
         wait_until(
             lambda: log.read_text(errors="replace").count("ready.") >= 2,
@@ -72,14 +77,7 @@ def test_the_inbound_role_runs_the_relay_and_stops_it(
 ) -> None:
     # Given `delivery worker --role inbound`
     log = tmp_path / "inbound.log"
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "delivery", "worker", "--role", "inbound"],
-            env=dict(os.environ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    worker = start(log, "--role", "inbound")
     try:
         # Then it runs the inbound relay (and no Celery worker)
         wait_until(
