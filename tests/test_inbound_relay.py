@@ -327,3 +327,32 @@ def test_a_second_relay_stands_by_and_takes_over_when_the_first_stops(
         wait_until(lambda: len(receiver.counts()) == 2, timeout=15)
     assert receiver.counts() == {f"{owned}:{sent.message_id}": 1, f"{owned}:{later.message_id}": 1}
     assert platform.model.snapshot().accounts[owned].max_polls_in_flight == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "said"),
+    [
+        (
+            "DELIVERY_INBOUND_WEBHOOK_URL",
+            "ftp://agent.example/in?key=s3cr3t",
+            "DELIVERY_INBOUND_WEBHOOK_URL must be an absolute http(s) URL",
+        ),
+        ("DELIVERY_INBOUND_WEBHOOK_SECRET", "too-short", "DELIVERY_INBOUND_WEBHOOK_SECRET"),
+        ("DELIVERY_INBOUND_CALLBACK", "no_such_module:hand_over", "cannot be loaded"),
+    ],
+)
+def test_the_relay_refuses_to_start_with_a_malformed_hand_over(
+    sqlite_ledger: Ledger, set_env: Callable[..., None], setting: str, value: str, said: str
+) -> None:
+    # Given a webhook otherwise well configured, and one setting that is not
+    good = {
+        "DELIVERY_INBOUND_WEBHOOK_URL": "https://agent.example/in",
+        "DELIVERY_INBOUND_WEBHOOK_SECRET": "a-good-secret-0123456789",
+    }
+    set_env(**{**good, setting: value})
+
+    # When the relay starts, then it stops at once, naming the variable
+    result = CliRunner().invoke(cli, ["relay"])
+    assert result.exit_code == 1
+    assert said in result.output
+    assert "s3cr3t" not in result.output and "too-short" not in result.output

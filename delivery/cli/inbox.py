@@ -30,6 +30,7 @@ def relay() -> None:
     Runs until SIGTERM or Ctrl-C. What a poll returned is in the ledger before its
     cursor moves, so stopping (or killing) it at any moment loses nothing.
     """
+    inbound_relay = runtime.inbound_relay()  # a bad setting stops it here, named
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -37,7 +38,7 @@ def relay() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    runtime.inbound_relay().run(stop)
+    inbound_relay.run(stop)
 
 
 @click.command("inbox")
