@@ -51,12 +51,24 @@ from delivery.pipeline.dispatch import Publisher, wake_parked
 from delivery.pipeline.results import Wait
 from delivery.settings import Settings
 
-__all__ = ["AccountPoller", "Polled", "PollerContext", "Stop", "Wait", "wake_readers"]
+__all__ = [
+    "MAX_POLL_BACKOFF_SECONDS",
+    "VALIDATED_REFRESH_SECONDS",
+    "AccountPoller",
+    "Polled",
+    "PollerContext",
+    "Stop",
+    "Wait",
+    "wake_readers",
+]
 
 log = logging.getLogger(__name__)
 
 # A poll that answered proves the session; the account row says so at most this often.
 VALIDATED_REFRESH_SECONDS = 60.0
+# A platform that fails polls is asked again at least this often (the official client
+# waits 30 s after three failures): the readers' messages wait at the platform meanwhile.
+MAX_POLL_BACKOFF_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,7 @@ class PollerContext:
     publisher: Publisher
     settings: Settings
     backoff: Callable[[int], float]  # seconds to wait after the n-th failure in a row
-    channels: Sequence[str] = field(default_factory=tuple)
+    channels: Sequence[str] = field(default_factory=tuple)  # the hand-overs configured
     claim_seconds: float = 20.0  # a hand-over not recorded by then is taken for lost
     host: str = ""
 
@@ -178,7 +190,7 @@ class AccountPoller:
                     account_id=self.account_id,
                     items=items,
                     cursor=updates.cursor,
-                    channels=[c for c in settings.inbound_channels if c in self._context.channels],
+                    channels=self._context.channels,
                     received_at=now,
                     dedupe_seconds=settings.inbound_dedupe_seconds,
                     deadline_seconds=settings.delivery_deadline_seconds,
@@ -232,7 +244,7 @@ class AccountPoller:
 
     def _failed(self, why: str) -> Wait:
         self._failures += 1
-        return Wait(self._context.backoff(self._failures), why)
+        return Wait(min(MAX_POLL_BACKOFF_SECONDS, self._context.backoff(self._failures)), why)
 
     def _expired(self, account: _Account, reason: str) -> Stop | Wait:
         try:

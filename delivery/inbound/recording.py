@@ -44,7 +44,6 @@ from delivery.inbound.handover import Claimed
 from delivery.inbound.items import InboundItem, Malformed, NotInbound
 from delivery.inbound.record import note_heard
 from delivery.ledger import handovers, inbox
-from delivery.ledger.states import HandoverChannel
 from delivery.ledger.types import clean_text
 
 __all__ = ["PollRecord", "record_poll"]
@@ -72,7 +71,7 @@ def record_poll(
     account_id: str,
     items: Sequence[InboundItem | Malformed | NotInbound],
     cursor: str | None,
-    channels: Sequence[HandoverChannel],
+    channels: Sequence[str],
     received_at: dt.datetime,
     dedupe_seconds: float,
     deadline_seconds: float,
@@ -133,7 +132,7 @@ def record_poll(
 
 @dataclass(frozen=True)
 class _Claim:
-    channels: Sequence[HandoverChannel]
+    channels: Sequence[str]
     seconds: float
     host: str
 
