@@ -23,7 +23,16 @@ from bench.common import write_result
 
 __all__ = ["main"]
 
-BENCHMARKS = ("burst", "cost", "enqueue", "recovery", "readers", "chunker", "retention")
+BENCHMARKS = (
+    "burst",
+    "cost",
+    "enqueue",
+    "recovery",
+    "readers",
+    "chunker",
+    "retention",
+    "inbound",
+)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

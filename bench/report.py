@@ -484,6 +484,49 @@ reader limits, a bare `-2` is the account's limit, as before readers existed.
 """
 
 
+def _inbound(r: dict[str, Any]) -> str:
+    runs = r["runs"]
+    readers, total, rate = runs[0]["readers"], runs[0]["messages"], runs[0]["rate_per_second"]
+    each = total // readers
+
+    def row(run: dict[str, Any], what: str, label: str) -> list[str]:
+        figures = run[what]
+        return [
+            run["backend"],
+            label,
+            f"{figures['median_ms']:.0f} ms",
+            f"{figures['p95_ms']:.0f} ms",
+            f"{figures['max_ms']:.0f} ms",
+        ]
+
+    rows = []
+    for run in runs:
+        rows.append(row(run, "recorded", "read by the relay"))
+        rows.append(row(run, "webhook", "**the agent's webhook got it**"))
+        rows.append(row(run, "task", "**the agent's task ran**"))
+    twice = "; ".join(
+        f"{run['backend']}: {run['twice_webhook']} by webhook, {run['twice_task']} by task"
+        for run in runs
+    )
+    return f"""## 8. Inbound relay
+
+{_stamp(r)}
+
+`python -m bench inbound`. An account whose inbound side the service owns; `delivery
+relay` in a process of its own, polling the simulator (the platform's 35 s long poll,
+answered as soon as a message arrives); the agent's Celery worker consuming
+`DELIVERY_INBOUND_TASK` and its webhook (every POST's HMAC-SHA256 signature checked).
+{readers} readers write {each} messages each, {total} in all, {rate:g} a second, on the
+real clock. Latency runs from the moment a message is queued at the platform; a
+message is recorded in the ledger (and its reader's state updated) before it is
+handed over.
+
+{_table(["ledger", "until", "median", "p95", "max"], rows)}
+
+Handed over more than once: {twice}.
+"""
+
+
 def _header(env: dict[str, str]) -> str:
     return f"""# Benchmarks
 
@@ -498,7 +541,7 @@ noise.
 
 ```bash
 python -m bench              # everything (about five minutes), then this file and bench/burst.png
-python -m bench burst        # or: cost, enqueue, recovery, chunker, retention; several in order
+python -m bench burst        # or: cost, enqueue, recovery, readers, chunker, retention, inbound
 python -m bench report       # re-render from bench/out/*.json only
 ```
 
@@ -547,6 +590,8 @@ def render() -> None:
     parts.append(section("6. Chunker", _chunker(chunker) if chunker else None))
     pruning = _load("retention")
     parts.append(section("7. Retention", _retention(pruning) if pruning else None))
+    inbound = _load("inbound")
+    parts.append(section("8. Inbound relay", _inbound(inbound) if inbound else None))
     if FINDINGS.exists():
         parts.append(FINDINGS.read_text())
     REPORT.write_text("\n".join(parts))

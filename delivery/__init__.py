@@ -9,6 +9,7 @@ Example::
     message_id = delivery.enqueue("bot-1", "o9cq8@im.wechat", "Good morning!")
     delivery.get_status(message_id).status
     delivery.record_inbound("bot-1", "o9cq8@im.wechat", context_token=ctx)  # they wrote
+    delivery.list_inbox("bot-1")  # what the relay received for an account that owns its inbound
 
 ``delivery.app`` is the Celery application (``celery -A delivery worker``).
 """
@@ -28,6 +29,8 @@ from delivery.errors import (
     UnknownAccount,
 )
 from delivery.inbound import record_inbound
+from delivery.inbound.event import InboundEvent
+from delivery.inbox_view import InboxEntry, list_inbox
 from delivery.readers_view import ReaderInfo, list_readers
 from delivery.replay import ReplayResult, replay, replay_dead_since
 from delivery.views import (
@@ -46,6 +49,8 @@ __all__ = [
     "ChunkInfo",
     "ConfigError",
     "DeliveryError",
+    "InboundEvent",
+    "InboxEntry",
     "InvalidInput",
     "LedgerError",
     "LedgerNotReady",
@@ -63,6 +68,7 @@ __all__ = [
     "get_attempts",
     "get_status",
     "list_accounts",
+    "list_inbox",
     "list_messages",
     "list_readers",
     "record_context_token",

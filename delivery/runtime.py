@@ -1,5 +1,5 @@
 """The one place that builds what a process uses: engine, account gate, HTTP
-clients, publisher, send pipeline, session checker.
+clients, publisher, send pipeline, session checker, inbound relay.
 
 Everything below it is handed what it needs (keyword arguments); nothing under
 the pipeline reaches for the settings or the Celery app itself. Built on first
@@ -17,12 +17,19 @@ from __future__ import annotations
 
 import functools
 import socket
+from collections.abc import Callable
 
 import redis
+import requests
 from sqlalchemy import Engine
 
 from delivery.ilink.pool import ClientPool
+from delivery.inbound.channels import CallbackChannel, Channel, TaskChannel, WebhookChannel
+from delivery.inbound.handover import HandoverRunner
+from delivery.inbound.poller import PollerContext
+from delivery.inbound.relay import BrokerWatch, InboundRelay
 from delivery.ledger.db import engine_for
+from delivery.ledger.states import HandoverChannel
 from delivery.pipeline.context import PipelineContext
 from delivery.pipeline.dispatch import Publisher
 from delivery.pipeline.send import SendPipeline
@@ -40,6 +47,7 @@ __all__ = [
     "clients",
     "engine",
     "gate",
+    "inbound_relay",
     "limiter_redis",
     "pipeline",
     "publisher",
@@ -111,19 +119,28 @@ def _gate(settings: Settings) -> AccountGate:
     )
 
 
+def _backoff(
+    current: Settings, *, base_seconds: float, max_seconds: float, jitter: bool
+) -> Callable[[int], float]:
+    def backoff(failures: int) -> float:
+        return transient_backoff_seconds(
+            failures=failures,
+            base_seconds=base_seconds,
+            max_seconds=max_seconds,
+            jitter=jitter,
+            floor_seconds=current.backoff_floor_seconds,
+        )
+
+    return backoff
+
+
 @functools.cache
 def pipeline(retry_backoff: float, retry_backoff_max: float, retry_jitter: bool) -> SendPipeline:
     """The send pipeline, with the send task's retry_backoff options."""
     current = get_settings()
-
-    def backoff(failures: int) -> float:
-        return transient_backoff_seconds(
-            failures=failures,
-            base_seconds=retry_backoff,
-            max_seconds=retry_backoff_max,
-            jitter=retry_jitter,
-            floor_seconds=current.backoff_floor_seconds,
-        )
+    backoff = _backoff(
+        current, base_seconds=retry_backoff, max_seconds=retry_backoff_max, jitter=retry_jitter
+    )
 
     return SendPipeline(
         PipelineContext(
@@ -145,10 +162,13 @@ def pipeline(retry_backoff: float, retry_backoff_max: float, retry_jitter: bool)
     )
 
 
-@functools.cache
 def session_checker() -> SessionChecker:
     """Validates and heals sessions (beat's task), waking what a heal unblocks."""
-    current = get_settings()
+    return _session_checker(get_settings())
+
+
+@functools.cache
+def _session_checker(current: Settings) -> SessionChecker:
     store = FileAccountStore(current.account_store_dir) if current.account_store_dir else None
     return SessionChecker(
         engine=engine(),
@@ -169,3 +189,60 @@ def trials() -> TrialPasses:
         prefix=current.redis_key_prefix,
         ttl_seconds=2 * current.session_check_interval_seconds,
     )
+
+
+def inbound_relay() -> InboundRelay:
+    """The inbound relay of ``delivery relay``: pollers, and the channels to the agent.
+
+    Raises:
+        ConfigError: ``DELIVERY_INBOUND_CALLBACK`` cannot be imported.
+    """
+    from delivery.worker.app import app
+
+    current = get_settings()
+    backoff = _backoff(
+        current,
+        base_seconds=current.backoff_base_seconds,
+        max_seconds=current.backoff_max_seconds,
+        jitter=current.retry_jitter,
+    )
+    broker = BrokerWatch(
+        redis.Redis.from_url(current.broker_url, socket_timeout=current.publish_timeout_seconds)
+    )
+    channels: dict[str, Channel] = {}
+    if current.inbound_task:
+        channels[HandoverChannel.TASK] = TaskChannel(
+            app,
+            task_name=current.inbound_task,
+            queue=current.inbound_task_queue,
+            broker_run_id=broker.current,
+        )
+    if current.inbound_webhook_url and current.inbound_webhook_secret:
+        channels[HandoverChannel.WEBHOOK] = WebhookChannel(
+            url=current.inbound_webhook_url,
+            secret=current.inbound_webhook_secret.get_secret_value(),
+            timeout_seconds=current.inbound_webhook_timeout_seconds,
+            http=requests.Session(),
+        )
+    if current.inbound_callback:
+        channels[HandoverChannel.CALLBACK] = CallbackChannel(current.inbound_callback)
+    # A hand-over not recorded by then is taken for lost with its relay.
+    claim_seconds = 2 * current.inbound_webhook_timeout_seconds
+    context = PollerContext(
+        engine=engine(),
+        clients=clients(),
+        publisher=publisher(),
+        settings=current,
+        backoff=backoff,
+        channels=tuple(channels),
+        claim_seconds=claim_seconds,
+        host=socket.gethostname(),
+    )
+    runner = HandoverRunner(
+        engine=engine(),
+        channels=channels,
+        backoff=backoff,
+        claim_seconds=claim_seconds,
+        host=socket.gethostname(),
+    )
+    return InboundRelay(context=context, runner=runner, redis_client=limiter_redis(), broker=broker)

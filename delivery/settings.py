@@ -21,12 +21,14 @@ import functools
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from delivery.errors import ConfigError
 from delivery.ilink.protocol import DEFAULT_CLIENT_VERSION, ClientVersion
+from delivery.ledger.states import HandoverChannel
 
 __all__ = ["ENV_PREFIX", "Settings", "get_settings", "load_settings"]
 
@@ -96,6 +98,21 @@ DEFAULT_WORKER_WATCHDOG_SECONDS = 120.0
 MIN_WORKER_WATCHDOG_SECONDS = 2.0
 # Flower's basic auth is "user:password"; Flower splits its variable at commas.
 FLOWER_BASIC_AUTH_PATTERN = re.compile(r"[^:,\s]+:[^,\s]+")
+# Inbound relay. The platform has re-sent a message under a new id ~3 s after the
+# first; a reader who repeats themselves on purpose does so later than this.
+DEFAULT_INBOUND_DEDUPE_SECONDS = 10.0
+# A poller's lease: another relay takes an account over this long after its poller died.
+DEFAULT_INBOUND_LEASE_SECONDS = 15.0
+# How often the relay looks for accounts to poll and hand-overs due again.
+DEFAULT_INBOUND_SCAN_SECONDS = 2.0
+DEFAULT_INBOUND_WEBHOOK_TIMEOUT_SECONDS = 10.0
+# After a broker restart, tasks handed to it this recently are published again.
+DEFAULT_INBOUND_TASK_REPUBLISH_SECONDS = 300.0
+# Celery's own default queue: what an agent's worker consumes unless told otherwise.
+DEFAULT_INBOUND_TASK_QUEUE = "celery"
+MIN_WEBHOOK_SECRET_CHARS = 16
+_WEBHOOK_SECRET_PATTERN = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no whitespace
+_IMPORT_PATH = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
 
 class Settings(BaseSettings):
@@ -180,8 +197,37 @@ class Settings(BaseSettings):
     )
     alert_callback: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        pattern=_IMPORT_PATH,
         description="module:function called with the same event.",
+    )
+    inbound_task: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.:-]*$",
+        description="Celery task name the agent's workers consume; each inbound message is "
+        "published to it (one argument: the message as JSON), its key as the task id.",
+    )
+    inbound_task_queue: str = Field(
+        default=DEFAULT_INBOUND_TASK_QUEUE, pattern=r"^[A-Za-z0-9_.:-]+$", max_length=200
+    )
+    inbound_webhook_url: str | None = Field(
+        repr=False, default=None, description="POSTed each inbound message, signed."
+    )
+    inbound_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key of the webhook's signature (checked below)."
+    )
+    inbound_webhook_timeout_seconds: float = Field(
+        default=DEFAULT_INBOUND_WEBHOOK_TIMEOUT_SECONDS, gt=0
+    )
+    inbound_callback: str | None = Field(
+        default=None,
+        pattern=_IMPORT_PATH,
+        description="module:function the relay calls with each inbound message.",
+    )
+    inbound_dedupe_seconds: float = Field(default=DEFAULT_INBOUND_DEDUPE_SECONDS, ge=0)
+    inbound_lease_seconds: float = Field(default=DEFAULT_INBOUND_LEASE_SECONDS, gt=0)
+    inbound_scan_seconds: float = Field(default=DEFAULT_INBOUND_SCAN_SECONDS, gt=0)
+    inbound_task_republish_seconds: float = Field(
+        default=DEFAULT_INBOUND_TASK_REPUBLISH_SECONDS, ge=0
     )
     briefing_tick_seconds: float = Field(default=DEFAULT_BRIEFING_TICK_SECONDS, gt=0)
     briefing_misfire_grace_seconds: float = Field(
@@ -225,6 +271,16 @@ class Settings(BaseSettings):
         widest number of parts left included)."""
         rendered = "\n\n" + self.reader_notice.replace("{remaining}", str(self.max_text_chars))
         return len(rendered.encode("utf-16-le")) // 2
+
+    @property
+    def inbound_channels(self) -> tuple[HandoverChannel, ...]:
+        """How each inbound message reaches the agent: every channel configured."""
+        configured = {
+            HandoverChannel.TASK: self.inbound_task,
+            HandoverChannel.WEBHOOK: self.inbound_webhook_url,
+            HandoverChannel.CALLBACK: self.inbound_callback,
+        }
+        return tuple(channel for channel, value in configured.items() if value)
 
     @property
     def limiter_redis_url(self) -> str:
@@ -284,6 +340,36 @@ class Settings(BaseSettings):
                 f"{_env('http_timeout_seconds')}: the lock must outlive the longest send it "
                 "guards (connect and read time out separately)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _inbound_webhook(self) -> Settings:
+        # Checked here, not per field: a field's error would echo the secret.
+        url, secret = self.inbound_webhook_url, self.inbound_webhook_secret
+        url_name, secret_name = _env("inbound_webhook_url"), _env("inbound_webhook_secret")
+        if url is not None:
+            parts = urlsplit(url)
+            if (
+                parts.scheme not in {"http", "https"}
+                or not parts.hostname
+                or any(c.isspace() for c in url)
+            ):
+                raise ValueError(f"{url_name} must be an absolute http(s) URL (not shown)")
+            if secret is None:
+                raise ValueError(
+                    f"{secret_name} must be set with {url_name}: every POST is signed with it"
+                )
+        if secret is not None:
+            value = secret.get_secret_value()
+            if url is None:
+                raise ValueError(f"{secret_name} is set but {url_name} is not")
+            if len(value) < MIN_WEBHOOK_SECRET_CHARS or not _WEBHOOK_SECRET_PATTERN.fullmatch(
+                value
+            ):
+                raise ValueError(
+                    f"{secret_name} must be at least {MIN_WEBHOOK_SECRET_CHARS} printable ASCII "
+                    "characters without whitespace (the value is not shown)"
+                )
         return self
 
     @model_validator(mode="after")

@@ -9,7 +9,6 @@ second arrival).
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -117,16 +116,6 @@ def test_redis_restarted_three_times_mid_burst(
     assert "Unrecoverable error" not in worker.log_text()
 
 
-def _allow_connections(database: str, allowed: bool) -> None:
-    with psycopg.connect(services.PG_DSN, autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}')
-        if not allowed:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (database,),
-            )
-
-
 def test_database_unreachable_for_a_while(pg_stack: Stack) -> None:
     stack = pg_stack
     database = stack.database_url.rsplit("/", 1)[1]
@@ -136,7 +125,7 @@ def test_database_unreachable_for_a_while(pg_stack: Stack) -> None:
     wait_until(lambda: stack.snapshot().counters.accepted >= 4, timeout=60, message="4 sends")
 
     # When the workers are cut off from PostgreSQL
-    _allow_connections(database, False)
+    services.allow_connections(database, False)
     try:
         wait_until(
             lambda: (
@@ -148,7 +137,7 @@ def test_database_unreachable_for_a_while(pg_stack: Stack) -> None:
         )
         accepted_during = stack.snapshot().counters.accepted
     finally:
-        _allow_connections(database, True)
+        services.allow_connections(database, True)
     engine_for(stack.database_url).dispose()
 
     # Then it recovers by itself: no crash loop, nothing lost, nothing twice

@@ -23,7 +23,7 @@ import requests
 
 from delivery.ilink.client import ILinkClient
 from delivery.ilink.protocol import DEFAULT_CLIENT_VERSION, ClientVersion
-from delivery.simulator import ClientIdentity, PlatformSimulator
+from delivery.simulator import ClientIdentity, PlatformSimulator, SimulatorConfig
 from tests.support.qr_login import Terminal, confirmed_login
 
 TOKEN = "contract-token-0123456789"
@@ -172,7 +172,8 @@ def send(sim: PlatformSimulator, wire: Wire, *, qrcode: str = "") -> requests.Re
 
 @pytest.fixture
 def sim() -> Iterator[PlatformSimulator]:
-    with PlatformSimulator() as simulator:
+    # An empty getupdates is a long poll: held this long (not the platform's 35 s).
+    with PlatformSimulator(config=SimulatorConfig(longpolling_timeout_ms=50)) as simulator:
         simulator.model.register_account("bot-1", token=TOKEN)
         yield simulator
 

@@ -67,3 +67,68 @@ def test_url_values_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings(broker_url=["redis://:hunter2@host"])
     assert "hunter2" not in str(caught.value)
     assert "DELIVERY_BROKER_URL" in str(caught.value)
+
+
+SECRET = "whsec-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"DELIVERY_INBOUND_WEBHOOK_URL": "ftp://agent.example/in"},
+            "DELIVERY_INBOUND_WEBHOOK_URL must be an absolute http(s) URL",
+        ),
+        (
+            {"DELIVERY_INBOUND_WEBHOOK_URL": "agent.example/inbound"},
+            "DELIVERY_INBOUND_WEBHOOK_URL must be an absolute http(s) URL",
+        ),
+        (
+            {"DELIVERY_INBOUND_WEBHOOK_URL": "https://agent.example/in"},
+            "DELIVERY_INBOUND_WEBHOOK_SECRET must be set with DELIVERY_INBOUND_WEBHOOK_URL",
+        ),
+        (
+            {
+                "DELIVERY_INBOUND_WEBHOOK_URL": "https://agent.example/in",
+                "DELIVERY_INBOUND_WEBHOOK_SECRET": "short-secret",
+            },
+            "DELIVERY_INBOUND_WEBHOOK_SECRET must be at least 16 printable ASCII",
+        ),
+        (
+            {
+                "DELIVERY_INBOUND_WEBHOOK_URL": "https://agent.example/in",
+                "DELIVERY_INBOUND_WEBHOOK_SECRET": "a secret with spaces in it",
+            },
+            "DELIVERY_INBOUND_WEBHOOK_SECRET must be at least 16 printable ASCII",
+        ),
+        (
+            {"DELIVERY_INBOUND_WEBHOOK_SECRET": SECRET},
+            "DELIVERY_INBOUND_WEBHOOK_SECRET is set but DELIVERY_INBOUND_WEBHOOK_URL is not",
+        ),
+        ({"DELIVERY_INBOUND_CALLBACK": "agent.on_inbound"}, "DELIVERY_INBOUND_CALLBACK"),
+        ({"DELIVERY_INBOUND_TASK": "agent inbound"}, "DELIVERY_INBOUND_TASK"),
+    ],
+)
+def test_a_malformed_inbound_hand_over_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="invalid configuration") as caught:
+        load_settings()
+    assert expected in str(caught.value)
+    for value in env.values():
+        if "secret" in value or "agent.example" in value:
+            assert value not in str(caught.value)  # neither the URL nor the secret shown
+
+
+def test_the_configured_inbound_hand_overs_are_the_channels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().inbound_channels == ()
+    monkeypatch.setenv("DELIVERY_INBOUND_TASK", "agent.on_inbound")
+    monkeypatch.setenv("DELIVERY_INBOUND_WEBHOOK_URL", "https://agent.example/in?key=k")
+    monkeypatch.setenv("DELIVERY_INBOUND_WEBHOOK_SECRET", SECRET)
+    settings = load_settings()
+    assert settings.inbound_channels == ("task", "webhook")
+    assert SECRET not in repr(settings) and "agent.example" not in repr(settings)

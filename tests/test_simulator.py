@@ -615,11 +615,13 @@ def test_getupdates_hands_out_inbound_messages_once(
         ("other@im.wechat", "c-9"),
     ]
     assert first["msgs"][0]["item_list"][0]["text_item"]["text"] == "hello bot"
+    assert first["longpolling_timeout_ms"] == 35_000
+    control.configure(longpolling_timeout_ms=100)  # the next poll finds nothing: held 0.1 s
     second = post(
         sim.base_url, ENDPOINT_GETUPDATES, {"get_updates_buf": first["get_updates_buf"]}
     ).json()
     assert second["msgs"] == []
-    assert second["longpolling_timeout_ms"] == 35_000
+    assert second["longpolling_timeout_ms"] == 100
     assert second["get_updates_buf"]
     assert control.received().counters.requests["getupdates"] == 2
 

@@ -14,7 +14,11 @@ import pytest
 from tests.conftest import Ledger, RedisInfo
 from tests.support.process_tree import command_line, descendants, gone
 from tests.support.waiting import wait_until
-from tests.support.worker_command import WorkerCommand, running_worker_command
+from tests.support.worker_command import (
+    WorkerCommand,
+    launch_worker_command,
+    running_worker_command,
+)
 
 
 @pytest.fixture
@@ -83,3 +87,25 @@ def test_kill_9_of_the_command_takes_its_workers_with_it(worker_command: WorkerC
         f"kill -9 of delivery worker -> all {len(family)} children gone in "
         f"{time.monotonic() - started:.1f}s"
     )
+
+
+def test_the_inbound_role_runs_the_relay_and_stops_it(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given `delivery worker --role inbound`
+    command = launch_worker_command(worker_env, tmp_path / "inbound.log", "--role", "inbound")
+    try:
+        # Then it runs the inbound relay (and no Celery worker)
+        wait_until(
+            lambda: "relay: hands inbound messages over by" in command.text(),
+            timeout=90,
+            message="the relay running",
+        )
+        assert "send@" not in command.text()
+
+        # And SIGTERM stops it cleanly
+        command.process.send_signal(signal.SIGTERM)
+        assert command.process.wait(timeout=60) == 0
+    finally:
+        if command.process.poll() is None:
+            os.killpg(command.process.pid, signal.SIGKILL)

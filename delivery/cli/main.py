@@ -48,6 +48,7 @@ def _register() -> None:
         briefings,
         db,
         demo,
+        inbox,
         login,
         messages,
         monitoring,
@@ -72,6 +73,8 @@ def _register() -> None:
     cli.add_command(operations.replay_command)
     cli.add_command(readers.inbound)
     cli.add_command(readers.readers)
+    cli.add_command(inbox.inbox)
+    cli.add_command(inbox.relay)
     cli.add_command(retention.prune)
     cli.add_command(processes.worker)
     cli.add_command(processes.beat)

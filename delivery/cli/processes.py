@@ -5,9 +5,10 @@ the guarantees need them.
 consumes the send queue with concurrency 1 and prefetch 1 (the account gate in
 Redis spreads sends across hosts; each send worker takes one at a time), and
 ``default@<host>`` consumes everything else (reconciler, session checks,
-briefings). Both send events, so Flower sees them. Ctrl-C or SIGTERM stops
-both with a warm shutdown. One that dies (killed, crashed, or ended by its
-liveness watchdog) is restarted with backoff while the other runs on; both die
+briefings). Both send events, so Flower sees them. ``--role inbound`` (and
+``all``) also runs the inbound relay (``delivery relay``). Ctrl-C or SIGTERM stops
+them all with a warm shutdown. One that dies (killed, crashed, or ended by its
+liveness watchdog) is restarted with backoff while the others run on; all die
 with the command should it be killed outright (:mod:`delivery.cli.supervisor`).
 """
 
@@ -29,10 +30,10 @@ __all__ = ["beat", "worker"]
 @click.command("worker")
 @click.option(
     "--role",
-    type=click.Choice(["all", "send", "default"]),
+    type=click.Choice(["all", "send", "default", "inbound"]),
     default="all",
     show_default=True,
-    help="Run the send worker, the default-queue worker, or both.",
+    help="Run the send worker, the default-queue worker, the inbound relay, or all three.",
 )
 @click.option("--concurrency", default=2, show_default=True, help="Of the default-queue worker.")
 @click.option(
@@ -45,9 +46,10 @@ __all__ = ["beat", "worker"]
 )
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(role: str, concurrency: int, send_concurrency: int, loglevel: str) -> None:
-    """Celery workers: the send queue at concurrency 1, plus the other queues.
+    """Celery workers: the send queue at concurrency 1, plus the other queues;
+    with ``--role inbound`` or ``all``, the inbound relay too.
 
-    A worker that dies is restarted (after 1 s, doubling up to 60 s while it keeps
+    A process that dies is restarted (after 1 s, doubling up to 60 s while it keeps
     dying); SIGTERM stops all with a warm shutdown.
     """
     roles = {"send": (SEND_QUEUE, send_concurrency), "default": (DEFAULT_QUEUE, concurrency)}
@@ -56,6 +58,8 @@ def worker(role: str, concurrency: int, send_concurrency: int, loglevel: str) ->
         for name, (queue, n) in roles.items()
         if role in ("all", name)
     }
+    if role in ("all", "inbound"):
+        commands["relay"] = [sys.executable, "-m", "delivery", "relay"]
     sys.exit(Supervisor(commands, say=lambda line: click.echo(line, err=True)).run())
 
 

@@ -188,13 +188,22 @@ class ILinkClient:
             protocol.ENDPOINT_SENDTYPING, fields, timeout_seconds=self.timeout_seconds
         )
 
-    def get_updates(self, *, cursor: str) -> Reply:
+    def get_updates(
+        self, *, cursor: str, timeout_seconds: float = protocol.TIMEOUT_GETUPDATES_SECONDS
+    ) -> Reply:
         """``getupdates``, the inbound long poll. It CONSUMES inbound messages: only the
-        owner of an account's inbound side may call it."""
+        owner of an account's inbound side may call it (``delivery.inbound.poller``).
+
+        ``timeout_seconds`` should exceed how long the platform holds a poll
+        (``longpolling_timeout_ms`` of its last answer).
+
+        Raises:
+            TransportError: no HTTP answer.
+        """
         return self._post(
             protocol.ENDPOINT_GETUPDATES,
             {"get_updates_buf": cursor},
-            timeout_seconds=protocol.TIMEOUT_GETUPDATES_SECONDS,
+            timeout_seconds=timeout_seconds,
         )
 
 

@@ -9,6 +9,8 @@ transaction that moves its chunk and message.
 
     accounts 1──* messages 1──* chunks 1──* attempts
     accounts 1──* readers (per peer: last inbound, budget, context token)
+    accounts 1──* inbound_messages 1──* inbound_handovers (per channel) 1──* inbound_attempts
+    accounts 1──1 inbound_cursors (the getupdates cursor of an account that owns its inbound)
 
 Example::
 
@@ -33,7 +35,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from delivery.ledger.states import ChunkStatus, MessageStatus, SessionState
+from delivery.ledger.states import (
+    ChunkStatus,
+    HandoverStatus,
+    InboundStatus,
+    MessageStatus,
+    SessionState,
+)
 from delivery.ledger.types import UTCDateTime, utcnow
 
 __all__ = [
@@ -43,6 +51,10 @@ __all__ = [
     "Briefing",
     "BriefingRun",
     "Chunk",
+    "Handover",
+    "HandoverAttempt",
+    "InboundCursor",
+    "InboundMessage",
     "Message",
     "Reader",
 ]
@@ -216,6 +228,98 @@ class Reader(Base):
     # Set when a send with this token failed as stale; sends then go without it.
     context_token_stale_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InboundMessage(Base):
+    """One item ``getupdates`` handed out: a reader's message, a re-sent copy of one,
+    or something malformed, kept with the reason.
+
+    ``platform_message_id`` is the platform's id (a uint64 in decimal; ``c:`` and the
+    ``client_id`` when it sent none): unique per account, so a message handed out
+    again is recorded once. ``fingerprint`` names sender and text, for the copies
+    the platform re-sends under a new id. ``written_at`` is when the reader wrote
+    (the platform's time, never later than ``received_at``).
+    """
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        UniqueConstraint("account_id", "platform_message_id"),
+        Index("ix_inbound_messages_fingerprint", "account_id", "fingerprint", "written_at"),
+        Index("ix_inbound_messages_peer", "account_id", "peer_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    platform_message_id: Mapped[str | None] = mapped_column(String(128))
+    peer_id: Mapped[str | None] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), default=InboundStatus.RECEIVED)
+    # Why it is not handed over: malformed, or the duplicate of which message.
+    reason: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    item_types: Mapped[str | None] = mapped_column(String(64))  # e.g. "1,2"
+    fingerprint: Mapped[str | None] = mapped_column(String(32))
+    written_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Of a malformed item: its first characters as JSON, for the operator.
+    raw_excerpt: Mapped[str | None] = mapped_column(Text)
+
+    handovers: Mapped[list[Handover]] = relationship(
+        back_populates="message", cascade="all, delete-orphan"
+    )
+
+
+class InboundCursor(Base):
+    """The ``getupdates`` cursor of an account; moved only in the transaction that
+    records what the poll it came with handed out."""
+
+    __tablename__ = "inbound_cursors"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    cursor: Mapped[str] = mapped_column(Text)
+    advanced_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Handover(Base):
+    """Handing one inbound message to the agent by one channel, until it is done.
+
+    A claim (``claimed_until``) keeps two relays from handing it over at once; a
+    claim that ran out belongs to a relay that died, and the next one hands it
+    over again, with the same idempotency key.
+    """
+
+    __tablename__ = "inbound_handovers"
+    __table_args__ = (Index("ix_inbound_handovers_due", "status", "next_attempt_at"),)
+
+    inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default=HandoverStatus.PENDING)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    handed_over_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    # The broker (Redis run id) a task was published to; a restarted one lost it.
+    broker_run_id: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    message: Mapped[InboundMessage] = relationship(back_populates="handovers")
+
+
+class HandoverAttempt(Base):
+    """One attempt to hand a message over by one channel, written before the call."""
+
+    __tablename__ = "inbound_attempts"
+    __table_args__ = (UniqueConstraint("inbound_id", "channel", "attempt_no"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    worker_host: Mapped[str | None] = mapped_column(String(255))
 
 
 class Briefing(Base):

@@ -24,6 +24,10 @@ __all__ = [
     "AttemptOutcome",
     "ChunkStatus",
     "ClosedReason",
+    "HandoverChannel",
+    "HandoverOutcome",
+    "HandoverStatus",
+    "InboundStatus",
     "MessageStatus",
     "ParkReason",
     "ReaderState",
@@ -99,3 +103,33 @@ class SessionState(enum.StrEnum):
     UNKNOWN = "unknown"  # never validated: sends go ahead and find out
     OK = "ok"
     EXPIRED = "expired"
+
+
+class InboundStatus(enum.StrEnum):
+    """What became of one item ``getupdates`` handed out (``inbound_messages.status``)."""
+
+    RECEIVED = "received"  # a reader's message: their state updated, handed to the agent
+    DUPLICATE = "duplicate"  # the same text from the same sender again, under a new id
+    MALFORMED = "malformed"  # not a message this service can read; kept with the reason
+
+
+class HandoverChannel(enum.StrEnum):
+    """How an inbound message reaches the agent (each configured one gets it)."""
+
+    TASK = "task"  # a Celery task the agent's workers consume (DELIVERY_INBOUND_TASK)
+    WEBHOOK = "webhook"  # a signed POST (DELIVERY_INBOUND_WEBHOOK_URL)
+    CALLBACK = "callback"  # a Python function in the relay (DELIVERY_INBOUND_CALLBACK)
+
+
+class HandoverStatus(enum.StrEnum):
+    PENDING = "pending"  # not handed over yet (or to be handed over again)
+    DONE = "done"  # the channel took it: the broker, a 2xx, the callback returned
+
+
+class HandoverOutcome(enum.StrEnum):
+    """One attempt to hand a message over (``inbound_attempts.outcome``)."""
+
+    IN_FLIGHT = "in_flight"  # written before the call; replaced by what happened
+    LOST = "lost"  # the relay died mid-call: handed over again, with the same key
+    DELIVERED = "delivered"
+    FAILED = "failed"

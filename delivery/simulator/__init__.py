@@ -30,6 +30,7 @@ from delivery.simulator.config import SimulatorConfig
 from delivery.simulator.control import SimulatorControl, SimulatorControlError
 from delivery.simulator.envelope import SendMessage
 from delivery.simulator.faults import Fault, FaultKind
+from delivery.simulator.inbound import Injected
 from delivery.simulator.model import PlatformModel
 from delivery.simulator.qr import QrStatus
 from delivery.simulator.records import (
@@ -50,6 +51,7 @@ __all__ = [
     "Delivered",
     "Fault",
     "FaultKind",
+    "Injected",
     "PlatformModel",
     "PlatformSimulator",
     "QrReport",

@@ -22,6 +22,7 @@ from typing import Any, Final
 import requests
 
 from delivery.simulator.faults import Fault
+from delivery.simulator.inbound import Injected
 from delivery.simulator.qr import DEFAULT_VERIFY_ATTEMPTS
 from delivery.simulator.records import Snapshot
 
@@ -109,10 +110,10 @@ class SimulatorControl:
             {"fault": fault.to_json(), "count": count, "account_id": account_id},
         )
 
-    def inject_inbound(
+    def inbound(
         self, account_id: str, *, from_user_id: str, text: str, context_token: str | None = None
-    ) -> str:
-        """A person writes to the bot; returns the message's context token."""
+    ) -> Injected:
+        """A person writes to the bot; returns the message's id and context token."""
         answer = self._call(
             "POST",
             "inbound",
@@ -123,7 +124,26 @@ class SimulatorControl:
                 "context_token": context_token,
             },
         )
-        return str(answer["context_token"])
+        return Injected(str(answer["message_id"]), str(answer["context_token"]))
+
+    def inject_inbound(
+        self, account_id: str, *, from_user_id: str, text: str, context_token: str | None = None
+    ) -> str:
+        """:meth:`inbound`, for callers that need only the context token."""
+        return self.inbound(
+            account_id, from_user_id=from_user_id, text=text, context_token=context_token
+        ).context_token
+
+    def resend_inbound(self, account_id: str, *, message_id: str) -> Injected:
+        """The platform sends inbound message ``message_id`` again under a new id."""
+        answer = self._call(
+            "POST", "inbound/resend", {"account_id": account_id, "message_id": message_id}
+        )
+        return Injected(str(answer["message_id"]), str(answer["context_token"]))
+
+    def inject_raw_inbound(self, account_id: str, *, item: Any) -> None:
+        """Queue ``item`` (any JSON value) in the account's ``getupdates`` as it is."""
+        self._call("POST", "inbound/raw", {"account_id": account_id, "item": item})
 
     def script_qr(
         self,

@@ -133,12 +133,13 @@ def _authenticated(model: PlatformModel, name: str, envelope: Envelope) -> Outco
         send = parse_sendmessage(envelope.fields)
         _see(model, "POST", name, envelope.client)
         return model.sendmessage(token=token, send=send)
-    _PARSERS[name](envelope.fields)
+    fields = _PARSERS[name](envelope.fields)
     _see(model, "POST", name, envelope.client)
     if name == "getconfig":
         return model.getconfig(token=token)
     if name == "sendtyping":
         return model.sendtyping(token=token)
     if name == "getupdates":
-        return model.getupdates(token=token)
+        assert isinstance(fields, str)
+        return model.getupdates(token=token, cursor=fields)
     return model.notify(name, token=token)

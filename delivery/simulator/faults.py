@@ -256,17 +256,27 @@ class FaultQueue:
             raise ValueError(f"count must be a whole number >= 1, got {count!r}")
         self._entries.append(_Queued(fault=fault, remaining=count, account_id=account_id))
 
-    def take(self, *, endpoint: str, account_id: str | None) -> Fault | None:
-        """The fault this request gets, if any; the account's own faults come first."""
+    def _first(self, endpoint: str, account_id: str | None) -> _Queued | None:
         scopes = (None,) if account_id is None else (account_id, None)
         for scope in scopes:
             for entry in self._entries:
                 if entry.account_id == scope and entry.fault.endpoint == endpoint:
-                    entry.remaining -= 1
-                    if entry.remaining == 0:
-                        self._entries.remove(entry)
-                    return entry.fault
+                    return entry
         return None
+
+    def peek(self, *, endpoint: str, account_id: str | None) -> bool:
+        """Whether a request would get a fault (nothing is used up)."""
+        return self._first(endpoint, account_id) is not None
+
+    def take(self, *, endpoint: str, account_id: str | None) -> Fault | None:
+        """The fault this request gets, if any; the account's own faults come first."""
+        entry = self._first(endpoint, account_id)
+        if entry is None:
+            return None
+        entry.remaining -= 1
+        if entry.remaining == 0:
+            self._entries.remove(entry)
+        return entry.fault
 
     def pending(self) -> int:
         """How many requests still have a fault waiting for them."""

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import secrets
 import threading
 import time
@@ -30,7 +31,7 @@ from delivery.simulator.accounts import AccountRegistry
 from delivery.simulator.config import SimulatorConfig, apply_changes
 from delivery.simulator.envelope import SendMessage
 from delivery.simulator.faults import SENDMESSAGE, Fault, FaultQueue
-from delivery.simulator.inbound import Inbox
+from delivery.simulator.inbound import Inbox, Injected
 from delivery.simulator.qr import DEFAULT_VERIFY_ATTEMPTS, QrFlow
 from delivery.simulator.records import Counters, Delivered, SeenRequest, Snapshot
 from delivery.simulator.replies import Outcome, Reply, bad_request, json_reply, session_expired
@@ -59,6 +60,8 @@ class PlatformModel:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lock = threading.Lock()
+        # Wakes long polls held by getupdates: a message arrived, or a session ended.
+        self._inbound_arrived = threading.Condition(self._lock)
         self._clock = clock
         self._initial_config = config or SimulatorConfig()
         self._clear(self._initial_config)
@@ -94,6 +97,7 @@ class PlatformModel:
         """Forget everything; keep the config given at construction unless one is passed."""
         with self._lock:
             self._clear(config or self._initial_config)
+            self._inbound_arrived.notify_all()
 
     def register_account(self, account_id: str, *, token: str) -> None:
         """Create an account whose requests carry ``Authorization: Bearer <token>``."""
@@ -104,11 +108,13 @@ class PlatformModel:
         """Give the account a new token: the old one answers ``-14`` from now on."""
         with self._lock:
             self._accounts.rotate(account_id, token=token)
+            self._inbound_arrived.notify_all()
 
     def expire_session(self, account_id: str) -> None:
         """Expire the account's session now, as the platform does at its own whim."""
         with self._lock:
             self._accounts[account_id].expired = True
+            self._inbound_arrived.notify_all()
 
     def lock_out(self, account_id: str, *, seconds: float) -> None:
         """Start a lockout of ``seconds`` now, as if an earlier burst had tripped the limit."""
@@ -124,22 +130,54 @@ class PlatformModel:
                 raise KeyError(account_id)
             self._faults.add(fault, count=count, account_id=account_id)
 
-    def inject_inbound(
+    def inbound(
         self, account_id: str, *, from_user_id: str, text: str, context_token: str | None = None
-    ) -> str:
+    ) -> Injected:
         """A person writes to the bot: their reply window reopens and their budget
-        starts again; ``getupdates`` hands the message out. Returns its (fresh)
-        context token."""
+        starts again; ``getupdates`` hands the message out. Returns its id and its
+        (fresh, unless given) context token."""
         with self._lock:
             if account_id not in self._accounts:
                 raise KeyError(account_id)
             self._accounts[account_id].readers.heard(from_user_id, now=self._clock())
-            return self._inbox.add(
+            injected = self._inbox.add(
                 account_id=account_id,
                 from_user_id=from_user_id,
                 text=text,
                 context_token=context_token,
+                now_ms=_wall_clock_ms(),
             )
+            self._inbound_arrived.notify_all()
+            return injected
+
+    def inject_inbound(
+        self, account_id: str, *, from_user_id: str, text: str, context_token: str | None = None
+    ) -> str:
+        """:meth:`inbound`, for callers that need only the context token."""
+        return self.inbound(
+            account_id, from_user_id=from_user_id, text=text, context_token=context_token
+        ).context_token
+
+    def resend_inbound(self, account_id: str, *, message_id: str) -> Injected:
+        """The platform sends inbound message ``message_id`` again under a new id.
+
+        Raises ``KeyError`` for an unknown account or message."""
+        with self._lock:
+            if account_id not in self._accounts:
+                raise KeyError(account_id)
+            injected = self._inbox.resend(
+                account_id=account_id, message_id=message_id, now_ms=_wall_clock_ms()
+            )
+            self._inbound_arrived.notify_all()
+            return injected
+
+    def inject_raw_inbound(self, account_id: str, *, item: Any) -> None:
+        """Queue ``item`` (any JSON value) in the account's ``getupdates`` as it is."""
+        with self._lock:
+            if account_id not in self._accounts:
+                raise KeyError(account_id)
+            self._inbox.add_raw(account_id=account_id, item=item)
+            self._inbound_arrived.notify_all()
 
     def script_qr(
         self,
@@ -201,6 +239,24 @@ class PlatformModel:
                 with self._lock:
                     account.in_flight -= 1
 
+    @contextmanager
+    def polling(self, token: str | None) -> Iterator[None]:
+        """Count a ``getupdates`` of the token's account, held in flight for the body."""
+        with self._lock:
+            account = self._accounts.owner(token)
+            if account is not None:
+                account.polls += 1
+                account.polls_in_flight += 1
+                account.max_polls_in_flight = max(
+                    account.max_polls_in_flight, account.polls_in_flight
+                )
+        try:
+            yield
+        finally:
+            if account is not None:
+                with self._lock:
+                    account.polls_in_flight -= 1
+
     # -- endpoints --------------------------------------------------------------------
 
     def sendmessage(self, *, token: str, send: SendMessage) -> Outcome:
@@ -231,19 +287,51 @@ class PlatformModel:
         with self._lock:
             return self._serve(endpoint, token, lambda _: _ok())
 
-    def getupdates(self, *, token: str) -> Outcome:
-        """Hand out (and consume) the account's inbound messages; returns at once."""
+    def getupdates(self, *, token: str, cursor: str) -> Outcome:
+        """Acknowledge up to ``cursor`` and hand out what is left (see
+        :mod:`~delivery.simulator.inbound`). With nothing to hand out, the request
+        is held until a message arrives or ``longpolling_timeout_ms`` passes."""
 
-        def take(account: AccountState) -> Reply:
-            msgs, cursor = self._inbox.take(account.account_id)
-            return _ok(
-                msgs=msgs,
-                get_updates_buf=cursor,
-                longpolling_timeout_ms=self._config.longpolling_timeout_ms,
-            )
+        def updates(account: AccountState) -> Reply:
+            msgs, next_cursor = self._inbox.take(account.account_id, cursor=cursor)
+            return self._updates_reply(msgs, next_cursor)
 
         with self._lock:
-            return self._serve("getupdates", token, take)
+            account = self._accounts.owner(token)
+            if self._faults.peek(endpoint="getupdates", account_id=_id_of(account)):
+                return self._serve("getupdates", token, updates)
+            if account is None or not account.accepts(token):
+                return Outcome(reply=session_expired())
+            reply = updates(account)
+            if self._inbox.pending(account.account_id):
+                return Outcome(reply=reply)
+            wait = functools.partial(self._await_inbound, account, token, cursor)
+            hold_seconds = self._config.longpolling_timeout_ms / 1000
+            return Outcome(reply=reply, delay_seconds=hold_seconds, ready=wait)
+
+    def _updates_reply(self, msgs: list[Any], cursor: str) -> Reply:
+        return _ok(
+            msgs=msgs,
+            get_updates_buf=cursor,
+            longpolling_timeout_ms=self._config.longpolling_timeout_ms,
+        )
+
+    def _await_inbound(
+        self, account: AccountState, token: str, cursor: str, timeout_seconds: float
+    ) -> Reply | None:
+        """A held long poll: its answer once a message waits (or the session ended)
+        within ``timeout_seconds``, else ``None``."""
+        with self._inbound_arrived:
+            self._inbound_arrived.wait_for(
+                lambda: self._inbox.pending(account.account_id) > 0 or not account.accepts(token),
+                timeout=timeout_seconds,
+            )
+            if not account.accepts(token):
+                return session_expired()
+            if not self._inbox.pending(account.account_id):
+                return None
+            msgs, next_cursor = self._inbox.take(account.account_id, cursor=cursor)
+            return self._updates_reply(msgs, next_cursor)
 
     def get_bot_qrcode(
         self, *, scan_base_url: str, method: str = "GET", local_tokens: Sequence[str] = ()
@@ -380,3 +468,13 @@ class PlatformModel:
 
 def _ticket() -> str:
     return secrets.token_urlsafe(16)
+
+
+def _id_of(account: AccountState | None) -> str | None:
+    return account.account_id if account is not None else None
+
+
+def _wall_clock_ms() -> int:
+    # An inbound message is stamped with the time it was written (create_time_ms), on
+    # the wall clock: a client reads it as a date, whatever clock drives the limits.
+    return int(time.time() * 1000)

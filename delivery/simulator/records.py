@@ -80,7 +80,9 @@ class AccountReport:
     held at once (from reading the request to answering it, latency included);
     ``accepted_at`` the times of its accepted sends, oldest first; ``token_sends``
     the accepted sends of the current token; ``lockout_until`` the end of a
-    running lockout, or ``None``.
+    running lockout, or ``None``. ``polls`` counts its ``getupdates`` requests,
+    ``max_polls_in_flight`` the most of them the server held at once (a long poll
+    is held until a message arrives or its time is up).
     """
 
     account_id: str
@@ -90,6 +92,9 @@ class AccountReport:
     token_sends: int
     session_expired: bool
     lockout_until: float | None
+    polls: int = 0
+    polls_in_flight: int = 0
+    max_polls_in_flight: int = 0
 
 
 @dataclass(frozen=True)

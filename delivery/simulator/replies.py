@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -53,10 +54,16 @@ class Outcome:
     It holds the request ``delay_seconds`` (latency or a hang fault), then writes
     ``reply``, or resets the connection without a word when ``reply`` is ``None``.
     ``delay_seconds`` ends early if the client hangs up or the simulator stops.
+
+    A long poll also has ``ready``: called with a number of seconds, it waits up
+    to that long and returns the answer as soon as there is one (``None`` while
+    there is not); the server calls it until it answers or ``delay_seconds`` has
+    passed, then writes ``ready(0)`` or, failing that, ``reply``.
     """
 
     reply: Reply | None
     delay_seconds: float = 0.0
+    ready: Callable[[float], Reply | None] | None = None
 
 
 def json_reply(payload: dict[str, Any], *, status: int = 200) -> Reply:

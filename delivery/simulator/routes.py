@@ -17,7 +17,12 @@ HTTP 404, both as ``{"ok": false, "error": "..."}``.
 ``POST /_sim/lockout``     ``{"account_id", "seconds"}``: start a rate-limit lockout now
 ``POST /_sim/faults``      ``{"fault": {...}, "count": 1, "account_id": null}``
 ``POST /_sim/inbound``     ``{"account_id", "from_user_id", "text", "context_token"?}``
-                           -> ``{"ok": true, "context_token": "..."}``
+                           -> ``{"ok": true, "message_id": "...", "context_token": "..."}``
+``POST /_sim/inbound/resend``  ``{"account_id", "message_id"}``: the platform sends that
+                           inbound message again under a new id -> the new one's
+                           ``message_id`` and ``context_token``
+``POST /_sim/inbound/raw`` ``{"account_id", "item": <any JSON>}``: queue ``item`` in
+                           ``getupdates`` as it is (a malformed message, say)
 ``POST /_sim/qr``          ``{"steps": [...], "expire_first": 0, "redirect_host": null,
                            "verify_code": null, "verify_attempts": 3}``
 ``GET  /_sim/qr/scan``     ``?qrcode=...``: the page a QR code points to (HTML)
@@ -105,13 +110,25 @@ def _faults(model: PlatformModel, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _inbound(model: PlatformModel, args: dict[str, Any]) -> dict[str, Any]:
-    token = model.inject_inbound(
+    injected = model.inbound(
         _text(args, "account_id"),
         from_user_id=_text(args, "from_user_id"),
         text=_text(args, "text"),
         context_token=_optional_text(args, "context_token"),
     )
-    return {"context_token": token}
+    return {"message_id": injected.message_id, "context_token": injected.context_token}
+
+
+def _resend_inbound(model: PlatformModel, args: dict[str, Any]) -> dict[str, Any]:
+    injected = model.resend_inbound(_text(args, "account_id"), message_id=_text(args, "message_id"))
+    return {"message_id": injected.message_id, "context_token": injected.context_token}
+
+
+def _raw_inbound(model: PlatformModel, args: dict[str, Any]) -> dict[str, Any]:
+    if "item" not in args:
+        raise ValueError("item is missing")
+    model.inject_raw_inbound(_text(args, "account_id"), item=args["item"])
+    return {}
 
 
 def _qr(model: PlatformModel, args: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +154,8 @@ _POST_ROUTES: dict[str, _Handler] = {
     "reset": _reset,
     "faults": _faults,
     "inbound": _inbound,
+    "inbound/resend": _resend_inbound,
+    "inbound/raw": _raw_inbound,
     "qr": _qr,
 }
 

@@ -66,6 +66,9 @@ class AccountState:
     limiter: AccountLimiter = field(default_factory=AccountLimiter)
     in_flight: int = 0
     max_in_flight: int = 0
+    polls: int = 0
+    polls_in_flight: int = 0
+    max_polls_in_flight: int = 0
     accepted_at: list[float] = field(default_factory=list)
     message_ids: dict[str, str] = field(default_factory=dict)  # by accepted client_id
     readers: ReaderBook = field(default_factory=ReaderBook)
@@ -85,6 +88,9 @@ class AccountState:
             token_sends=self.token_sends,
             session_expired=self.expired,
             lockout_until=lockout_until if lockout_until and lockout_until > now else None,
+            polls=self.polls,
+            polls_in_flight=self.polls_in_flight,
+            max_polls_in_flight=self.max_polls_in_flight,
         )
 
 

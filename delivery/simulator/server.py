@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from delivery.simulator.config import SimulatorConfig
@@ -44,6 +44,7 @@ __all__ = ["PlatformSimulator", "serve_forever"]
 logger = logging.getLogger(__name__)
 
 ILINK_PREFIX: Final = "/ilink/bot/"
+GETUPDATES: Final = "getupdates"
 # How often a held request looks for a hang-up or a stop; short so stop() is quick.
 _HOLD_SLICE_SECONDS: Final = 0.02
 # An idle keep-alive connection is dropped after this; it only frees a thread.
@@ -166,11 +167,12 @@ class _Handler(BaseHTTPRequestHandler):
         bound_host, bound_port = self.server.server_address[:2]
         host = self.headers.get("Host") or f"{bound_host!s}:{bound_port}"
         # In flight from the moment the request is read until its answer is written.
-        in_flight = (
-            model.sending(bearer_token(self.headers))
-            if endpoint == SENDMESSAGE
-            else contextlib.nullcontext()
-        )
+        token = bearer_token(self.headers)
+        in_flight: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if endpoint == SENDMESSAGE:
+            in_flight = model.sending(token)
+        elif endpoint == GETUPDATES:
+            in_flight = model.polling(token)
         with in_flight:
             outcome = handle_ilink(
                 model,
@@ -186,35 +188,49 @@ class _Handler(BaseHTTPRequestHandler):
     # -- output -----------------------------------------------------------------------
 
     def _perform(self, outcome: Outcome) -> None:
-        if outcome.delay_seconds > 0 and not self._hold(outcome.delay_seconds):
-            # The client hung up or the simulator is stopping: nobody to answer.
-            self.close_connection = True
-            return
-        if outcome.reply is None:
+        reply = outcome.reply
+        if outcome.delay_seconds > 0:
+            held = self._hold(outcome.delay_seconds, ready=outcome.ready)
+            if held is None:
+                # The client hung up or the simulator is stopping: nobody to answer.
+                self.close_connection = True
+                return
+            reply = held or reply
+        if reply is None:
             self._reset()
         else:
-            self._write(outcome.reply)
+            self._write(reply)
 
-    def _hold(self, seconds: float) -> bool:
-        """Wait ``seconds``; ``False`` as soon as the client hangs up or stop() begins."""
+    def _hold(
+        self, seconds: float, *, ready: Callable[[float], Reply | None] | None = None
+    ) -> Reply | Literal[False] | None:
+        """Wait ``seconds``, or until ``ready`` has an answer (a long poll), which is
+        returned; ``False`` when the time is up, ``None`` as soon as the client hangs
+        up or stop() begins."""
         deadline = time.monotonic() + seconds
         # A selector rather than select(): no FD_SETSIZE ceiling under benchmark load.
         with selectors.DefaultSelector() as selector:
             selector.register(self.connection, selectors.EVENT_READ)
             while (remaining := deadline - time.monotonic()) > 0:
-                if self.server.stopping.is_set():
-                    return False
+                if self.server.stopping.is_set() or self._hung_up(selector):
+                    return None
                 wait = min(remaining, _HOLD_SLICE_SECONDS)
-                if selector.select(wait):
-                    try:
-                        peeked = self.connection.recv(1, socket.MSG_PEEK)
-                    except OSError:
-                        return False
-                    if not peeked:
-                        return False
-                    # Bytes of a next request: the client is still there; just wait.
+                if ready is None:
                     self.server.stopping.wait(wait)
-        return not self.server.stopping.is_set()
+                elif (answer := ready(wait)) is not None:
+                    return answer
+        if self.server.stopping.is_set():
+            return None
+        return (ready(0) if ready is not None else None) or False
+
+    def _hung_up(self, selector: selectors.BaseSelector) -> bool:
+        """Whether the client closed its end (bytes of a next request are no hang-up)."""
+        if not selector.select(0):
+            return False
+        try:
+            return not self.connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return True
 
     def _reset(self) -> None:
         """Close with RST: linger on, timeout 0, so the kernel drops the connection."""

@@ -13,51 +13,28 @@ on every tick. Redis unreachable: no beat publishes (the broker is gone too).
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from typing import Any
 
 import redis
 from celery.beat import PersistentScheduler
 
+from delivery.errors import LimiterUnavailable
+from delivery.leases import RedisLease
 from delivery.settings import get_settings
 
 __all__ = ["BeatLock", "LeaderScheduler"]
 
 log = logging.getLogger(__name__)
 
-# HOLD: take the leader lock, or renew it if it is ours.
-# KEYS[1] leader key   ARGV[1] our identity   ARGV[2] ttl ms
-# Returns 1 when we hold it after the call, else 0.
-HOLD = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
 
-
-class BeatLock:
-    """A renewable leader lock. ``hold()`` is True while this process leads."""
-
-    def __init__(self, client: redis.Redis, *, key: str, ttl_seconds: float) -> None:
-        self.key = key
-        self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._ttl_ms = max(1000, round(ttl_seconds * 1000))
-        self._hold = client.register_script(HOLD)
+class BeatLock(RedisLease):
+    """The leader lease. ``hold()`` is True while this process leads."""
 
     def hold(self) -> bool:
         try:
-            return bool(self._hold(keys=[self.key], args=[self.identity, self._ttl_ms]))
-        except redis.RedisError as exc:
-            log.warning("beat: leader lock unavailable (%s); publishing nothing", exc)
+            return super().hold()
+        except LimiterUnavailable as exc:
+            log.warning("beat: leader lock unavailable (%s); publishing nothing", exc.__cause__)
             return False
 
 

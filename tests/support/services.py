@@ -85,3 +85,14 @@ def temporary_pg_database() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def allow_connections(database: str, allowed: bool) -> None:
+    """Let clients connect to PostgreSQL ``database`` again, or cut them all off."""
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+        if not allowed:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (database,),
+            )

@@ -18,6 +18,7 @@ from delivery.devstack import celery_argv
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Attempt, Chunk, Message
 from delivery.simulator import PlatformSimulator, SimulatorControl, Snapshot
+from tests.support.inbound import start_relay_process
 from tests.support.processes import CeleryProcess, start_worker
 from tests.support.waiting import wait_until
 
@@ -45,6 +46,9 @@ COMPRESSED = {
     "DELIVERY_BEAT_LOCK_TTL_SECONDS": "3",
     "DELIVERY_READER_PROBE_PAUSE_SECONDS": "0.05",
     "DELIVERY_READER_RECHECK_SECONDS": "30",
+    "DELIVERY_INBOUND_SCAN_SECONDS": "0.1",
+    "DELIVERY_INBOUND_LEASE_SECONDS": "1",
+    "DELIVERY_INBOUND_WEBHOOK_TIMEOUT_SECONDS": "2",
 }
 
 TOKEN = "tok-test-0000-secret-A"
@@ -71,8 +75,12 @@ class Stack:
         env["DELIVERY_DATABASE_URL"] = self.database_url
         return env
 
-    def add_account(self, account_id: str = "bot-1", *, token: str = TOKEN) -> str:
-        delivery.add_account(account_id, token=token, base_url=self.simulator.base_url)
+    def add_account(
+        self, account_id: str = "bot-1", *, token: str = TOKEN, owns_inbound: bool = False
+    ) -> str:
+        delivery.add_account(
+            account_id, token=token, base_url=self.simulator.base_url, owns_inbound=owns_inbound
+        )
         self.simulator.model.register_account(account_id, token=token)
         return account_id
 
@@ -80,6 +88,12 @@ class Stack:
         worker = start_worker(env=self.env(), log_dir=self.log_dir, **options)  # type: ignore[arg-type]
         self.workers.append(worker)
         return worker
+
+    def start_relay(self, name: str = "relay") -> CeleryProcess:
+        """A real ``delivery relay`` process, once it runs."""
+        relay = start_relay_process(self.env(), self.log_dir / f"{name}.log")
+        self.workers.append(relay)
+        return relay
 
     def start_beat(self, name: str) -> CeleryProcess:
         """A real ``celery beat`` with the project's leader scheduler."""

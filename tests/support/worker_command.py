@@ -54,16 +54,21 @@ class WorkerCommand:
         assert self.child(role) != pid
 
 
-def start_worker_command(env: dict[str, str], log: Path) -> WorkerCommand:
+def launch_worker_command(env: dict[str, str], log: Path, *args: str) -> WorkerCommand:
+    """``delivery worker ARGS`` in its own session, its output in ``log``; not waited for."""
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "delivery", "worker"],
+            [sys.executable, "-m", "delivery", "worker", *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    command = WorkerCommand(process, log)
+    return WorkerCommand(process, log)
+
+
+def start_worker_command(env: dict[str, str], log: Path) -> WorkerCommand:
+    command = launch_worker_command(env, log)
     wait_until(lambda: command.ready_count() >= 2, timeout=90, message="both workers ready")
     return command
 

@@ -7,6 +7,10 @@ that receives the reader's messages tells the pipeline with
 window reopens, their budget starts again, the latest context token is kept,
 and a message of theirs that waited for them is published at once.
 
+The relay of an account that owns its inbound side goes the same way, in two
+steps: :func:`note_heard` inside the transaction that records what a poll
+handed out, :func:`wake_reader` after it committed.
+
 Example::
 
     import delivery
@@ -18,6 +22,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
 from delivery import runtime
 from delivery.errors import InvalidInboundTime, UnknownAccount
 from delivery.ledger import outbox, readers
@@ -25,11 +32,11 @@ from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account
 from delivery.ledger.states import ParkReason
 from delivery.ledger.types import utcnow
-from delivery.pipeline.dispatch import wake_parked
+from delivery.pipeline.dispatch import Publisher, wake_parked
 from delivery.settings import get_settings
 from delivery.validation import validate_account_id, validate_context_token, validate_recipient
 
-__all__ = ["CLOCK_SKEW_SECONDS", "record_inbound"]
+__all__ = ["CLOCK_SKEW_SECONDS", "note_heard", "record_inbound", "wake_reader"]
 
 log = logging.getLogger(__name__)
 
@@ -68,26 +75,53 @@ def record_inbound(
             raise UnknownAccount(
                 f"unknown account {account_id!r}; add it with `delivery account add {account_id}`"
             )
-        readers.heard(
-            db, account_id=account_id, peer_id=peer_id, at=heard_at, context_token=context_token
-        )
-        # What waited for this reader is not dead before the ordinary deadline from now.
-        outbox.extend_deadlines(
+        note_heard(
             db,
             account_id=account_id,
-            to_user_id=peer_id,
-            until=now + dt.timedelta(seconds=settings.delivery_deadline_seconds),
+            peer_id=peer_id,
+            at=heard_at,
+            context_token=context_token,
+            now=now,
+            deadline_seconds=settings.delivery_deadline_seconds,
         )
     log.info("account %s: %s wrote (at %s)", account_id, peer_id, f"{heard_at:%H:%M:%S}")
-    woken = wake_parked(
-        engine,
-        runtime.publisher(),
-        account_id,
-        reason=ParkReason.READER,
-        peer_id=peer_id,
+    wake_reader(engine, runtime.publisher(), account_id=account_id, peer_id=peer_id)
+
+
+def note_heard(
+    db: Session,
+    *,
+    account_id: str,
+    peer_id: str,
+    at: dt.datetime,
+    context_token: str | None,
+    now: dt.datetime,
+    deadline_seconds: float,
+) -> None:
+    """In the caller's transaction: ``peer_id`` wrote at ``at``. Their window reopens,
+    their budget starts again, the context token is kept, and what waited for them
+    is not dead before ``deadline_seconds`` from ``now``. Call :func:`wake_reader`
+    after the commit."""
+    # What waited for this reader is not dead before the ordinary deadline from now.
+    # The chat's messages before the reader's row: the order a send's outcome locks
+    # them in, so the two never deadlock.
+    outbox.extend_deadlines(
+        db,
+        account_id=account_id,
+        to_user_id=peer_id,
+        until=now + dt.timedelta(seconds=deadline_seconds),
     )
+    readers.heard(db, account_id=account_id, peer_id=peer_id, at=at, context_token=context_token)
+
+
+def wake_reader(engine: Engine, publisher: Publisher, *, account_id: str, peer_id: str) -> bool:
+    """After the commit of :func:`note_heard`: the reader's chat that waited for them
+    goes now. Returns whether one did. Never raises for the ledger (the reconciler
+    wakes it then)."""
+    woken = wake_parked(engine, publisher, account_id, reason=ParkReason.READER, peer_id=peer_id)
     if woken:
         log.info("account %s: the message waiting for %s goes now", account_id, peer_id)
+    return bool(woken)
 
 
 def _inbound_time(at: dt.datetime | None, *, now: dt.datetime) -> dt.datetime:

@@ -1,0 +1,146 @@
+"""Inbound relay: how long a reader's message takes from the platform to the agent.
+
+**The set-up**, once on a SQLite ledger and once on PostgreSQL, on the real clock
+(no compression: the relay's own defaults, the platform's 35 s long poll): the
+simulator with one account whose inbound side the service owns; ``delivery
+relay`` in a process of its own; the agent's Celery worker
+(:mod:`delivery.devstack.agent`, consuming ``DELIVERY_INBOUND_TASK``) and its
+webhook (:class:`~delivery.devstack.inbound.InboundReceiver`, checking the
+signature of every POST).
+
+**The workload**: 50 readers write 4 messages each, 200 in all, at
+:data:`RATE_PER_SECOND` (one reader after another), after one message to warm up.
+
+**Measured**, per message, from the moment it was queued at the platform (wall
+clock): *recorded*, the relay read the poll's answer (the ledger's
+``received_at``; its transaction commits next, before any hand-over); *webhook*
+and *task*, the agent's webhook got it and its task ran (their own clocks, the
+same machine's). Reported: median, p95 and max, and how
+many messages each receiver got more than once (none expected).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import ExitStack
+from typing import Any
+
+import delivery
+from bench.common import (
+    Backend,
+    delivery_env,
+    pipeline_env,
+    private_redis,
+    running_simulator,
+    scratch_dir,
+    temporary_ledger,
+)
+from bench.workload import ACCOUNT_ID, TOKEN
+from delivery.devstack.inbound import (
+    AgentWorker,
+    InboundReceiver,
+    agent_settings,
+    start_relay_process,
+)
+from delivery.simulator import SimulatorConfig
+
+__all__ = ["MESSAGES", "RATE_PER_SECOND", "READERS", "run"]
+
+READERS = 50
+PER_READER = 4
+MESSAGES = READERS * PER_READER
+RATE_PER_SECOND = 20.0
+DEADLINE_SECONDS = 120.0
+POLL_SECONDS = 0.05
+
+
+def _percentiles(values_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(values_ms)
+    return {
+        "median_ms": statistics.median(ordered),
+        "p95_ms": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
+        "max_ms": ordered[-1],
+    }
+
+
+def _wait(condition: Any, *, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"inbound: {what} not done after {DEADLINE_SECONDS:g}s")
+        time.sleep(POLL_SECONDS)
+
+
+def _run(backend: Backend) -> dict[str, Any]:
+    with ExitStack() as stack:
+        workdir = stack.enter_context(scratch_dir("inbound"))
+        server = stack.enter_context(private_redis(workdir))
+        database_url = stack.enter_context(temporary_ledger(backend, workdir))
+        simulator = stack.enter_context(running_simulator(SimulatorConfig()))
+        receiver = stack.enter_context(InboundReceiver())
+        overrides = {**receiver.settings(timeout_seconds=10), **agent_settings()}
+        env = pipeline_env(database_url=database_url, redis_url=server.url, overrides=overrides)
+        stack.enter_context(delivery_env(env))
+        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
+        delivery.add_account(
+            ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url, owns_inbound=True
+        )
+        agent = AgentWorker(env=env, log_dir=workdir)
+        stack.callback(agent.stop)
+        relay = start_relay_process(env, workdir / "relay.log")
+        stack.callback(relay.stop)
+
+        def both_have(keys: set[str]) -> bool:
+            return keys <= set(receiver.counts()) and keys <= set(agent.counts())
+
+        warm = simulator.model.inbound(ACCOUNT_ID, from_user_id="warm@im.wechat", text="hi")
+        _wait(lambda: both_have({f"{ACCOUNT_ID}:{warm.message_id}"}), what="the warm-up")
+        written: dict[str, float] = {}
+        started = time.monotonic()
+        for n in range(MESSAGES):
+            delay = started + n / RATE_PER_SECOND - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # the readers' arrival rate
+            peer = f"reader{n // PER_READER}@im.wechat"
+            sent = simulator.model.inbound(ACCOUNT_ID, from_user_id=peer, text=f"message {n}")
+            written[f"{ACCOUNT_ID}:{sent.message_id}"] = time.time()
+        _wait(lambda: both_have(set(written)), what="every message at both receivers")
+        recorded = {
+            f"{ACCOUNT_ID}:{entry.platform_message_id}": entry.received_at.timestamp()
+            for entry in delivery.list_inbox(ACCOUNT_ID, limit=MESSAGES + 10)
+        }
+        by_webhook, by_task = receiver.first_arrival(), agent.first_arrival()
+        webhook_counts, task_counts = receiver.counts(), agent.counts()
+
+        def ms(arrivals: dict[str, float]) -> list[float]:
+            return [1000 * (arrivals[key] - at) for key, at in written.items()]
+
+        return {
+            "backend": backend,
+            "messages": MESSAGES,
+            "readers": READERS,
+            "rate_per_second": RATE_PER_SECOND,
+            "recorded": _percentiles(ms(recorded)),
+            "webhook": _percentiles(ms(by_webhook)),
+            "task": _percentiles(ms(by_task)),
+            "twice_webhook": sum(1 for k in written if webhook_counts[k] > 1),
+            "twice_task": sum(1 for k in written if task_counts[k] > 1),
+        }
+
+
+def run() -> dict[str, Any]:
+    """Both ledgers; JSON-ready results."""
+    runs = []
+    for backend in ("sqlite", "postgresql"):
+        print(f"inbound: {backend} ...", flush=True)
+        result = _run(backend)
+        runs.append(result)
+        print(
+            f"  recorded {result['recorded']['median_ms']:.0f} ms median; to the agent: "
+            f"webhook {result['webhook']['median_ms']:.0f} ms median, "
+            f"{result['webhook']['p95_ms']:.0f} ms p95; task "
+            f"{result['task']['median_ms']:.0f} ms median, {result['task']['p95_ms']:.0f} ms p95",
+            flush=True,
+        )
+    return {"runs": runs}
