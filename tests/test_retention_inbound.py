@@ -24,7 +24,7 @@ from delivery.ledger.states import HandoverChannel
 from delivery.ledger.types import utcnow
 from delivery.worker import tasks
 from tests.conftest import Ledger, RedisInfo
-from tests.test_retention import ACCOUNT, PEER, TOMORROW, age, all_rows, rows, send
+from tests.test_retention import ACCOUNT, PEER, TOMORROW, age, all_rows, rows, run, send
 
 WEBHOOK, TASK = HandoverChannel.WEBHOOK, HandoverChannel.TASK
 _platform_ids = itertools.count(7_318_000_000)
@@ -320,7 +320,7 @@ def test_an_inbound_batch_skips_a_message_another_transaction_holds(
     assert inbound_rows(ledger, held) == ("received", 1, 1)
 
 
-# --- beat -----------------------------------------------------------------------------------
+# --- beat and delivery prune ----------------------------------------------------------------
 
 
 def test_beat_prunes_inbound_messages_past_retention_beside_outbound_ones_and_logs_it(
@@ -345,3 +345,41 @@ def test_beat_prunes_inbound_messages_past_retention_beside_outbound_ones_and_lo
     assert all(part in caplog.text for part in went)
     assert rows(ledger, sent) == (None, 0, 0)
     assert all_inbound_rows(ledger) == (2, 3, 4)  # the two not handed over yet
+
+
+def test_prune_dry_run_counts_inbound_rows_and_deletes_nothing(
+    account: str, ledger: Ledger
+) -> None:
+    # Given inbound messages in every state received 31 days ago, and as many 29 days ago
+    received(ledger, days_ago=31)
+    received(ledger, days_ago=29)
+    before = all_inbound_rows(ledger)
+
+    # When a dry run asks what the default (30 days) would prune
+    output = run("--dry-run")
+
+    # Then it counts the old settled ones, table by table, and deletes nothing
+    assert "would delete 0 message(s)" in output  # the outbound line as before
+    assert "would delete 3 inbound message(s) received before" in output
+    assert "with 2 hand-over(s) and 3 hand-over attempt(s); nothing deleted" in output
+    assert all_inbound_rows(ledger) == before
+    assert "would delete 6 inbound message(s)" in run("--dry-run", "--older-than", "28d")
+
+
+def test_prune_deletes_inbound_rows_and_shows_its_progress(account: str, ledger: Ledger) -> None:
+    # Given inbound messages in every state received 10 days ago
+    received(ledger, days_ago=10)
+
+    # When the default (30 days) is pruned, nothing goes
+    assert "deleted 0 inbound message(s)" in run()
+
+    # When a week is, one message per transaction
+    output = run("--older-than", "7d", "--batch-size", "1")
+
+    # Then the bar reached its end and the settled ones went, counted per table
+    assert "pruning" in output and "100%" in output
+    assert "deleted 0 message(s)" in output
+    assert "deleted 3 inbound message(s)" in output
+    assert "with 2 hand-over(s) and 3 hand-over attempt(s)" in output
+    assert all_inbound_rows(ledger) == (2, 3, 4)
+    assert all_rows(ledger) == (0, 0, 0)
