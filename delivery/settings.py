@@ -87,7 +87,7 @@ MAX_CHUNK_CHARS = 4000  # the platform refused a 4000-character text
 MAX_READER_NOTICE_CHARS = 200
 # A second beat stays on standby; it takes over this long after the first stops.
 DEFAULT_BEAT_LOCK_TTL_SECONDS = 30.0
-# Delivered and superseded messages are deleted (with chunks and attempts) this long after.
+# Delivered and superseded messages, and inbound ones no longer pending, go this long after.
 DEFAULT_RETENTION_DAYS = 30.0
 # How often beat runs retention; each run deletes in small batches for a bounded time.
 DEFAULT_RETENTION_INTERVAL_SECONDS = 600.0
@@ -239,7 +239,9 @@ class Settings(BaseSettings):
         default=DEFAULT_RETENTION_DAYS,
         gt=0,
         description="Delivered and superseded messages older than this (days) are deleted "
-        "by beat, with their chunks and attempts; dead ones only by `delivery prune`.",
+        "by beat, with their chunks and attempts; dead ones only by `delivery prune`. "
+        "Inbound messages received longer ago go too, once none of their hand-overs is "
+        "pending.",
     )
     retention_interval_seconds: float = Field(default=DEFAULT_RETENTION_INTERVAL_SECONDS, gt=0)
     worker_watchdog_seconds: float = Field(

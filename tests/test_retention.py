@@ -19,7 +19,7 @@ from delivery.cli import cli
 from delivery.errors import ConfigError
 from delivery.ledger import attempts, outbox
 from delivery.ledger.db import session_scope
-from delivery.ledger.models import Attempt, Chunk, Message
+from delivery.ledger.models import Attempt, Base, Chunk, Message
 from delivery.ledger.retention import prune_batch
 from delivery.ledger.states import MessageStatus
 from delivery.ledger.types import utcnow
@@ -133,11 +133,13 @@ def rows(ledger: Ledger, message_id: str) -> tuple[str | None, int, int]:
         return status, int(chunks or 0), int(tries or 0)
 
 
-def all_rows(ledger: Ledger) -> tuple[int, int, int]:
+def all_rows(
+    ledger: Ledger, tables: tuple[type[Base], ...] = (Message, Chunk, Attempt)
+) -> tuple[int, ...]:
+    """How many rows each of ``tables`` holds."""
     with session_scope(ledger.engine, readonly=True) as db:
-        return tuple(  # type: ignore[return-value]
-            int(db.scalar(select(func.count()).select_from(table)) or 0)
-            for table in (Message, Chunk, Attempt)
+        return tuple(
+            int(db.scalar(select(func.count()).select_from(table)) or 0) for table in tables
         )
 
 

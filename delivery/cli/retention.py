@@ -1,4 +1,5 @@
-"""``delivery prune``: delete final messages past retention, with a progress bar."""
+"""``delivery prune``: delete final messages and handed-over inbound messages past
+retention, with a progress bar."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ __all__ = ["prune"]
 @click.option(
     "--older-than",
     "older_than",
-    help="Ended before: 30d, 12h, or an ISO time.  [default: DELIVERY_RETENTION_DAYS]",
+    help="Ended (inbound: received) before: 30d, 12h, or an ISO time.  "
+    "[default: DELIVERY_RETENTION_DAYS]",
 )
 @click.option("--include-dead", is_flag=True, help="Dead letters too (otherwise kept for replay).")
 @click.option("--dry-run", is_flag=True, help="Say how many would go; delete nothing.")
@@ -27,12 +29,14 @@ __all__ = ["prune"]
     default=retention.BATCH_MESSAGES,
     show_default=True,
     type=click.IntRange(1, 10_000),
-    help="Messages per transaction.",
+    help="Messages (or inbound messages) per transaction.",
 )
 def prune(older_than: str | None, include_dead: bool, dry_run: bool, batch_size: int) -> None:
     """Delete delivered and superseded messages that ended before a cutoff, with their
     chunks and attempts; dead ones too with --include-dead. Open messages are never
-    deleted. Each batch is one short transaction, so sending goes on meanwhile.
+    deleted. Inbound messages received before the cutoff go too, with their hand-overs
+    and attempts, unless a hand-over is still pending. Each batch is one short
+    transaction, so sending goes on meanwhile.
     """
     if older_than is None:
         before = retention.cutoff(now=utcnow(), older_than_days=get_settings().retention_days)
@@ -48,6 +52,8 @@ def prune(older_than: str | None, include_dead: bool, dry_run: bool, batch_size:
         for status in (MessageStatus.DELIVERED, MessageStatus.SUPERSEDED, MessageStatus.DEAD)
     }
     kept_dead = "" if include_dead else f"; {counts[MessageStatus.DEAD]} dead kept"
+    inbound = retention.count_inbound(engine, before=before)
+    received = f"received before {before:%Y-%m-%d %H:%M:%S} UTC"
     if dry_run:
         would = retention.count(engine, before=before, statuses=chosen)
         breakdown = ", ".join(f"{counts[s]} {s}" for s in counts if s in chosen)
@@ -56,8 +62,13 @@ def prune(older_than: str | None, include_dead: bool, dry_run: bool, batch_size:
             f"{would.chunks} chunk(s) and {would.attempts} attempt(s){kept_dead}; "
             "nothing deleted (--dry-run)"
         )
+        click.echo(
+            f"would delete {inbound.inbound_messages} inbound message(s) {received} "
+            f"(none awaiting a hand-over), with {inbound.inbound_handovers} hand-over(s) and "
+            f"{inbound.inbound_attempts} hand-over attempt(s); nothing deleted (--dry-run)"
+        )
         return
-    total = sum(counts[s] for s in chosen)
+    total = sum(counts[s] for s in chosen) + inbound.inbound_messages
     with Progress(transient=False, disable=not total) as progress:
         task = progress.add_task("pruning", total=total)
         pruned = retention.prune(
@@ -65,9 +76,14 @@ def prune(older_than: str | None, include_dead: bool, dry_run: bool, batch_size:
             before=before,
             statuses=chosen,
             batch_messages=batch_size,
-            on_batch=lambda batch: progress.advance(task, batch.messages),
+            on_batch=lambda batch: progress.advance(task, batch.messages + batch.inbound_messages),
         )
     click.echo(
         f"deleted {pruned.messages} message(s) {when}, with {pruned.chunks} chunk(s) "
         f"and {pruned.attempts} attempt(s){kept_dead}"
+    )
+    click.echo(
+        f"deleted {pruned.inbound_messages} inbound message(s) {received}, with "
+        f"{pruned.inbound_handovers} hand-over(s) and {pruned.inbound_attempts} "
+        "hand-over attempt(s)"
     )

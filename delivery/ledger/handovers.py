@@ -8,7 +8,8 @@ one message over at once. The claim writes the attempt row before the call; the
 outcome is recorded after it. A claim that runs out belongs to a relay that died
 mid-call: the next claim marks that attempt ``lost`` and hands the message over
 again, with the same idempotency key. Every function takes the caller's
-``Session`` and never commits.
+``Session`` and never commits. Only :mod:`delivery.ledger.retention` deletes
+these rows, with their message, once none of its hand-overs is pending.
 
 Example::
 

@@ -6,7 +6,8 @@ message already recorded (the same platform id: nothing is written), or a copy
 the platform re-sent under a new id (the same fingerprint of sender and text
 within ``dedupe_seconds`` of a received one: recorded as ``duplicate``, with the
 reason). Every function takes the caller's ``Session`` and never commits: the
-poller records a whole poll and moves the cursor in one transaction.
+poller records a whole poll and moves the cursor in one transaction. Only
+:mod:`delivery.ledger.retention` deletes inbound messages, past retention.
 
 Example::
 

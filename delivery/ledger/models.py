@@ -246,6 +246,8 @@ class InboundMessage(Base):
         UniqueConstraint("account_id", "platform_message_id"),
         Index("ix_inbound_messages_fingerprint", "account_id", "fingerprint", "written_at"),
         Index("ix_inbound_messages_peer", "account_id", "peer_id", "id"),
+        # Retention: the oldest received first (see delivery.ledger.retention).
+        Index("ix_inbound_messages_received_at", "received_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

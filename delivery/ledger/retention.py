@@ -1,7 +1,7 @@
-"""Retention: the one module that deletes messages, chunks and attempts.
+"""Retention: the one module that deletes ledger rows, outbound and inbound.
 
-A message goes, with its chunks and their attempts, once it is final and ended
-before a cutoff. When it ended, and the index that finds it:
+**Outbound.** A message goes, with its chunks and their attempts, once it is
+final and ended before a cutoff. When it ended, and the index that finds it:
 
 ============  ====================================  ===========================
 status        ended at                              index
@@ -23,41 +23,69 @@ index above (on PostgreSQL locked, skipping rows another transaction holds, so a
 batch never waits on a send or a replay), then their attempts, chunks and the
 messages themselves are deleted by those ids. Between batches sending goes on.
 
+**Inbound.** An inbound message goes, with its hand-overs and their attempts,
+once it was received (``received_at``, index ``ix_inbound_messages_received_at``)
+before a cutoff and **none of its hand-overs is pending**: a message the agent
+has not had yet stays, however old. Duplicates and malformed items (which have
+no hand-overs) go by age alone. :func:`prune_inbound_batch` goes as
+:func:`prune_batch` does: the oldest ids first (locked, skipping held rows, on
+PostgreSQL), then their attempts, hand-overs and the messages. Each delete asks
+again that no hand-over of the message is pending, so a hand-over reopened
+meanwhile (a broker that lost its tasks) keeps its message.
+
 Example::
 
     with session_scope(engine) as db:
         pruned = prune_batch(db, before=cutoff, statuses={MessageStatus.DELIVERED}, limit=500)
     pruned.messages          # 0 once nothing is left to prune
+    with session_scope(engine) as db:
+        pruned = prune_inbound_batch(db, before=cutoff, limit=500)
+    pruned.inbound_messages  # 0 once nothing is left to prune
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
-from sqlalchemy import ColumnElement, Select, delete, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import ColumnElement, Select, delete, exists, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
-from delivery.ledger.models import Attempt, Chunk, Message
-from delivery.ledger.states import FINAL_MESSAGE_STATES, MessageStatus
+from delivery.ledger.models import (
+    Attempt,
+    Chunk,
+    Handover,
+    HandoverAttempt,
+    InboundMessage,
+    Message,
+)
+from delivery.ledger.states import FINAL_MESSAGE_STATES, HandoverStatus, MessageStatus
 
-__all__ = ["Pruned", "count_prunable", "prune_batch"]
+__all__ = [
+    "Pruned",
+    "count_prunable",
+    "count_prunable_inbound",
+    "prune_batch",
+    "prune_inbound_batch",
+]
 
 
 @dataclass(frozen=True)
 class Pruned:
-    """How many rows went (or would go), per table."""
+    """How many rows went (or would go), per table: ``messages``, ``chunks`` and
+    ``attempts``; ``inbound_messages``, ``inbound_handovers`` and ``inbound_attempts``."""
 
     messages: int = 0
     chunks: int = 0
     attempts: int = 0
+    inbound_messages: int = 0
+    inbound_handovers: int = 0
+    inbound_attempts: int = 0
 
     def __add__(self, other: Pruned) -> Pruned:
         return Pruned(
-            self.messages + other.messages,
-            self.chunks + other.chunks,
-            self.attempts + other.attempts,
+            *(mine + theirs for mine, theirs in zip(astuple(self), astuple(other), strict=True))
         )
 
 
@@ -148,3 +176,77 @@ def _delete(db: Session, ids: list[int], states: list[str]) -> Pruned:
 
 def _rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- inbound --------------------------------------------------------------------------------
+
+
+def _settled(inbound_id: InstrumentedAttribute[int]) -> ColumnElement[bool]:
+    """None of the message's hand-overs is pending (true of one that has none)."""
+    other = aliased(Handover)  # an alias: within a delete of hand-overs it is not the row itself
+    return ~exists().where(other.inbound_id == inbound_id, other.status == HandoverStatus.PENDING)
+
+
+def _inbound_past(before: dt.datetime) -> list[ColumnElement[bool]]:
+    return [InboundMessage.received_at < before, _settled(InboundMessage.id)]
+
+
+def count_prunable_inbound(db: Session, *, before: dt.datetime) -> Pruned:
+    """How many inbound messages, hand-overs and their attempts
+    :func:`prune_inbound_batch` would delete in all."""
+    ids = select(InboundMessage.id).where(*_inbound_past(before))
+    return Pruned(
+        inbound_messages=_count(db, select(func.count()).where(*_inbound_past(before))),
+        inbound_handovers=_count(db, select(func.count()).where(Handover.inbound_id.in_(ids))),
+        inbound_attempts=_count(
+            db, select(func.count()).where(HandoverAttempt.inbound_id.in_(ids))
+        ),
+    )
+
+
+def prune_inbound_batch(db: Session, *, before: dt.datetime, limit: int) -> Pruned:
+    """Delete at most ``limit`` inbound messages received before ``before`` none of whose
+    hand-overs is pending.
+
+    Oldest first, with their hand-overs and attempts. Returns what went;
+    ``inbound_messages`` is 0 when nothing is left. The caller's transaction should
+    hold one batch.
+    """
+    query = (
+        select(InboundMessage.id)
+        .where(*_inbound_past(before))
+        .order_by(InboundMessage.received_at, InboundMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
+    )
+    ids = list(db.scalars(query))
+    if not ids:
+        return Pruned()
+    plain = {"synchronize_session": False}  # none of these rows is loaded in the session
+    attempts = db.execute(
+        delete(HandoverAttempt).where(
+            HandoverAttempt.inbound_id.in_(ids), _settled(HandoverAttempt.inbound_id)
+        ),
+        execution_options=plain,
+    )
+    handovers = db.execute(
+        delete(Handover).where(
+            Handover.inbound_id.in_(ids),
+            Handover.status != HandoverStatus.PENDING,  # checked again on a row just reopened
+            _settled(Handover.inbound_id),
+        ),
+        execution_options=plain,
+    )
+    messages = db.execute(
+        delete(InboundMessage).where(
+            InboundMessage.id.in_(ids),
+            ~exists().where(Handover.inbound_id == InboundMessage.id),
+            ~exists().where(HandoverAttempt.inbound_id == InboundMessage.id),
+        ),
+        execution_options=plain,
+    )
+    return Pruned(
+        inbound_messages=_rowcount(messages),
+        inbound_handovers=_rowcount(handovers),
+        inbound_attempts=_rowcount(attempts),
+    )

@@ -151,6 +151,7 @@ def run_briefing(run_id: int) -> str:
 @app.task(name="delivery.prune", acks_late=True)
 def prune() -> str:
     """Delete delivered and superseded messages past retention, with their chunks and
+    attempts, and inbound messages the agent has had, with their hand-overs and
     attempts, in small batches for a bounded time (dead letters stay for replay)."""
     settings = get_settings()
     before = retention.cutoff(now=utcnow(), older_than_days=settings.retention_days)
@@ -163,7 +164,4 @@ def prune() -> str:
         )
     except LedgerError as exc:
         return _outage("prune", exc)
-    return (
-        f"pruned {pruned.messages} message(s), {pruned.chunks} chunk(s), "
-        f"{pruned.attempts} attempt(s) that ended before {before:%Y-%m-%d %H:%M} UTC"
-    )
+    return f"pruned {retention.describe(pruned, before=before)}"
