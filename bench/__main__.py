@@ -1,6 +1,6 @@
 """``python -m bench [NAME ...]``: run benchmarks by name (all by default), then the report.
 
-With no name every benchmark runs, in order (about five minutes). Each prints its
+With no name every benchmark runs, in order (about ten minutes). Each prints its
 figures and writes ``bench/out/<name>.json``, stamped with the time and the load
 average before and after (other work on the machine shows there). Afterwards
 ``BENCHMARKS.md`` and ``bench/burst.png`` are rendered from whatever results
@@ -32,6 +32,7 @@ BENCHMARKS = (
     "chunker",
     "retention",
     "inbound",
+    "ledger_size",
 )
 
 

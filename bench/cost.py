@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -105,9 +106,18 @@ def _outbound(batch: list[Briefing]) -> list[delivery.OutboundMessage]:
 
 
 def run_pipeline(
-    backend: Backend, *, pool: str = "prefork", profile: Path | None = None
+    backend: Backend,
+    *,
+    pool: str = "prefork",
+    profile: Path | None = None,
+    prepare: Callable[[str], None] | None = None,
+    inspect: Callable[[str], None] | None = None,
 ) -> PipelineRun:
-    """A warm-up, then the burst through one worker; with ``profile``, under the sampler."""
+    """A warm-up, then the burst through one worker; with ``profile``, under the sampler.
+
+    ``prepare`` gets the new ledger's URL before the worker starts (to fill it), and
+    ``inspect`` after the burst's last commit, before anything is stopped.
+    """
     batch, warmup = workload(), briefings(messages=WARMUP_MESSAGES, chats=2, seed=1)
     chunks = sum(len(b.chunks) for b in batch)
     warm_chunks = sum(len(b.chunks) for b in warmup)
@@ -115,6 +125,8 @@ def run_pipeline(
         workdir = stack.enter_context(scratch_dir(f"cost-{backend}"))
         redis_url = stack.enter_context(private_redis(workdir)).url
         database_url = stack.enter_context(temporary_ledger(backend, workdir))
+        if prepare is not None:
+            prepare(database_url)
         simulator = stack.enter_context(running_simulator(SimulatorConfig()))
         simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
         env = pipeline_env(database_url=database_url, redis_url=redis_url, overrides=UNLIMITED)
@@ -132,8 +144,10 @@ def run_pipeline(
         arrivals = [t for t in _wait_accepted(simulator, warm_chunks + chunks) if t >= started]
         probe = LedgerProbe(database_url)
         stack.callback(probe.close)
-        while probe.statuses()["delivered"] < len(batch) + len(warmup):  # the last commit
+        while probe.open_messages():  # the last commit
             time.sleep(0.02)
+        if inspect is not None:
+            inspect(database_url)
         peaks = peak_rss_kib(worker.pid)
         roles = {"main": peaks.pop(worker.pid, 0)}
         if peaks:

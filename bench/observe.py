@@ -26,6 +26,7 @@ from sqlalchemy import create_engine, func, select
 
 from bench.workload import Briefing, chunk_index
 from delivery.ledger.models import Attempt, Message
+from delivery.ledger.states import OPEN_MESSAGE_STATES
 from delivery.simulator import PlatformSimulator, Snapshot
 
 __all__ = ["Arrivals", "LedgerProbe", "LockoutSampler", "tally"]
@@ -127,6 +128,16 @@ class LedgerProbe:
         with self._engine.connect() as connection:
             rows = connection.execute(select(Message.status, func.count()).group_by(Message.status))
             return Counter({status: count for status, count in rows})
+
+    def open_messages(self) -> int:
+        """Messages queued or sending (through the status index: cheap in a big ledger)."""
+        with self._engine.connect() as connection:
+            count = connection.scalar(
+                select(func.count()).where(
+                    Message.status.in_([str(s) for s in OPEN_MESSAGE_STATES])
+                )
+            )
+            return int(count or 0)
 
     def last_final_at(self) -> dt.datetime | None:
         """When the last message became delivered or dead."""

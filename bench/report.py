@@ -392,6 +392,66 @@ itself).
 """
 
 
+def _ledger_size(r: dict[str, Any]) -> str:
+    history = r["history"]
+    empty, full = r["empty"], r["full"]
+    rows = [
+        [
+            f"{side['history_messages']:,} delivered" if side["history_messages"] else "empty",
+            f"{side['chunks_per_second']:.1f}",
+            f"{side['ms_per_chunk']:.2f} ms",
+            ", ".join(f"{run['steady_chunks_per_second']:.1f}" for run in side["runs"]),
+            f"{side['scrape_ms_median']:.1f} ms",
+            f"{side['recount_ms']:,.0f} ms",
+        ]
+        for side in (empty, full)
+    ]
+    head = [
+        "ledger",
+        "chunks/s (best)",
+        "per chunk",
+        "runs, chunks/s",
+        "scrape, median",
+        "the recount it replaces",
+    ]
+    planned = {part: found["statements"] for part, found in full["explain"].items()}
+    scans = [s for found in full["explain"].values() for s in found["seq_scans"]]
+    burst = full["burst_seq_scans"]
+    read_by_scans = {t: sum(b[t][1] for b in burst) for t in burst[0]}
+    fill = full.get("fill_seconds", 0.0)
+    return f"""## 9. Ledger size
+
+{_stamp(r)}
+
+Two PostgreSQL ledgers: one empty, one already holding {history["messages"]:,} delivered
+messages of {history["chunks_per_message"]} chunks with one accepted attempt each (spread
+over the last {history["days"]} days and {history["chats"]:,} chats of the burst's account,
+its own chats among them), written by the server with `INSERT ... SELECT generate_series`
+in {fill:.0f} s (indexes built after the rows; then `VACUUM ANALYZE`). On each, the
+pipeline-cost burst (section 2: one prefork worker, no platform limit, no gaps), best of
+{r["repeats"]} runs; and the exporter's ledger scrape, rendered as Prometheus text, median
+of {r["scrapes"]}. *The recount it replaces*: the aggregates a scrape ran before the
+running totals (`delivery.ledger.counters`), on the same ledger.
+
+{_table(head, rows)}
+
+Cost per chunk with the history: **{r["cost_ratio"]:.2f}x** the empty ledger's.
+
+No big table is scanned: on the full ledger, every statement of a scrape
+({planned["scrape"]}), a reconciler run ({planned["reconcile"]}) and a retention batch
+({planned["retention"]}) was `EXPLAIN`-ed, and {_planned_scans(len(scans))} as a
+sequential scan of `messages`, `chunks` or `attempts`. While the worker sent the bursts, sequential
+scans read {", ".join(f"{n:,} rows of `{t}`" for t, n in read_by_scans.items())}
+(`pg_stat_user_tables`).
+"""
+
+
+def _planned_scans(count: int) -> str:
+    return (
+        "none was planned" if count == 0 else f"{count} {'was' if count == 1 else 'were'} planned"
+    )
+
+
 def _recovery(r: dict[str, Any] | None) -> str:
     if not r or "paths" not in r:
         return "## 3. Recovery\n\n**Not run.** `python -m bench recovery` measures it.\n"
@@ -540,8 +600,9 @@ noise.
 **Reproduce**: from the repository root, in the project's virtualenv,
 
 ```bash
-python -m bench              # everything (about five minutes), then this file and bench/burst.png
-python -m bench burst        # or: cost, enqueue, recovery, readers, chunker, retention, inbound
+python -m bench              # everything (about ten minutes), then this file and bench/burst.png
+python -m bench burst        # or: cost, enqueue, recovery, readers, chunker, retention, inbound,
+                             # ledger_size
 python -m bench report       # re-render from bench/out/*.json only
 ```
 
@@ -592,6 +653,8 @@ def render() -> None:
     parts.append(section("7. Retention", _retention(pruning) if pruning else None))
     inbound = _load("inbound")
     parts.append(section("8. Inbound relay", _inbound(inbound) if inbound else None))
+    size = _load("ledger_size")
+    parts.append(section("9. Ledger size", _ledger_size(size) if size else None))
     if FINDINGS.exists():
         parts.append(FINDINGS.read_text())
     REPORT.write_text("\n".join(parts))

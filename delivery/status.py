@@ -46,6 +46,7 @@ class AccountStatus:
 @dataclass(frozen=True)
 class StatusReport:
     accounts: list[AccountStatus]
+    # Open statuses: messages now; final ones: totals of all time (retention keeps them).
     messages_by_status: dict[str, int]
     chunks_waiting: int
     oldest_waiting: tuple[int, int, float] | None  # message id, chunk seq, seconds waiting

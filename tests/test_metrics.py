@@ -1,7 +1,8 @@
 """The Prometheus exporter: numbers read from the ledger and Redis, on both ledgers.
 
 Messages go in through the public API; what workers would have done since is
-written straight to the ledger rows, so every number has a known answer.
+done through the ledger's own verbs (attempts started and answered, chunks
+accepted, messages killed), at chosen times, so every number has a known answer.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from sqlalchemy import Engine, select
 
 import delivery
 from delivery.devstack import ManagedProcess, free_port
+from delivery.ledger import attempts as ledger_attempts
+from delivery.ledger import outbox
 from delivery.ledger.db import engine_for, session_scope
-from delivery.ledger.models import Account, Attempt, Chunk, Message
-from delivery.ledger.states import AttemptOutcome, ChunkStatus, MessageStatus, SessionState
+from delivery.ledger.models import Account, Chunk, Message
+from delivery.ledger.states import AttemptOutcome, SessionState
 from delivery.ledger.types import utcnow
 from delivery.monitoring import DeliveryCollector, RedisSource, SqlLedgerSource
 from delivery.ratelimit.gate import AccountGate, Rate
@@ -85,28 +88,47 @@ def settle(
     engine: Engine,
     message_id: str,
     *,
-    status: MessageStatus,
     created_seconds_ago: float,
-    delivered_seconds_ago: float | None = None,
-    chunk_states: list[ChunkStatus],
+    ended_seconds_ago: float | None = None,
     attempts: list[tuple[int, AttemptOutcome]],
 ) -> None:
-    """Write what the workers would have: states, times and attempts (chunk seq, outcome)."""
-    with session_scope(engine) as session:
-        message = session.get_one(Message, int(message_id))
-        message.status = status
+    """Do what the workers would have, attempt by attempt (chunk seq, outcome): an
+    accepted chunk is accepted (the last one at ``ended_seconds_ago``), a permanent
+    failure kills the message, a lost attempt is closed as lost, one in flight stays."""
+    with session_scope(engine) as db:
+        message = db.get_one(Message, int(message_id))
         message.created_at = ago(created_seconds_ago)
-        if delivered_seconds_ago is not None:
-            message.delivered_at = ago(delivered_seconds_ago)
-        if status == MessageStatus.DEAD:
-            message.dead_at, message.dead_reason = NOW, "permanent: test"
-        chunks = list(session.scalars(select(Chunk).where(Chunk.message_id == message.id)))
-        assert len(chunks) == len(chunk_states)
-        for chunk, state in zip(sorted(chunks, key=lambda c: c.seq), chunk_states, strict=True):
-            chunk.status = state
+        chunks = {c.seq: c for c in db.scalars(select(Chunk).where(Chunk.message_id == message.id))}
+        sending = False
         for number, (seq, outcome) in enumerate(attempts, start=1):
-            chunk = next(c for c in chunks if c.seq == seq)
-            session.add(Attempt(chunk_id=chunk.id, attempt_no=number, outcome=outcome))
+            chunk = chunks[seq]
+            attempt_id = ledger_attempts.start(
+                db, chunk_id=chunk.id, attempt_no=number, context_token=None, host="t", now=NOW
+            )
+            if outcome == AttemptOutcome.LOST:
+                ledger_attempts.close_lost(db, chunk.id)
+                continue
+            if outcome != AttemptOutcome.IN_FLIGHT:
+                result = ledger_attempts.AttemptResult(outcome, "test", None, duration_ms=5)
+                ledger_attempts.record(db, attempt_id, result)
+            last = seq == len(chunks)
+            if outcome == AttemptOutcome.ACCEPTED:
+                outbox.accept(
+                    db,
+                    chunk_id=chunk.id,
+                    message_id=message.id,
+                    seq=seq,
+                    chunk_count=len(chunks),
+                    sending=sending,
+                    outcome=outcome,
+                    now=ago(ended_seconds_ago) if last and ended_seconds_ago else NOW,
+                    gap_seconds=0.0,
+                )
+                sending = True
+            elif outcome == AttemptOutcome.PERMANENT:
+                outbox.kill(
+                    db, message.id, reason="permanent: test", now=NOW, failed_chunk_id=chunk.id
+                )
 
 
 def expire_session(engine: Engine, account_id: str, *, seconds_ago: float) -> None:
@@ -133,47 +155,37 @@ def busy_ledger(ledger: Ledger, redis_db: RedisInfo) -> Ledger:
     settle(
         engine,
         quick,
-        status=MessageStatus.DELIVERED,
         created_seconds_ago=100,
-        delivered_seconds_ago=90,
-        chunk_states=[ChunkStatus.SENT],
+        ended_seconds_ago=90,
         attempts=[(1, AttemptOutcome.RATE_LIMITED), (1, AttemptOutcome.ACCEPTED)],
     )
     slow = delivery.enqueue("bot-1", "u2@im.wechat", "slow")
     settle(
         engine,
         slow,
-        status=MessageStatus.DELIVERED,
         created_seconds_ago=5000,
-        delivered_seconds_ago=1000,
-        chunk_states=[ChunkStatus.SENT],
+        ended_seconds_ago=1000,
         attempts=[(1, AttemptOutcome.TRANSIENT), (1, AttemptOutcome.ACCEPTED)],
     )
     dead = delivery.enqueue("bot-1", "u3@im.wechat", "refused")
     settle(
         engine,
         dead,
-        status=MessageStatus.DEAD,
         created_seconds_ago=50,
-        chunk_states=[ChunkStatus.FAILED],
         attempts=[(1, AttemptOutcome.PERMANENT)],
     )
     half = delivery.enqueue("bot-1", "u4@im.wechat", TWO_CHUNKS)
     settle(
         engine,
         half,
-        status=MessageStatus.SENDING,
         created_seconds_ago=300,
-        chunk_states=[ChunkStatus.SENT, ChunkStatus.PENDING],
         attempts=[(1, AttemptOutcome.ACCEPTED), (2, AttemptOutcome.IN_FLIGHT)],
     )
     parked = delivery.enqueue("bot-2", "u5@im.wechat", "waits for a new token")
     settle(
         engine,
         parked,
-        status=MessageStatus.QUEUED,
         created_seconds_ago=60,
-        chunk_states=[ChunkStatus.PENDING],
         attempts=[(1, AttemptOutcome.LOST), (1, AttemptOutcome.SESSION_EXPIRED)],
     )
     return ledger

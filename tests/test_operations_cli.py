@@ -9,8 +9,8 @@ from click.testing import CliRunner
 import delivery
 from delivery.cli import cli
 from delivery.cli.operations import parse_since
+from delivery.ledger import outbox
 from delivery.ledger.db import session_scope
-from delivery.ledger.models import Message
 from delivery.ledger.types import utcnow
 from tests.conftest import Ledger, RedisInfo
 
@@ -28,11 +28,12 @@ def test_status_messages_dead_and_show(ledger: Ledger, redis_db: RedisInfo) -> N
     first = delivery.enqueue("bot-1", PEER, "one")
     second = delivery.enqueue("bot-1", "other@im.wechat", "two")
     with session_scope(ledger.engine) as session:
-        message = session.get(Message, int(second))
-        assert message is not None
-        message.status = "dead"
-        message.dead_at = utcnow()
-        message.dead_reason = "refused by the platform: refused (ret -1 'invalid param')"
+        outbox.kill(
+            session,
+            int(second),
+            reason="refused by the platform: refused (ret -1 'invalid param')",
+            now=utcnow(),
+        )
 
     status = run("status")
     assert "bot-1" in status and "unknown" in status

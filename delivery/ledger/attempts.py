@@ -6,7 +6,8 @@ the transaction that moves chunk and message. Whatever the platform answers is
 *cleaned* before it is stored: NUL characters and lone surrogates removed,
 lengths cut, numbers clamped to the column's 32 bits (the raw value is kept in
 ``detail``), so no answer can make the outcome's transaction fail and loop the
-chunk.
+chunk. Every outcome given (answered, lost, decided by a probe) is counted in
+:mod:`delivery.ledger.counters` in the same transaction.
 
 Example::
 
@@ -28,6 +29,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from delivery.ilink.classify import Answer
+from delivery.ledger import counters
 from delivery.ledger.models import Attempt
 from delivery.ledger.readers import fingerprint
 from delivery.ledger.states import AttemptOutcome
@@ -116,7 +118,8 @@ def record(db: Session, attempt_id: int, result: AttemptResult) -> None:
     if notes:
         detail = "; ".join([detail, *notes] if detail else notes)
     values["detail"] = clean_text(detail, limit=DETAIL_CHARS)
-    db.execute(update(Attempt).where(Attempt.id == attempt_id).values(**values))
+    done = db.execute(update(Attempt).where(Attempt.id == attempt_id).values(**values))
+    counters.add_attempts(db, result.outcome, n=_rowcount(done))
 
 
 def reclassify(
@@ -125,7 +128,7 @@ def reclassify(
     """A later attempt decided what these attempts' answers meant (a bare refusal:
     the reader's window, or the account's limit); the raw answer stays."""
     if attempt_ids:
-        db.execute(
+        decided = db.execute(
             update(Attempt)
             .where(Attempt.id.in_(sorted(attempt_ids)))
             .values(
@@ -135,6 +138,7 @@ def reclassify(
                 ),
             )
         )
+        counters.add_attempts(db, outcome, n=_rowcount(decided))
 
 
 def close_lost(db: Session, chunk_id: int) -> int:
@@ -147,6 +151,12 @@ def close_lost(db: Session, chunk_id: int) -> int:
         .where(Attempt.chunk_id == chunk_id, Attempt.outcome == AttemptOutcome.IN_FLIGHT)
         .values(outcome=AttemptOutcome.LOST, detail=LOST_DETAIL)
     )
+    lost = _rowcount(result)
+    counters.add_attempts(db, AttemptOutcome.LOST, n=lost)
+    return lost
+
+
+def _rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 

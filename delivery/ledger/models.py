@@ -11,6 +11,7 @@ transaction that moves its chunk and message.
     accounts 1──* readers (per peer: last inbound, budget, context token)
     accounts 1──* inbound_messages 1──* inbound_handovers (per channel) 1──* inbound_attempts
     accounts 1──1 inbound_cursors (the getupdates cursor of an account that owns its inbound)
+    ledger_counters (running totals of outcomes, for metrics: see delivery.ledger.counters)
 
 Example::
 
@@ -25,6 +26,7 @@ import datetime as dt
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -51,6 +53,7 @@ __all__ = [
     "Briefing",
     "BriefingRun",
     "Chunk",
+    "Counter",
     "Handover",
     "HandoverAttempt",
     "InboundCursor",
@@ -366,3 +369,19 @@ class BriefingRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     briefing: Mapped[Briefing] = relationship(back_populates="runs")
+
+
+class Counter(Base):
+    """A running total of outcomes, written only by :mod:`delivery.ledger.counters`.
+
+    A total is the sum of its ``shard`` rows (concurrent writers spread over them);
+    ``total`` sums a measured value (seconds of latency) where one is kept.
+    """
+
+    __tablename__ = "ledger_counters"
+
+    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+    total: Mapped[float] = mapped_column(Float, default=0.0)

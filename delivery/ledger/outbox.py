@@ -41,6 +41,10 @@ replay              a dead message's failed/unsent chunks pending again
 close_finished      an open message with nothing pending: delivered or dead
 ==================  ==========================================================
 
+Each message that ends (delivered, dead, superseded) is also counted, in the
+same transaction, in :mod:`delivery.ledger.counters` (with its latency, if
+delivered): the exporter reads those totals instead of recounting the rows.
+
 Example::
 
     with session_scope(engine) as db:
@@ -75,6 +79,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
+from delivery.ledger import counters
 from delivery.ledger.models import Account, Chunk, Message, Reader
 from delivery.ledger.queries import IN_LIST_BATCH, Conversation, blocker, conversation_heads
 from delivery.ledger.states import (
@@ -474,15 +479,16 @@ def supersede(
         )
     )
     if ids:
-        db.execute(
+        ended = db.execute(
             update(Message)
-            .where(Message.id.in_(ids))
+            .where(Message.id.in_(ids), Message.status.in_(_OPEN))
             .values(
                 status=MessageStatus.SUPERSEDED,
                 dead_at=now,
                 dead_reason=f"superseded by message {before_id} (same collapse key)",
             )
         )
+        counters.add_ended(db, MessageStatus.SUPERSEDED, n=_rowcount(ended))
         db.execute(
             update(Chunk)
             .where(Chunk.message_id.in_(ids), Chunk.status == ChunkStatus.PENDING)
@@ -693,12 +699,14 @@ def accept(
             .where(Chunk.message_id == message_id, Chunk.status == ChunkStatus.PENDING)
             .exists()
         )
-        delivered = db.execute(
+        created_at = db.scalar(
             update(Message)
             .where(Message.id == message_id, Message.status.in_(_OPEN), ~has_pending)
             .values(status=MessageStatus.DELIVERED, delivered_at=now)
+            .returning(Message.created_at)
         )
-        if _rowcount(delivered) == 1:
+        if created_at is not None:
+            counters.add_delivered(db, latency_seconds=(now - created_at).total_seconds())
             return Accepted([], message_final=True)
     return _accept_slowly(db, message_id=message_id, now=now, gap_seconds=gap_seconds)
 
@@ -748,11 +756,14 @@ def _pending_seqs(db: Session, message_id: int) -> list[int]:
 
 
 def _deliver(db: Session, message_id: int, now: dt.datetime) -> None:
-    db.execute(
+    created_at = db.scalar(
         update(Message)
-        .where(Message.id == message_id)
+        .where(Message.id == message_id, Message.status != MessageStatus.DELIVERED)
         .values(status=MessageStatus.DELIVERED, delivered_at=now, dead_at=None, dead_reason=None)
+        .returning(Message.created_at)
     )
+    if created_at is not None:
+        counters.add_delivered(db, latency_seconds=(now - created_at).total_seconds())
 
 
 def record_outcome(db: Session, chunk_id: int, *, outcome: str) -> None:
@@ -781,6 +792,7 @@ def kill(
     )
     if _rowcount(result) != 1:
         return None
+    counters.add_ended(db, MessageStatus.DEAD)
     if failed_chunk_id is not None:
         db.execute(
             update(Chunk)

@@ -5,7 +5,11 @@ when Flower itself runs with basic auth, and it knows only Celery tasks
 (received, succeeded, retried, runtime), nothing of delivery outcomes. A send
 task that succeeds may have met a rate limit, an expired session or a dead
 message; only the SQL ledger knows. So ``delivery metrics`` reads the ledger (the
-truth, whatever the number of workers and hosts) and Redis, on each scrape.
+truth, whatever the number of workers and hosts) and Redis, on each scrape. The
+outcomes (the counters and the latency histogram) are running totals the ledger
+keeps as it writes them (:mod:`delivery.ledger.counters`), and what is open is
+counted through indexes, so a scrape costs the same with a million messages in
+the ledger as with none.
 
 This exporter **has no authentication either**: it binds 127.0.0.1 by default;
 to scrape it from elsewhere, put it behind the same authenticating proxy as
@@ -14,11 +18,14 @@ Flower. Its output names accounts and queues, never a token or a text.
 Metrics (SQL ledger; left out, with ``delivery_exporter_up 0``, if it cannot be read)::
 
     delivery_messages_total{status}        counter  delivered | dead | superseded: messages
-                                                    that ended so
+                                                    that ended so (a replayed dead letter
+                                                    counts again when it ends again)
     delivery_messages_open{status}         gauge    queued | sending: messages not yet final
     delivery_attempts_total{outcome}       counter  platform calls by final outcome: accepted,
                                                     rate_limited, session_expired, transient,
-                                                    permanent, stale_context, lost
+                                                    permanent, stale_context, lost; refused
+                                                    (a bare refusal), counted again as
+                                                    rate_limited or reader_refused once decided
     delivery_attempts_in_flight            gauge    calls started, answer not yet recorded
     delivery_session_state{account,state}  gauge    1 for the current state (unknown|ok|expired)
     delivery_session_expired_seconds{account}  gauge  how long expired (0 when not)
@@ -29,11 +36,12 @@ Metrics (SQL ledger; left out, with ``delivery_exporter_up 0``, if it cannot be 
     delivery_messages_awaiting_reader      gauge    open messages waiting for their reader
     delivery_oldest_awaiting_reader_seconds  gauge  age of the oldest of them (0: none)
     delivery_delivery_latency_seconds      histogram  created_at -> delivered_at, delivered
-                                                    messages (SQL aggregates per bucket)
+                                                    messages (counted as each is delivered)
 
 Rate limits are counted as ``delivery_attempts_total{outcome="rate_limited"}``;
-there is no separate ``delivery_rate_limited_total``. Counters are what the
-ledger holds, so deleting old rows shows as a counter reset (``rate()`` copes).
+there is no separate ``delivery_rate_limited_total``. Counters are totals of all
+time: retention deleting old rows leaves them as they are, and they never go
+down (a ledger upgraded to them starts from the rows it then held).
 
 Metrics (Redis; left out, with ``delivery_exporter_redis_up 0``, if it cannot be read)::
 

@@ -1,9 +1,9 @@
 """The Prometheus collector: every scrape reads the ledger and Redis afresh.
 
-Nothing is counted in this process. The numbers are what the ledger and Redis
-hold at scrape time, so they are right whatever the number of workers and
-hosts, and the same in every exporter replica. The metric names and their
-meaning are listed in :mod:`delivery.monitoring`.
+Nothing is counted in this process (the ledger keeps its own running totals).
+The numbers are what the ledger and Redis hold at scrape time, so they are right
+whatever the number of workers and hosts, and the same in every exporter replica.
+The metric names and their meaning are listed in :mod:`delivery.monitoring`.
 
 Example::
 
@@ -109,7 +109,8 @@ def ledger_metrics(stats: LedgerStats, *, now: dt.datetime) -> Iterator[Metric]:
     """The metric families of one ledger reading; ages are counted up to ``now``."""
     final = CounterMetricFamily(
         "delivery_messages",
-        "Messages that reached a final state: delivered, dead with a reason, or superseded.",
+        "Messages that reached a final state: delivered, dead with a reason, or superseded "
+        "(totals of all time: pruning old rows does not lower them).",
         labels=["status"],
     )
     open_ = GaugeMetricFamily(
@@ -124,7 +125,8 @@ def ledger_metrics(stats: LedgerStats, *, now: dt.datetime) -> Iterator[Metric]:
 
     attempts = CounterMetricFamily(
         "delivery_attempts",
-        "Platform calls by outcome (rate_limited: the platform's rate limit answered).",
+        "Platform calls by outcome (rate_limited: the platform's rate limit answered; a bare "
+        "refusal counts as refused, and again as what a probe decides it was).",
         labels=["outcome"],
     )
     for outcome, count in stats.attempts.items():

@@ -1,9 +1,17 @@
-"""What the SQL ledger says, read with a handful of aggregate queries per scrape.
+"""What the SQL ledger says, read with a handful of small queries per scrape.
 
 The ledger is the truth whatever the number of workers and hosts, so every
-delivery number comes from here. Each query is one aggregate (``GROUP BY``,
-``COUNT``, ``MIN``, ``SUM(CASE ...)``); no message or chunk row is loaded. Only
-the accounts table is read row by row (one row per bot account, a short list).
+delivery number comes from here, and a scrape costs the same with a million
+messages in the ledger as with none:
+
+- **Outcomes** (messages by final status, attempts by outcome, the latency
+  histogram) are the running totals of :mod:`delivery.ledger.counters`, kept as
+  the outcomes are written: a few dozen rows, never a recount. They are totals
+  of all time; retention deleting old rows does not lower them.
+- **What is open** (messages queued or sending, chunks pending, attempts in
+  flight, the oldest waiting) is counted live, each through an index on its
+  status, so it costs what is open, not what the ledger holds.
+- Accounts and readers are read whole (one row per bot account, per peer).
 
 Example::
 
@@ -17,12 +25,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from sqlalchemy import ColumnElement, Engine, Float, and_, case, cast, extract, func, select
+from sqlalchemy import ColumnElement, Engine, and_, case, func, select
 from sqlalchemy import exc as sa_exc
 
 from delivery.errors import ConfigError, LedgerError
+from delivery.ledger import counters
+from delivery.ledger.counters import LATENCY_BUCKETS_SECONDS
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account, Attempt, Chunk, Message, Reader
 from delivery.ledger.states import (
@@ -45,9 +55,7 @@ __all__ = [
     "SqlLedgerSource",
 ]
 
-# created_at -> delivered_at: from a one-chunk reply to a day-long session expiry.
-LATENCY_BUCKETS_SECONDS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
-_SECONDS_PER_DAY = 86400.0
+_OPEN = sorted(str(s) for s in OPEN_MESSAGE_STATES)
 
 
 @dataclass(frozen=True)
@@ -94,15 +102,17 @@ class LedgerSource(Protocol):
 class SqlLedgerSource:
     """Reads :class:`LedgerStats` from a SQLite or PostgreSQL ledger.
 
+    The latency buckets are :data:`~delivery.ledger.counters.LATENCY_BUCKETS_SECONDS`,
+    the bounds deliveries are counted in as they happen.
+
     Raises:
-        ConfigError: the engine is of another database (latency needs its date arithmetic).
+        ConfigError: the engine is of another database.
     """
 
     def __init__(
         self,
         engine: Engine,
         *,
-        latency_buckets_seconds: Sequence[float] = LATENCY_BUCKETS_SECONDS,
         reader_window_seconds: float = 86_400.0,
         reader_budget: int = 10,
     ) -> None:
@@ -111,7 +121,6 @@ class SqlLedgerSource:
                 f"metrics read SQLite or PostgreSQL ledgers, not {engine.dialect.name}"
             )
         self._engine = engine
-        self._bounds = tuple(sorted(float(b) for b in latency_buckets_seconds))
         self._reader_window = dt.timedelta(seconds=reader_window_seconds)
         self._reader_budget = reader_budget
 
@@ -123,25 +132,24 @@ class SqlLedgerSource:
         """
         try:
             with session_scope(self._engine, readonly=True) as session:
+                totals = counters.read_totals(session)
                 # .all(), not the Result: dict() would take its keys() for a mapping's.
-                messages = dict(
+                open_messages = dict(
                     session.execute(
-                        select(Message.status, func.count()).group_by(Message.status)
+                        select(Message.status, func.count())
+                        .where(Message.status.in_(_OPEN))
+                        .group_by(Message.status)
                     ).all()
                 )
-                attempts = dict(
-                    session.execute(
-                        select(Attempt.outcome, func.count()).group_by(Attempt.outcome)
-                    ).all()
+                in_flight = session.scalar(
+                    select(func.count()).where(Attempt.outcome == AttemptOutcome.IN_FLIGHT)
                 )
                 waiting = session.scalar(
                     select(func.count()).where(Chunk.status == ChunkStatus.PENDING)
                 )
                 # Every open message has a pending chunk, waiting since the message was made.
                 oldest = session.scalar(
-                    select(func.min(Message.created_at)).where(
-                        Message.status.in_([str(s) for s in OPEN_MESSAGE_STATES])
-                    )
+                    select(func.min(Message.created_at)).where(Message.status.in_(_OPEN))
                 )
                 accounts = [
                     AccountSession(account_id, state, expired_at)
@@ -151,12 +159,6 @@ class SqlLedgerSource:
                         ).order_by(Account.id)
                     )
                 ]
-                latency = session.execute(
-                    select(*self._latency_columns()).where(
-                        Message.status == MessageStatus.DELIVERED,
-                        Message.delivered_at.is_not(None),
-                    )
-                ).one()
                 readers = dict(
                     session.execute(
                         select(state := self._reader_state(utcnow()), func.count()).group_by(state)
@@ -164,7 +166,7 @@ class SqlLedgerSource:
                 )
                 awaiting, awaiting_since = session.execute(
                     select(func.count(Message.id), func.min(Message.created_at)).where(
-                        Message.status.in_([str(s) for s in OPEN_MESSAGE_STATES]),
+                        Message.status.in_(_OPEN),
                         select(Chunk.id)
                         .where(
                             Chunk.message_id == Message.id,
@@ -177,20 +179,30 @@ class SqlLedgerSource:
         except sa_exc.SQLAlchemyError as exc:  # what session_scope leaves untranslated
             where = self._engine.url.render_as_string(hide_password=True)
             raise LedgerError(f"the ledger at {where} failed: {type(exc).__name__}") from exc
-        count, total, *cumulative = latency
+        ended = _labelled(totals, counters.MESSAGES)
+        answered = _labelled(totals, counters.ATTEMPTS)
+        answered[AttemptOutcome.IN_FLIGHT] = int(in_flight or 0)
+        count, total = totals.get((counters.LATENCY, counters.TOTAL_LABEL), (0, 0.0))
         return LedgerStats(
             # awaiting_reader is shown, never stored: delivery_messages_awaiting_reader counts it
             messages=_every(
-                (s for s in MessageStatus if s != MessageStatus.AWAITING_READER), messages
+                (s for s in MessageStatus if s != MessageStatus.AWAITING_READER),
+                {**ended, **open_messages},
             ),
-            attempts=_every(AttemptOutcome, attempts),
+            attempts=_every(AttemptOutcome, answered),
             chunks_waiting=int(waiting or 0),
             oldest_waiting_since=oldest,
             accounts=accounts,
             latency=LatencyHistogram(
-                buckets=tuple(zip(self._bounds, (int(c or 0) for c in cumulative), strict=True)),
-                count=int(count or 0),
-                sum_seconds=float(total or 0.0),
+                buckets=tuple(
+                    (
+                        float(bound),
+                        totals.get((counters.LATENCY, counters.bucket_label(bound)), (0, 0.0))[0],
+                    )
+                    for bound in LATENCY_BUCKETS_SECONDS
+                ),
+                count=count,
+                sum_seconds=total,
             ),
             readers=_every(ReaderState, readers),
             awaiting_reader=int(awaiting or 0),
@@ -214,19 +226,6 @@ class SqlLedgerSource:
             else_=ReaderState.UNKNOWN,
         )
 
-    def _latency_columns(self) -> list[ColumnElement[Any]]:
-        """count, sum of seconds, then the cumulative count of each bucket."""
-        seconds = self._latency_seconds()
-        per_bucket = [func.sum(case((seconds <= bound, 1), else_=0)) for bound in self._bounds]
-        return [func.count(), func.sum(seconds), *per_bucket]
-
-    def _latency_seconds(self) -> ColumnElement[float]:
-        if self._engine.dialect.name == "sqlite":
-            # UTCDateTime is stored as naive UTC text there; julianday() reads it in days.
-            days = func.julianday(Message.delivered_at) - func.julianday(Message.created_at)
-            return cast(days * _SECONDS_PER_DAY, Float)
-        return cast(extract("epoch", Message.delivered_at - Message.created_at), Float)
-
 
 def _every(known: Iterable[str], counted: Mapping[str, int]) -> dict[str, int]:
     """A count for every known value (0 if none, so each series exists from the start),
@@ -234,3 +233,7 @@ def _every(known: Iterable[str], counted: Mapping[str, int]) -> dict[str, int]:
     every = {str(value): 0 for value in known}
     every.update({str(value): int(n) for value, n in counted.items()})
     return every
+
+
+def _labelled(totals: Mapping[tuple[str, str], tuple[int, float]], metric: str) -> dict[str, int]:
+    return {label: n for (name, label), (n, _) in totals.items() if name == metric}
