@@ -32,6 +32,7 @@ BENCHMARKS = (
     "chunker",
     "retention",
     "inbound",
+    "pace",
 )
 
 
