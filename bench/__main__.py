@@ -33,6 +33,7 @@ BENCHMARKS = (
     "retention",
     "inbound",
     "ledger_size",
+    "pace",
 )
 
 

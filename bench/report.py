@@ -587,6 +587,72 @@ Handed over more than once: {twice}.
 """
 
 
+def _pace(r: dict[str, Any]) -> str:
+    platform, scale = r["platform"], round(1 / r["factor"])
+    rows = [
+        [
+            f"{g['guess']:g}x ({g['configured_per_minute']:g}/min)",
+            str(g["lockouts"]),
+            str(g["refused"]),
+            f"{g['drain_seconds']:.0f} s",
+            f"{g['minimum_seconds']:.0f} s",
+            f"{g['locked_seconds']:.0f} s",
+            f"{g['ratio']:.2f}",
+            f"{g['ratio_after_lockouts']:.2f}",
+            "-" if g["learned_per_minute"] is None else f"{g['learned_per_minute']:.2f}/min",
+            f"{g['delivered']}/{g['messages']}, {g['duplicates']} dup",
+        ]
+        for g in r["guesses"]
+    ]
+    b = r["backlog"]
+    return f"""## 10. Pace: a guessed rate, and long messages in a backlog
+
+{_stamp(r)}
+
+**A guessed rate.** The platform allows {platform["sends"]} sends in any sliding
+{platform["window_seconds"]:g} s window ({platform["sends"] * 60 / platform["window_seconds"]:g}
+a minute) and locks the account out for {platform["lockout_seconds"]:g} s (each send refused
+meanwhile adds {platform["lockout_extend_seconds"]:g} s); each send arrives after 0 to
+{platform["jitter_seconds"]:g} s of network jitter and is answered {platform["latency_seconds"]:g} s
+later. `DELIVERY_SEND_RATE_PER_MINUTE` is set to a multiple of that limit (burst 1, every other
+knob at its default) and two send workers drain 40 briefings ({r["guesses"][0]["parts"]} parts,
+one chat each). The clock is compressed {scale}x; times below are real seconds. *Minimum*: the
+parts at the platform's rate; *locked*: time the account spent locked out; *÷ (min + locked)*:
+drain against the minimum plus the lockouts.
+
+{
+        _table(
+            [
+                "configured",
+                "lockouts",
+                "refused",
+                "drain",
+                "minimum",
+                "locked",
+                "÷ min",
+                "÷ (min + locked)",
+                "learned",
+                "delivered",
+            ],
+            rows,
+        )
+    }
+
+**Long messages in a backlog.** {b["messages"]} briefings of 2 to 4 parts ({b["parts"]} parts),
+one chat each, enqueued at once into an account at 15 sends a minute (one per
+{b["interval_seconds"]:g} s; the platform does not limit here; clock compressed
+{round(1 / r["backlog_factor"])}x). The next part of a message already started goes before
+every first part. First part to last, against (parts - 1) x the interval: median
+**{b["ratio_median"]:.2f}x**, 95th percentile **{b["ratio_p95"]:.2f}x** (against the interval
+the sends really kept, {b["sent_interval_seconds"]:.2f} s: {b["sent_ratio_median"]:.2f}x and
+{b["sent_ratio_p95"]:.2f}x); in seconds: median {b["span_median_seconds"]:.1f}, p95
+{b["span_p95_seconds"]:.1f}, max {b["span_max_seconds"]:.1f}, while the backlog took
+{b["drain_seconds"]:.0f} s. Messages completed in enqueue order, displaced by at most
+{b["order_displacement_max"]} place(s) ({b["order_adjacent_inversions"]} adjacent pair(s)
+swapped); {b["duplicates"]} duplicates.
+"""
+
+
 def _header(env: dict[str, str]) -> str:
     return f"""# Benchmarks
 
@@ -600,9 +666,9 @@ noise.
 **Reproduce**: from the repository root, in the project's virtualenv,
 
 ```bash
-python -m bench              # everything (about ten minutes), then this file and bench/burst.png
-python -m bench burst        # or: cost, enqueue, recovery, readers, chunker, retention, inbound,
-                             # ledger_size
+python -m bench              # everything (about 15 minutes), then this file and bench/burst.png
+python -m bench burst        # or: cost, enqueue, recovery, readers, chunker, retention,
+                             #     inbound, ledger_size, pace
 python -m bench report       # re-render from bench/out/*.json only
 ```
 
@@ -655,6 +721,9 @@ def render() -> None:
     parts.append(section("8. Inbound relay", _inbound(inbound) if inbound else None))
     size = _load("ledger_size")
     parts.append(section("9. Ledger size", _ledger_size(size) if size else None))
+    pace = _load("pace")
+    pace_title = "10. Pace: a guessed rate, and long messages in a backlog"
+    parts.append(section(pace_title, _pace(pace) if pace else None))
     if FINDINGS.exists():
         parts.append(FINDINGS.read_text())
     REPORT.write_text("\n".join(parts))

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from delivery import runtime
+from delivery.errors import InvalidInput
 from delivery.ilink.protocol import DEFAULT_BASE_URL
-from delivery.ledger.accounts import store_account
+from delivery.ledger.accounts import forget_rate, store_account
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account
 from delivery.ledger.states import ParkReason
@@ -36,7 +37,14 @@ from delivery.validation import (
     validate_token,
 )
 
-__all__ = ["AccountInfo", "add_account", "list_accounts", "mask_token", "stored_token"]
+__all__ = [
+    "AccountInfo",
+    "add_account",
+    "list_accounts",
+    "mask_token",
+    "reset_pace",
+    "stored_token",
+]
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +158,20 @@ def stored_token(account_id: str) -> str | None:
     """
     with session_scope(runtime.engine(), readonly=True) as session:
         return session.scalar(select(Account.token).where(Account.id == account_id))
+
+
+def reset_pace(account_id: str) -> bool:
+    """Forget the rate limit ``account_id`` learned from a refusal: it sends at the
+    configured rate again. True when it had one.
+
+    Raises:
+        InvalidInput: no such account.
+    """
+    validate_account_id(account_id)
+    with session_scope(runtime.engine()) as session:
+        if session.get(Account, account_id) is None:
+            raise InvalidInput(f"no account {account_id!r} (delivery account list shows them)")
+        forgot = forget_rate(session, account_id)
+    if forgot:
+        log.warning("account %s: learned rate limit forgotten by the operator", account_id)
+    return forgot

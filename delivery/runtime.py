@@ -115,7 +115,6 @@ def _gate(settings: Settings) -> AccountGate:
         lock_ttl_seconds=settings.send_lock_ttl_seconds,
         prefix=settings.redis_key_prefix,
         strikes_ttl_seconds=2 * settings.cooldown_max_seconds,
-        pace_memory_seconds=settings.pace_memory_seconds,
     )
 
 

@@ -42,9 +42,11 @@ DEFAULT_CHUNK_GAP_BASE_SECONDS = 2.0
 DEFAULT_CHUNK_GAP_PER_CHUNK_SECONDS = 0.3
 # A guess below the observed limit (5-8 chunks in 10 s tripped it); tune per deployment.
 DEFAULT_SEND_RATE_PER_MINUTE = 15.0
-DEFAULT_SEND_BURST = 2
-# After tripping the platform's limit an account sends slower; it forgets after this.
-DEFAULT_PACE_MEMORY_SECONDS = 24 * 3600.0
+# Above 1, a rate configured at the platform's exact limit trips its sliding window.
+DEFAULT_SEND_BURST = 1
+# A rate limit learned from a refusal is kept this long (the platform's limit changes
+# seldom; ``delivery account reset-pace`` forgets it at once).
+DEFAULT_PACE_MEMORY_SECONDS = 30 * 86_400.0
 # Rate-limit cooldowns: limits seen in practice last minutes.
 DEFAULT_COOLDOWN_BASE_SECONDS = 30.0
 DEFAULT_COOLDOWN_MAX_SECONDS = 900.0

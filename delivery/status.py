@@ -2,8 +2,8 @@
 
 Built on the same readings as the metrics exporter (``delivery.monitoring``), so
 ``delivery status`` and ``/metrics`` cannot disagree, plus what only an operator
-needs: open messages per account, the oldest waiting chunk by id, the learned
-pace. Redis being down does not stop the report: its parts are left empty and
+needs: open messages per account, the oldest waiting chunk by id, the configured
+and learned rate. Redis being down does not stop the report: its parts are left empty and
 ``redis_error`` says why.
 
 Example::
@@ -40,12 +40,15 @@ class AccountStatus:
     session_state: str
     expired_since: dt.datetime | None
     open_messages: int
-    gate: AccountState | None  # cooldown, strikes, pace; None when Redis could not be asked
+    gate: AccountState | None  # cooldown, strikes, line; None when Redis could not be asked
+    learned_per_minute: float | None = None  # a learned rate limit in force
+    learned_from: str | None = None  # the evidence it was learned from
 
 
 @dataclass(frozen=True)
 class StatusReport:
     accounts: list[AccountStatus]
+    configured_per_minute: float
     # Open statuses: messages now; final ones: totals of all time (retention keeps them).
     messages_by_status: dict[str, int]
     chunks_waiting: int
@@ -67,6 +70,7 @@ def collect_status() -> StatusReport:
         engine,
         reader_window_seconds=settings.reader_window_seconds,
         reader_budget=settings.reader_budget,
+        pace_memory_seconds=settings.pace_memory_seconds,
     ).read()
     with session_scope(engine, readonly=True) as session:
         open_by_account = {
@@ -105,6 +109,7 @@ def collect_status() -> StatusReport:
         except LimiterUnavailable as exc:
             error = str(exc)
     return StatusReport(
+        configured_per_minute=settings.send_rate_per_minute,
         accounts=[
             AccountStatus(
                 account_id=a.account_id,
@@ -112,6 +117,8 @@ def collect_status() -> StatusReport:
                 expired_since=a.expired_at,
                 open_messages=open_by_account.get(a.account_id, 0),
                 gate=gate_states.get(a.account_id),
+                learned_per_minute=a.learned_per_minute,
+                learned_from=a.learned_from,
             )
             for a in stats.accounts
         ],

@@ -12,6 +12,7 @@ from redis.retry import Retry
 
 from delivery.errors import LimiterUnavailable
 from delivery.ratelimit import AccountGate, Rate
+from delivery.ratelimit.gate import order_key
 from delivery.ratelimit.scripts import BUSY, COOLING, GRANTED, PACED
 from tests.conftest import RedisInfo
 
@@ -75,7 +76,9 @@ def test_cooldown_holds_every_send_and_is_never_shortened(gate: AccountGate) -> 
 
 def test_strikes_count_consecutive_limits_and_a_success_ends_them(gate: AccountGate) -> None:
     assert [gate.rate_limited("bot-1") for _ in range(3)] == [1, 2, 3]
-    gate.succeeded("bot-1")
+    gate.answered("bot-1", accepted=False)  # a refusal of another kind: the streak goes on
+    assert gate.rate_limited("bot-1") == 4
+    gate.answered("bot-1", accepted=True)
     assert gate.rate_limited("bot-1") == 1
 
 
@@ -133,30 +136,101 @@ def test_status_codes_are_distinct() -> None:
     assert len({GRANTED, COOLING, BUSY, PACED}) == 4
 
 
-def test_the_first_limit_of_a_streak_halves_the_pace_and_it_climbs_back_to_90(
-    gate: AccountGate,
+def test_a_learned_rate_spaces_the_slots_wider(gate: AccountGate) -> None:
+    # 600/min configured, 300/min learned: one send per 200 ms instead of 100
+    token = gate.acquire("bot-1", ticket="a", learned_per_minute=300).token
+    assert token is not None
+    gate.release("bot-1", token)
+
+    waiting = gate.acquire("bot-1", ticket="b", learned_per_minute=300)
+
+    assert waiting.status == PACED
+    assert 0.15 < waiting.wait_seconds <= 0.2
+
+
+def test_a_learned_rate_above_the_configured_one_changes_nothing(gate: AccountGate) -> None:
+    assert gate.rate.at_most(6000) is gate.rate
+    assert gate.rate.at_most(None) is gate.rate
+    assert gate.rate.at_most(300) == Rate(per_minute=300, burst=1)
+
+
+def test_the_next_part_of_a_started_message_goes_before_first_parts(gate: AccountGate) -> None:
+    token = gate.acquire("bot-1", ticket="1", order=order_key(message_id=1, seq=1)).token
+    assert token is not None
+    gate.release("bot-1", token)
+    first_parts = [
+        gate.acquire("bot-1", ticket=str(10 + m), order=order_key(message_id=m, seq=1))
+        for m in (2, 3, 4)
+    ]
+
+    # Part 2 of message 9, enqueued last, comes while three first parts wait
+    part_two = gate.acquire("bot-1", ticket="99", order=order_key(message_id=9, seq=2))
+    again = gate.acquire("bot-1", ticket="12", order=order_key(message_id=2, seq=1))
+
+    assert [d.status for d in first_parts] == [PACED] * 3
+    assert part_two.wait_seconds <= first_parts[0].wait_seconds  # the next slot is its own
+    assert again.wait_seconds == pytest.approx(part_two.wait_seconds + 0.1, abs=0.02)
+    assert gate.state("bot-1").waiting == 4
+
+
+def test_first_parts_wait_in_the_order_their_messages_were_enqueued(gate: AccountGate) -> None:
+    token = gate.acquire("bot-1", ticket="x").token
+    assert token is not None
+    gate.release("bot-1", token)
+
+    gate.acquire("bot-1", ticket="c", order=order_key(message_id=30, seq=1))  # came first
+    early = gate.acquire("bot-1", ticket="b", order=order_key(message_id=20, seq=1))
+    late = gate.acquire("bot-1", ticket="c", order=order_key(message_id=30, seq=1))
+
+    assert late.wait_seconds == pytest.approx(early.wait_seconds + 0.1, abs=0.02)
+
+
+def test_a_waiter_that_leaves_or_never_comes_back_blocks_no_one(
+    gate: AccountGate, redis_db: RedisInfo
 ) -> None:
-    assert gate.state("bot-1").pace == 1.0
+    client = redis.Redis.from_url(redis_db.url)
+    holder = gate.acquire("bot-1", ticket="holder", order=0)
+    stale = gate.acquire("bot-1", ticket="stale", order=1)
+    left = gate.acquire("bot-1", ticket="left", order=2)
+    assert holder.token is not None and not stale.granted and not left.granted
+    gate.release("bot-1", holder.token)
+    client.set(gate.key("bot-1", "next"), 0)  # the rate allows a send now
 
-    gate.rate_limited("bot-1")
-    gate.rate_limited("bot-1")  # a probe during the lockout teaches nothing more
+    # "stale"'s task ended without coming back (its time passed); "left" gave up
+    client.zadd(gate.key("bot-1", "back"), {"stale": 0})
+    gate.leave("bot-1", "left")
+    after = gate.acquire("bot-1", ticket="after", order=5)
 
-    assert gate.state("bot-1").pace == pytest.approx(0.5)
-    paces = [gate.succeeded("bot-1") for _ in range(12)]
-    assert paces[0] == pytest.approx(0.55)
-    assert paces[-1] == pytest.approx(0.9)  # the ceiling: 90% of the pace that tripped
+    assert after.granted
+    assert gate.state("bot-1").waiting == 0
 
 
-def test_a_slower_pace_spaces_the_slots_wider(gate: AccountGate) -> None:
-    gate.rate_limited("bot-1")  # pace 0.5: one send per 200 ms instead of 100
+def test_the_next_send_waits_an_interval_after_the_answer(
+    gate: AccountGate, redis_db: RedisInfo
+) -> None:
+    # A send granted long ago (its slot passed) whose answer comes only now
+    client = redis.Redis.from_url(redis_db.url)
     token = gate.acquire("bot-1", ticket="a").token
     assert token is not None
+    client.set(gate.key("bot-1", "next"), redis_now_ms(client) - 1000)
+    gate.answered("bot-1", accepted=True)
     gate.release("bot-1", token)
 
     waiting = gate.acquire("bot-1", ticket="b")
 
     assert waiting.status == PACED
-    assert 0.15 < waiting.wait_seconds <= 0.2
+    assert 0.08 < waiting.wait_seconds <= 0.1  # an interval after the answer, not the grant
+
+
+def test_accepted_sends_are_kept_as_evidence(gate: AccountGate) -> None:
+    gate.answered("bot-1", accepted=True)
+    gate.answered("bot-1", accepted=False)
+    gate.answered("bot-1", accepted=True)
+
+    sends, now = gate.accepted_sends("bot-1")
+
+    assert len(sends) == 2
+    assert all(now - 5 < s <= now for s in sends)
 
 
 def redis_now_ms(client: redis.Redis) -> int:
@@ -173,23 +247,3 @@ def test_a_busy_lock_means_look_again_soon_not_at_its_ttl(redis_db: RedisInfo) -
 
     assert second.status == BUSY
     assert 0 < second.wait_seconds <= 0.1
-
-
-def test_late_waiters_turned_away_get_slots_of_their_own(redis_db: RedisInfo) -> None:
-    # Given three waiters whose reserved slots all passed while they were away
-    client = redis.Redis.from_url(redis_db.url)
-    gate = AccountGate(client, rate=Rate(per_minute=600, burst=1), lock_ttl_seconds=5)
-    past = redis_now_ms(client) - 300
-    for ticket in ("b", "c", "d"):
-        client.set(gate.key("bot-1", f"slot:{ticket}"), past, px=5000)
-    client.set(gate.key("bot-1", "gcra"), past + 100, px=5000)
-
-    # When they come back at once, the first goes and the others are spread out
-    first = gate.acquire("bot-1", ticket="b")
-    assert first.token is not None
-    gate.release("bot-1", first.token)
-    c = gate.acquire("bot-1", ticket="c")
-    d = gate.acquire("bot-1", ticket="d")
-
-    assert c.status == PACED and d.status == PACED
-    assert d.wait_seconds - c.wait_seconds == pytest.approx(0.1, abs=0.02)

@@ -159,15 +159,17 @@ def test_a_true_rate_limit_among_known_readers_is_still_a_rate_limit(stack: Stac
 
 def test_unknown_readers_refused_one_after_another_are_a_rate_limit(stack: Stack) -> None:
     # Given readers the pipeline knows nothing of (all open at the platform), and a
-    # platform that locks the account out after 3 sends, answering a bare -2; held
-    # chats are looked at again after 2 s (beat's reconciler)
+    # platform that allows 3 sends in 3 s (60 a minute; the account is set to 90) and
+    # then locks the account out for 3 s, answering a bare -2; held chats are looked
+    # at again after 2 s (beat's reconciler)
     stack.overrides["DELIVERY_READER_RECHECK_SECONDS"] = "2"
+    stack.overrides["DELIVERY_SEND_RATE_PER_MINUTE"] = "90"
     account = stack.add_account()
     readers_enforced(
         stack,
         rate_limit_sends=3,
         rate_limit_window_seconds=3.0,
-        lockout_seconds=1.0,
+        lockout_seconds=3.0,
         lockout_extend_seconds=0.2,
     )
     for n in range(8):

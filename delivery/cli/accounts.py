@@ -1,4 +1,5 @@
-"""``delivery account add|list``: create, rotate and list bot accounts."""
+"""``delivery account add|list|reset-pace``: create, rotate and list bot accounts;
+forget a learned rate limit."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 import click
 from rich.table import Table
 
-from delivery.accounts import add_account, list_accounts
+from delivery.accounts import add_account, list_accounts, reset_pace
 from delivery.cli.output import console
 from delivery.ilink.protocol import DEFAULT_BASE_URL
 
@@ -61,3 +62,14 @@ def list_command() -> None:
             info.last_error or "",
         )
     console().print(table)
+
+
+@account.command("reset-pace")
+@click.argument("account_id")
+def reset_pace_command(account_id: str) -> None:
+    """Forget the rate limit ACCOUNT_ID learned from a refusal (send at the configured
+    rate again)."""
+    if reset_pace(account_id):
+        click.echo(f"account {account_id}: learned rate limit forgotten")
+    else:
+        click.echo(f"account {account_id}: no learned rate limit to forget")

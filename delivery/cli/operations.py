@@ -52,8 +52,16 @@ def status() -> None:
     report = collect_status()
     out = console()
     accounts = Table(
-        "account", "session", "expired since", "open messages", "cooldown", "strikes", "pace"
+        "account",
+        "session",
+        "expired since",
+        "open messages",
+        "cooldown",
+        "strikes",
+        "waiting",
+        "rate/min",
     )
+    learned: list[str] = []
     for a in report.accounts:
         gate = a.gate
         accounts.add_row(
@@ -63,9 +71,14 @@ def status() -> None:
             str(a.open_messages),
             "?" if gate is None else f"{gate.cooldown_seconds:.1f}s",
             "?" if gate is None else str(gate.strikes),
-            "?" if gate is None else f"{gate.pace:.0%}",
+            "?" if gate is None else str(gate.waiting),
+            _rate(report.configured_per_minute, a.learned_per_minute),
         )
+        if a.learned_from:
+            learned.append(f"{a.account_id}: {a.learned_from}")
     out.print(accounts)
+    for line in learned:
+        out.print(f"learned limit of {line} (delivery account reset-pace to forget)")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.messages_by_status.items()))
     out.print(f"messages: {counts or 'none'}; dead in the last day: {report.dead_last_day}")
     queues = ", ".join(f"{q} {n}" for q, n in report.queue_depths.items())
@@ -80,6 +93,12 @@ def status() -> None:
     out.print(f"readers: {readers or 'none known'}; {waiting}")
     if report.redis_error:
         out.print(f"[yellow]{report.redis_error}[/yellow]")
+
+
+def _rate(configured: float, learned: float | None) -> str:
+    if learned is None or learned >= configured:
+        return f"{configured:g} configured"
+    return f"{learned:g} learned (configured {configured:g})"
 
 
 def _message_table(rows: list[MessageInfo], *, reasons: bool) -> Table:

@@ -1,4 +1,5 @@
-"""The one module that writes ``accounts``: tokens, session state, alert marks.
+"""The one module that writes ``accounts``: tokens, session state, alert marks, the
+learned rate limit.
 
 Callers say what happened (an operator stored a token, a call proved the session
 good, the platform said it expired, an expiry was alerted); this module decides
@@ -34,6 +35,8 @@ __all__ = [
     "Stored",
     "claim_alert",
     "clear_alert",
+    "forget_rate",
+    "learn_rate",
     "mark_session_expired",
     "mark_session_ok",
     "store_account",
@@ -174,5 +177,41 @@ def clear_alert(db: Session, account_id: str) -> bool:
         update(Account)
         .where(Account.id == account_id, Account.session_alerted_at.is_not(None))
         .values(session_alerted_at=None)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def learn_rate(
+    db: Session,
+    account_id: str,
+    *,
+    per_minute: float,
+    evidence: str,
+    now: dt.datetime,
+    memory_seconds: float,
+) -> float | None:
+    """Keep a rate limit learned from a refusal. A lower one still in force (learned
+    less than ``memory_seconds`` ago) stays: a later refusal only lowers it. Returns
+    the ceiling now kept, or None when the account is unknown."""
+    account = db.get(Account, account_id, with_for_update=True)
+    if account is None:
+        return None
+    kept, at = account.learned_rate_per_minute, account.learned_at
+    in_force = kept is not None and at is not None and (now - at).total_seconds() < memory_seconds
+    if not in_force or kept is None or per_minute < kept:
+        account.learned_rate_per_minute = per_minute
+        account.learned_from = clean_text(evidence, limit=_ERROR_CHARS)
+    account.learned_at = now
+    db.flush()
+    return account.learned_rate_per_minute
+
+
+def forget_rate(db: Session, account_id: str) -> bool:
+    """Forget a learned rate limit (``delivery account reset-pace``). True when the
+    account had one."""
+    result = db.execute(
+        update(Account)
+        .where(Account.id == account_id, Account.learned_rate_per_minute.is_not(None))
+        .values(learned_rate_per_minute=None, learned_at=None, learned_from=None)
     )
     return bool(getattr(result, "rowcount", 0))

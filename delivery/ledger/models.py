@@ -100,6 +100,11 @@ class Account(Base):
     ilink_user_id: Mapped[str | None] = mapped_column(String(256))
     # When the operator was alerted of the current expiry; cleared when it heals.
     session_alerted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The platform's limit as learned from a refusal (``delivery.ratelimit.learning``):
+    # the account sends at most this fast until it is forgotten or reset.
+    learned_rate_per_minute: Mapped[float | None] = mapped_column(Float)
+    learned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    learned_from: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def __repr__(self) -> str:

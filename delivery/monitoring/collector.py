@@ -157,6 +157,16 @@ def ledger_metrics(stats: LedgerStats, *, now: dt.datetime) -> Iterator[Metric]:
         expired.add_metric([account.account_id], _age(since, now))
     yield states
     yield expired
+    learned = GaugeMetricFamily(
+        "delivery_account_learned_rate_per_minute",
+        "The send rate an account learned from the platform's refusal (its ceiling below "
+        "DELIVERY_SEND_RATE_PER_MINUTE); only accounts with one in force.",
+        labels=["account"],
+    )
+    for account in stats.accounts:
+        if account.learned_per_minute is not None:
+            learned.add_metric([account.account_id], account.learned_per_minute)
+    yield learned
 
     yield _gauge(
         "delivery_chunks_waiting",

@@ -67,6 +67,7 @@ def build_collector(settings: Settings) -> DeliveryCollector:
             engine_for(settings.database_url),
             reader_window_seconds=settings.reader_window_seconds,
             reader_budget=settings.reader_budget,
+            pace_memory_seconds=settings.pace_memory_seconds,
         ),
         redis=RedisSource(
             broker=redis_client(settings.broker_url),

@@ -45,6 +45,7 @@ from delivery.ledger.states import (
     ReaderState,
 )
 from delivery.ledger.types import utcnow
+from delivery.ratelimit.learning import learned_rate
 
 __all__ = [
     "LATENCY_BUCKETS_SECONDS",
@@ -74,6 +75,8 @@ class AccountSession:
     account_id: str
     state: str
     expired_at: dt.datetime | None
+    learned_per_minute: float | None = None  # its learned rate limit still in force
+    learned_from: str | None = None  # ... and the evidence it was learned from
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class SqlLedgerSource:
         *,
         reader_window_seconds: float = 86_400.0,
         reader_budget: int = 10,
+        pace_memory_seconds: float = 30 * 86_400.0,
     ) -> None:
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ConfigError(
@@ -123,6 +127,27 @@ class SqlLedgerSource:
         self._engine = engine
         self._reader_window = dt.timedelta(seconds=reader_window_seconds)
         self._reader_budget = reader_budget
+        self._pace_memory_seconds = pace_memory_seconds
+
+    def _account(
+        self,
+        account_id: str,
+        state: str,
+        expired_at: dt.datetime | None,
+        learned: float | None,
+        learned_at: dt.datetime | None,
+        learned_from: str | None,
+    ) -> AccountSession:
+        in_force = learned_rate(
+            learned, learned_at, now=utcnow(), memory_seconds=self._pace_memory_seconds
+        )
+        return AccountSession(
+            account_id,
+            state,
+            expired_at,
+            learned_per_minute=in_force,
+            learned_from=learned_from if in_force is not None else None,
+        )
 
     def read(self) -> LedgerStats:
         """Read every number in one transaction.
@@ -152,10 +177,15 @@ class SqlLedgerSource:
                     select(func.min(Message.created_at)).where(Message.status.in_(_OPEN))
                 )
                 accounts = [
-                    AccountSession(account_id, state, expired_at)
-                    for account_id, state, expired_at in session.execute(
+                    self._account(*row)
+                    for row in session.execute(
                         select(
-                            Account.id, Account.session_state, Account.session_expired_at
+                            Account.id,
+                            Account.session_state,
+                            Account.session_expired_at,
+                            Account.learned_rate_per_minute,
+                            Account.learned_at,
+                            Account.learned_from,
                         ).order_by(Account.id)
                     )
                 ]

@@ -40,6 +40,8 @@ from delivery.pipeline.results import Done, StepResult, Wait
 from delivery.pipeline.snapshot import Snapshot
 from delivery.policy.outcomes import Decision, Step, decide
 from delivery.policy.timing import chunk_gap_seconds, cooldown_seconds
+from delivery.ratelimit.gate import order_key
+from delivery.ratelimit.learning import Estimate, estimate_limit
 
 __all__ = ["AttemptRunner"]
 
@@ -54,9 +56,17 @@ class AttemptRunner:
     def __init__(self, ctx: PipelineContext) -> None:
         self._ctx = ctx
 
-    def run(self, snap: Snapshot, generation: int | None, *, trial: bool = False) -> StepResult:
+    def run(
+        self,
+        snap: Snapshot,
+        generation: int | None,
+        *,
+        trial: bool = False,
+        learned_per_minute: float | None = None,
+    ) -> StepResult:
         """Claim, call and record; see the module docstring. ``trial``: the account is
-        marked expired, and this chunk holds its trial pass (``sessions.trials``)."""
+        marked expired, and this chunk holds its trial pass (``sessions.trials``).
+        ``learned_per_minute``: the account's learned rate limit in force, if any."""
         if snap.in_flight_attempts:
             stashed = self._ctx.stash.take(snap.in_flight_attempts)
             if stashed is not None:
@@ -68,7 +78,7 @@ class AttemptRunner:
                     job.attempt_no,
                     result.reason,
                 )
-                return self._finish(job, Judged(result), cooldown_left=None)
+                return self._finish(job, Judged(result), effects=_NO_EFFECTS)
         claimed = self._claim(snap.chunk_id, generation, trial=trial)
         if isinstance(claimed, Refusal):
             if claimed.session_expired:
@@ -79,9 +89,11 @@ class AttemptRunner:
                 return Wait(self._ctx.on_time(claimed.due_in_seconds), claimed.why)
             return Done(claimed.why)
         judged = self._judge(claimed, self._call(claimed))
-        self._probe_strikes(claimed, judged)
-        cooldown_left = self._account_effects(claimed, judged.result)
-        return self._finish(claimed, judged, cooldown_left=cooldown_left)
+        probed = self._probe_strikes(claimed, judged)
+        effects = self._account_effects(
+            claimed, judged.result, learned_per_minute=learned_per_minute, probed=probed
+        )
+        return self._finish(claimed, judged, effects=effects)
 
     # -- before the call -----------------------------------------------------------
 
@@ -148,16 +160,19 @@ class AttemptRunner:
                 result = dataclasses.replace(result, outcome=AttemptOutcome.RATE_LIMITED)
             return Judged(result)
 
-    def _probe_strikes(self, job: Job, judged: Judged) -> None:
+    def _probe_strikes(self, job: Job, judged: Judged) -> int:
         """The held suspects' refusals were this rate limit's first strikes: they count,
-        so a lockout met while probing costs no more refusals than one met head on."""
+        so a lockout met while probing costs no more refusals than one met head on.
+        Returns how many were counted."""
         if judged.result.outcome != AttemptOutcome.RATE_LIMITED:
-            return
+            return 0
         try:
             for _ in judged.released:
                 self._ctx.gate.rate_limited(job.account_id)
         except LimiterUnavailable as exc:
             log.warning("account %s: strikes not counted (%s)", job.account_id, exc)
+            return 0
+        return len(judged.released)
 
     def _call(self, job: Job) -> AttemptResult:
         client = self._ctx.clients.get(
@@ -180,20 +195,26 @@ class AttemptRunner:
         verdict = classify(reply.answer, used_context_token=job.context_token is not None)
         return AttemptResult(verdict.outcome, verdict.reason, reply.answer, reply.elapsed_ms)
 
-    def _account_effects(self, job: Job, result: AttemptResult) -> float | None:
-        """Redis side of an outcome: end a rate-limit streak, or start a cooldown.
-
-        Returns the cooldown's time left (seconds) for a rate-limited answer.
-        """
+    def _account_effects(
+        self, job: Job, result: AttemptResult, *, learned_per_minute: float | None, probed: int
+    ) -> Effects:
+        """Redis side of an outcome: the next send waits an interval from this answer;
+        an acceptance ends a streak; a rate limit starts a cooldown, and the first of
+        a streak teaches the account its limit (``delivery.ratelimit.learning``)."""
         gate, settings = self._ctx.gate, self._ctx.settings
         outcome = result.outcome
         try:
-            if outcome == AttemptOutcome.ACCEPTED:
-                gate.succeeded(job.account_id)  # ends the streak, lets the pace climb
-                return None
+            gate.answered(
+                job.account_id,
+                accepted=outcome == AttemptOutcome.ACCEPTED,
+                learned_per_minute=learned_per_minute,
+            )
             if outcome != AttemptOutcome.RATE_LIMITED:
-                return None
+                return _NO_EFFECTS
             strikes = gate.rate_limited(job.account_id)
+            learned = None
+            if strikes <= 1 + probed:
+                learned = self._estimate(job, learned_per_minute)
             pause = cooldown_seconds(
                 strikes=strikes,
                 base_seconds=settings.cooldown_base_seconds,
@@ -203,19 +224,45 @@ class AttemptRunner:
             left = gate.cool_down(job.account_id, pause)
         except LimiterUnavailable as exc:
             log.warning("account %s: cooldown not recorded (%s)", job.account_id, exc)
-            return (
-                settings.cooldown_base_seconds if outcome == AttemptOutcome.RATE_LIMITED else None
-            )
+            if outcome != AttemptOutcome.RATE_LIMITED:
+                return _NO_EFFECTS
+            return Effects(cooldown_left=settings.cooldown_base_seconds)
         log.warning(
             "account %s rate limited (strike %d): every send of it pauses %.1fs%s",
             job.account_id,
             strikes,
             left,
-            "; it now sends at half its pace and climbs back to 90% of it" if strikes == 1 else "",
+            f"; it learned its limit: {learned.evidence}" if learned is not None else "",
         )
-        return left
+        return Effects(cooldown_left=left, learned=learned)
+
+    def _estimate(self, job: Job, learned_per_minute: float | None) -> Estimate:
+        sends, now = self._ctx.gate.accepted_sends(job.account_id)
+        configured = self._ctx.gate.rate.per_minute
+        return estimate_limit(
+            sends=sends,
+            refused_at=now,
+            current_per_minute=min(configured, learned_per_minute or configured),
+            configured_per_minute=configured,
+            previous_per_minute=learned_per_minute,
+        )
 
     # -- after the call ------------------------------------------------------------
+
+    def _expect_next_parts(self, job: Job, applied: Applied) -> None:
+        """The message's next part takes its place in the account's line now, ahead of
+        every first part: a reader who saw this part gets the next one at the account's
+        next slot, not after the backlog."""
+        try:
+            for part in applied.next_parts:
+                self._ctx.gate.expect(
+                    job.account_id,
+                    ticket=str(part.chunk_id),
+                    order=order_key(message_id=job.message_id, seq=job.seq + 1),
+                    in_seconds=part.countdown_seconds,
+                )
+        except LimiterUnavailable as exc:
+            log.debug("account %s: next part not placed in line (%s)", job.account_id, exc)
 
     def _decide(self, job: Job, result: AttemptResult) -> Decision:
         return decide(
@@ -240,14 +287,14 @@ class AttemptRunner:
                 return min(settings.max_countdown_seconds, self._ctx.backoff(job.failures + 1))
         return None
 
-    def _finish(self, job: Job, judged: Judged, cooldown_left: float | None) -> StepResult:
+    def _finish(self, job: Job, judged: Judged, effects: Effects) -> StepResult:
         settings = self._ctx.settings
         result = judged.result
         view = ReaderView.of(job, settings=settings, now=utcnow())
 
         def apply(db: Session, res: AttemptResult, decision: Decision) -> Applied:
             plan = Plan(
-                wait_seconds=self._wait_for(decision.step, job, cooldown_left),
+                wait_seconds=self._wait_for(decision.step, job, effects.cooldown_left),
                 gap_seconds=chunk_gap_seconds(
                     n_chunks=job.chunk_count,
                     gap_seconds=settings.chunk_gap_seconds,
@@ -257,6 +304,8 @@ class AttemptRunner:
                 hold_until=view.hold_until,
                 recheck_seconds=settings.reader_recheck_seconds,
                 count_reader_sends=settings.reader_limits,
+                learned=effects.learned,
+                pace_memory_seconds=settings.pace_memory_seconds,
             )
             again = judged if res is result else dataclasses.replace(judged, result=res)
             return apply_outcome(
@@ -298,6 +347,7 @@ class AttemptRunner:
             )
             return Done(f"{job.label}: {result.outcome}, message already final")
         _log_attempt(job, result, step, None if applied.parked is not None else wait)
+        self._expect_next_parts(job, applied)
         publish_all(self._ctx.publisher, applied.armed)
         if applied.message_final:
             self._ctx.wake(job.account_id, job.to_user_id)
@@ -319,6 +369,17 @@ class AttemptRunner:
         if applied.released or wait is None:
             return Done(summary)
         return Wait(wait, summary)
+
+
+@dataclasses.dataclass(frozen=True)
+class Effects:
+    """What the gate made of an outcome, for recording it."""
+
+    cooldown_left: float | None = None  # seconds left of a rate-limit cooldown
+    learned: Estimate | None = None  # the limit learned from this refusal
+
+
+_NO_EFFECTS = Effects()
 
 
 def _within(delays: tuple[float, ...], budget_seconds: float) -> tuple[float, ...]:

@@ -35,6 +35,7 @@ from delivery.pipeline.job import Job
 from delivery.pipeline.readers import Judged
 from delivery.policy.outcomes import Decision, Step
 from delivery.policy.readers import Refusal
+from delivery.ratelimit.learning import Estimate
 
 __all__ = ["Applied", "Plan", "apply_outcome"]
 
@@ -53,6 +54,8 @@ class Plan:
     hold_until: dt.datetime  # a chat waiting for its reader is dead after this
     recheck_seconds: float  # a suspect chat is looked at again after this
     count_reader_sends: bool  # reader limits are on: count this send of the budget
+    learned: Estimate | None = None  # a rate limit learned from this refusal: keep it
+    pace_memory_seconds: float = 0.0  # ... a lower one learned less than this ago stays
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Applied:
     """What the caller does after the commit."""
 
     armed: list[Armed] = field(default_factory=list)  # publish these
+    next_parts: list[Armed] = field(default_factory=list)  # ... of them, the message's next
     wait_seconds: float | None = None  # the live task comes back after this
     message_final: bool = False  # wake the chat's next message
     was_final_already: bool = False  # the message died while the call was in flight
@@ -116,12 +120,22 @@ def apply_outcome(
         )
         return Applied(
             armed=accepted.armed + unparked,
+            next_parts=[] if accepted.message_final else accepted.armed,
             message_final=accepted.message_final,
             was_final_already=accepted.was_final_already,
             delivered_after_all=accepted.delivered_after_all,
             session_healed=healed,
         )
     outbox.record_outcome(db, job.chunk_id, outcome=result.outcome)
+    if plan.learned is not None:
+        accounts.learn_rate(
+            db,
+            job.account_id,
+            per_minute=plan.learned.per_minute,
+            evidence=plan.learned.evidence,
+            now=now,
+            memory_seconds=plan.pace_memory_seconds,
+        )
     if step == Step.DEAD:
         assert decision.dead_reason is not None
         unsent = outbox.kill(

@@ -12,7 +12,7 @@ it was published with, and gets back :class:`~delivery.pipeline.results.Done` or
    expired, or its reader's window closed or budget spent: park (no task; the
    healed session, or the reader's next message, wakes it).
 3. Ask the account gate in Redis for the send lock and a rate slot. Cooling down,
-   busy or paced: wait (a paced waiter holds a reserved slot).
+   busy or not yet its turn in the account's line: wait (it keeps its place).
 4. Under the lock, one attempt (:mod:`delivery.pipeline.attempt`): claim (still
    the head of its conversation, the first pending chunk of the oldest open
    message from this account to this peer; else it steps aside, and whoever
@@ -44,6 +44,8 @@ from delivery.pipeline.context import PipelineContext
 from delivery.pipeline.readers import ReaderView
 from delivery.pipeline.results import Done, StepResult, Wait
 from delivery.pipeline.snapshot import Snapshot, read_snapshot
+from delivery.ratelimit.gate import order_key
+from delivery.ratelimit.learning import learned_rate
 
 __all__ = ["SendPipeline"]
 
@@ -107,10 +109,12 @@ class SendPipeline:
             snap.account_id, chunk_id=chunk_id
         )
         if snap.session_state == SessionState.EXPIRED and not trial:
+            self._leave_line(snap)
             return ctx.park_on_session(
                 chunk_id, snap.account_id, generation, until=snap.deadline_at
             )
         if reader.waiting:
+            self._leave_line(snap)
             return ctx.park_on_reader(
                 snap,
                 chunk_id,
@@ -119,9 +123,14 @@ class SendPipeline:
                 peer_id=snap.to_user_id,
                 until=reader.hold_until,
             )
-        decision = ctx.gate.acquire(snap.account_id, ticket=str(chunk_id))
+        decision = ctx.gate.acquire(
+            snap.account_id,
+            ticket=str(chunk_id),
+            order=order_key(message_id=snap.message_id, seq=snap.seq),
+            learned_per_minute=self._learned(snap, now),
+        )
         if not decision.granted:
-            # A reserved slot is this task's own: come back right on it. A cooldown
+            # A turn in the line is this task's own: come back right on it. A cooldown
             # ends for every waiter at once: spread them out.
             wait = (
                 ctx.on_time(decision.wait_seconds)
@@ -131,9 +140,27 @@ class SendPipeline:
             return ctx.postpone(chunk_id, generation, wait, decision.reason)
         assert decision.token is not None
         try:
-            return self._attempts.run(snap, generation, trial=trial)
+            return self._attempts.run(
+                snap, generation, trial=trial, learned_per_minute=self._learned(snap, now)
+            )
         finally:
             self._release(snap.account_id, decision.token)
+
+    def _learned(self, snap: Snapshot, now: dt.datetime) -> float | None:
+        return learned_rate(
+            snap.learned_rate_per_minute,
+            snap.learned_at,
+            now=now,
+            memory_seconds=self._ctx.settings.pace_memory_seconds,
+        )
+
+    def _leave_line(self, snap: Snapshot) -> None:
+        """A chunk that stops waiting gives up its place in its account's line (else
+        it holds it until its grace runs out)."""
+        try:
+            self._ctx.gate.leave(snap.account_id, str(snap.chunk_id))
+        except LimiterUnavailable as exc:
+            log.debug("chunk %s: place in line not given up (%s)", snap.chunk_id, exc)
 
     def _release(self, account_id: str, token: str) -> None:
         try:
@@ -168,6 +195,7 @@ class SendPipeline:
                     f"(DELIVERY_DELIVERY_DEADLINE_SECONDS); last outcome: {last or 'never tried'}"
                 )
             unsent = outbox.kill(db, snap.message_id, reason=reason, now=now)
+        self._leave_line(snap)
         if unsent is None:
             return Done(f"message {snap.message_id} already final")
         log.error("message %s is dead: %s; %d chunk(s) unsent", snap.message_id, reason, unsent)

@@ -44,6 +44,8 @@ class Snapshot:
     reader_last_inbound_at: dt.datetime | None
     reader_sends_since_inbound: int
     reader_closed_reason: str | None
+    learned_rate_per_minute: float | None = None  # the account's learned limit, if any
+    learned_at: dt.datetime | None = None
 
 
 def read_snapshot(session: Session, chunk_id: int) -> Snapshot | None:
@@ -67,6 +69,8 @@ def read_snapshot(session: Session, chunk_id: int) -> Snapshot | None:
             Reader.last_inbound_at,
             Reader.sends_since_inbound,
             Reader.closed_reason,
+            Account.learned_rate_per_minute,
+            Account.learned_at,
         )
         .join(Message, Chunk.message_id == Message.id)
         .join(Account, Message.account_id == Account.id)
@@ -81,7 +85,8 @@ def read_snapshot(session: Session, chunk_id: int) -> Snapshot | None:
     values: tuple[Any, ...] = tuple(row)  # more columns than the Row's typing follows
     (status, seq, generation, parked_on, due, attempts, message_id, message_status) = values[:8]
     chunk_count, deadline_at, account_id, to_user_id, session_state = values[8:13]
-    created_at, last_inbound_at, sends_since_inbound, closed_reason = values[13:]
+    created_at, last_inbound_at, sends_since_inbound, closed_reason = values[13:17]
+    learned_rate_per_minute, learned_at = values[17:]
     in_flight: tuple[int, ...] = ()
     if attempts:  # only a chunk tried before can have an attempt without an answer
         in_flight = tuple(
@@ -110,4 +115,6 @@ def read_snapshot(session: Session, chunk_id: int) -> Snapshot | None:
         reader_last_inbound_at=last_inbound_at,
         reader_sends_since_inbound=sends_since_inbound or 0,
         reader_closed_reason=closed_reason,
+        learned_rate_per_minute=learned_rate_per_minute,
+        learned_at=learned_at,
     )

@@ -6,7 +6,7 @@ outcome                 next
 accepted                chunk sent; message delivered if it was the last
 rate_limited            account-wide cooldown; wait it out; no budget spent
 reader_refused          this chat waits for its reader (parked until they write
-                        or the hold limit); no budget, no cooldown, no pace change
+                        or the hold limit); no budget, no cooldown, nothing learned
 refused                 a bare -2 not decided yet: the chat is held the same way
                         while the next send of the account decides (the caller
                         turns it into rate_limited or reader_refused when it can)

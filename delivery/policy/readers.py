@@ -61,7 +61,7 @@ class Refusal(enum.StrEnum):
 
     READER = "reader"  # this reader's window or budget: the chat waits for them
     SUSPECT = "suspect"  # not known yet: hold the chat, probe with another reader
-    RATE_LIMIT = "rate_limit"  # the account's limit: cooldown and pace, as ever
+    RATE_LIMIT = "rate_limit"  # the account's limit: cooldown (and learning), as ever
 
 
 def reader_state(

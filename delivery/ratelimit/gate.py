@@ -5,20 +5,23 @@ Key schema (``{prefix}`` is ``DELIVERY_REDIS_KEY_PREFIX``; the account id sits i
 a hash tag, so one account's keys share a Redis Cluster slot)::
 
     {prefix}:acct:{<account>}:lock       token of the send in flight (PX = lock TTL)
-    {prefix}:acct:{<account>}:gcra       theoretical arrival time of reservations (ms)
-    {prefix}:acct:{<account>}:sent       theoretical arrival time of granted sends (ms)
+    {prefix}:acct:{<account>}:next       when the next send may start (ms)
+    {prefix}:acct:{<account>}:line       waiters (tickets) by order key: who goes next
+    {prefix}:acct:{<account>}:back       waiters by when they are expected back
     {prefix}:acct:{<account>}:cooldown   exists while the account cools down (PX = left)
     {prefix}:acct:{<account>}:strikes    consecutive rate-limit answers
-    {prefix}:acct:{<account>}:slot:<ticket>  a waiter's reserved rate slot (ms)
-    {prefix}:acct:{<account>}:pace       learned fraction of the configured rate
-    {prefix}:acct:{<account>}:ceiling    the pace it may climb back to
+    {prefix}:acct:{<account>}:sends      accepted sends of the last 10 minutes (evidence)
 
-**Learned pace.** The platform's limit is not published. The first rate-limit
-answer of a streak means the pace was too high: the account's pace halves and
-a ceiling is remembered at 90% of the pace that tripped; each accepted send
-climbs back by a step, up to the ceiling. A ceiling is forgotten after
-``pace_memory_seconds`` without another trip. Later answers of the same streak
-are probes during a lockout and teach nothing.
+**The line.** Waiters go in the order of their order key (:func:`order_key`): the
+next part of a message already started before any first part, and older messages
+first. A reader who saw part 1 gets part 2 at the account's next slot, not after
+the whole backlog; still one send in flight, never over the rate.
+
+**The rate.** Sends are spaced one interval apart, counted from the *answer* of the
+previous send as well as from its start: the platform counts a send when it
+arrives, which is somewhere between the two, so network jitter never lets two
+sends land closer than an interval. An account whose limit was learned
+(:mod:`delivery.ratelimit.learning`) passes its learned rate to :meth:`acquire`.
 
 **Fails closed.** When Redis cannot be reached, :meth:`AccountGate.acquire`
 raises :class:`~delivery.errors.LimiterUnavailable` and nothing is sent. Sending
@@ -31,10 +34,13 @@ Example::
 
     gate = AccountGate(redis.Redis.from_url(url), rate=Rate(per_minute=15, burst=2),
                        lock_ttl_seconds=60)
-    decision = gate.acquire("bot-1")
+    decision = gate.acquire("bot-1", ticket="42", order=order_key(message_id=7, seq=1))
     if decision.granted:
-        try: ...send...
-        finally: gate.release("bot-1", decision.token)
+        try:
+            ...send...
+            gate.answered("bot-1", accepted=True)
+        finally:
+            gate.release("bot-1", decision.token)
 """
 
 from __future__ import annotations
@@ -49,14 +55,21 @@ import redis
 from delivery.errors import LimiterUnavailable
 from delivery.ratelimit import scripts
 
-__all__ = ["AccountGate", "AccountState", "Decision", "Rate"]
+__all__ = ["AccountGate", "AccountState", "Decision", "Rate", "order_key"]
 
 RESERVATION_GRACE_MS = 5_000  # a loaded worker may run a task this late
+LOOK_AHEAD = 32  # waiters this near the front check who is really coming before them
 BUSY_POLL_MS = 100  # a send in flight takes tens of ms; look again soon, not at its lock's TTL
-PACE_BACKOFF = 0.5  # after a trip the account sends at half its pace ...
-PACE_CEILING = 0.9  # ... and climbs back to 90% of the pace that tripped
-PACE_STEP = 0.05  # per accepted send
-PACE_MIN = 0.05  # never slower than 5% of the configured rate
+EVIDENCE_HORIZON_MS = 600_000  # accepted sends kept as evidence of the platform's limit
+EVIDENCE_MAX_SENDS = 5_000
+_STARTED = 0.0  # order class of the next part of a message already started
+_FIRST = 2.0**40  # ... of a first part (message ids stay far below 2**40)
+
+
+def order_key(*, message_id: int, seq: int) -> float:
+    """A waiter's place in its account's line: the next part of a started message
+    before any first part; older messages (smaller ids, enqueued first) first."""
+    return (_STARTED if seq > 1 else _FIRST) + message_id
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,13 @@ class Rate:
     def tolerance_ms(self) -> int:
         return (self.burst - 1) * self.interval_ms
 
+    def at_most(self, per_minute: float | None) -> Rate:
+        """This rate, lowered to ``per_minute`` when that is lower (a learned limit).
+        A learned limit sends one at a time: a burst is what tripped it."""
+        if per_minute is None or per_minute >= self.per_minute:
+            return self
+        return Rate(per_minute=per_minute, burst=1)
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -89,8 +109,8 @@ class Decision:
 
     @property
     def scheduled(self) -> bool:
-        """The wait is this caller's own (a reserved slot, a short poll), not shared
-        with every other waiter of the account (a cooldown)."""
+        """The wait is this caller's own (its turn in the line, a short poll), not
+        shared with every other waiter of the account (a cooldown)."""
         return self.status in (scripts.PACED, scripts.BUSY)
 
     @property
@@ -99,7 +119,7 @@ class Decision:
             scripts.GRANTED: "granted",
             scripts.COOLING: "account cooling down after a rate limit",
             scripts.BUSY: "another send of this account is in flight",
-            scripts.PACED: "account send rate reached",
+            scripts.PACED: "waiting for its turn at the account's send rate",
         }[self.status]
 
 
@@ -110,7 +130,7 @@ class AccountState:
     cooldown_seconds: float
     strikes: int
     send_in_flight: bool
-    pace: float  # fraction of the configured rate the account sends at
+    waiting: int  # waiters in the account's line
 
 
 @contextmanager
@@ -122,7 +142,7 @@ def _translated() -> Iterator[None]:
 
 
 class AccountGate:
-    """Per-account lock, rate and cooldown in Redis. See the module docstring."""
+    """Per-account lock, line, rate and cooldown in Redis. See the module docstring."""
 
     def __init__(
         self,
@@ -132,53 +152,100 @@ class AccountGate:
         lock_ttl_seconds: float,
         prefix: str = "delivery",
         strikes_ttl_seconds: float = 3600.0,
-        pace_memory_seconds: float = 86_400.0,
     ) -> None:
         self._client = client
         self.rate = rate
         self._lock_ttl_ms = max(1, round(lock_ttl_seconds * 1000))
         self._prefix = prefix
         self._strikes_ttl_seconds = max(1, round(strikes_ttl_seconds))
-        # A waiter late for its slot by more than this queues again (its slot is lost).
-        self._reservation_grace_ms = max(2 * rate.interval_ms, RESERVATION_GRACE_MS)
         self._acquire = client.register_script(scripts.ACQUIRE)
+        self._answered = client.register_script(scripts.ANSWERED)
+        self._leave = client.register_script(scripts.LEAVE)
+        self._expect = client.register_script(scripts.EXPECT)
         self._release = client.register_script(scripts.RELEASE)
         self._cool_down = client.register_script(scripts.COOL_DOWN)
-        self._pace_down = client.register_script(scripts.PACE_DOWN)
-        self._pace_up = client.register_script(scripts.PACE_UP)
-        self._pace_memory_ms = max(1000, round(pace_memory_seconds * 1000))
 
     def key(self, account_id: str, name: str) -> str:
-        """The Redis key ``name`` (lock, gcra, cooldown, strikes) of an account."""
+        """The Redis key ``name`` (lock, next, line, cooldown, ...) of an account."""
         return f"{self._prefix}:acct:{{{account_id}}}:{name}"
 
-    def acquire(self, account_id: str, *, ticket: str) -> Decision:
-        """Take the account's lock and a rate slot, unless cooling, busy or paced.
+    def acquire(
+        self,
+        account_id: str,
+        *,
+        ticket: str,
+        order: float = _FIRST,
+        learned_per_minute: float | None = None,
+    ) -> Decision:
+        """Take the account's lock and a rate slot if ``ticket`` is first in line.
 
-        ``ticket`` names the caller across retries (a chunk id): when the rate makes
-        it wait, a slot is reserved for that ticket, and the ticket's next call
-        at or after ``wait_seconds`` uses it instead of queueing again.
+        ``ticket`` names the caller across retries (a chunk id) and ``order`` its
+        place in the line (:func:`order_key`). Not yet its turn: it is told when to
+        come back. ``learned_per_minute``: the account's learned limit, if lower
+        than the configured rate.
 
         Raises:
             LimiterUnavailable: Redis is unreachable (fail closed: do not send).
         """
+        rate = self.rate.at_most(learned_per_minute)
         token = secrets.token_hex(8)
-        keys = [self.key(account_id, n) for n in ("cooldown", "lock", "gcra")]
-        keys.append(self.key(account_id, f"slot:{ticket}"))
-        keys.append(self.key(account_id, "pace"))
-        keys.append(self.key(account_id, "sent"))
-        args: list[str | int] = [
+        keys = [self.key(account_id, n) for n in ("cooldown", "lock", "next", "line", "back")]
+        args: list[str | int | float] = [
+            ticket,
+            order,
             token,
             self._lock_ttl_ms,
-            self.rate.interval_ms,
-            self.rate.tolerance_ms,
-            self._reservation_grace_ms,
+            rate.interval_ms,
+            rate.tolerance_ms,
+            self._grace_ms(rate),
             BUSY_POLL_MS,
+            LOOK_AHEAD,
         ]
         with _translated():
             status, wait_ms = self._acquire(keys=keys, args=args)
         status, wait_ms = int(status), int(wait_ms)
         return Decision(status, wait_ms / 1000, token if status == scripts.GRANTED else None)
+
+    def expect(self, account_id: str, *, ticket: str, order: float, in_seconds: float) -> None:
+        """``ticket`` will ask in ``in_seconds`` (the next part of a message, after its
+        gap): it takes its place in the line now, so no first part takes its slot."""
+        keys = [self.key(account_id, "line"), self.key(account_id, "back")]
+        wait_ms = max(0, round(in_seconds * 1000))
+        ttl_ms = wait_ms + self._grace_ms(self.rate) + self.rate.interval_ms
+        with _translated():
+            self._expect(keys=keys, args=[ticket, order, wait_ms, ttl_ms])
+
+    def leave(self, account_id: str, ticket: str) -> None:
+        """``ticket`` no longer waits (its chunk is final, parked, or another task's)."""
+        with _translated():
+            self._leave(
+                keys=[self.key(account_id, "line"), self.key(account_id, "back")], args=[ticket]
+            )
+
+    @staticmethod
+    def _grace_ms(rate: Rate) -> int:
+        return max(2 * rate.interval_ms, RESERVATION_GRACE_MS)
+
+    def answered(
+        self, account_id: str, *, accepted: bool, learned_per_minute: float | None = None
+    ) -> None:
+        """The send's call ended: the next send of the account starts one interval
+        after now. An accepted send is kept as evidence and ends a rate-limit streak."""
+        rate = self.rate.at_most(learned_per_minute)
+        keys = [self.key(account_id, n) for n in ("next", "sends", "strikes")]
+        args = [rate.interval_ms, int(accepted), EVIDENCE_HORIZON_MS, EVIDENCE_MAX_SENDS]
+        with _translated():
+            self._answered(keys=keys, args=args)
+
+    def accepted_sends(self, account_id: str) -> tuple[list[float], float]:
+        """Evidence: the times (s since the epoch) of the account's accepted sends of
+        the last 10 minutes, oldest first, and Redis' clock now."""
+        with _translated():
+            pipe = self._client.pipeline()
+            pipe.zrange(self.key(account_id, "sends"), 0, -1, withscores=True)
+            pipe.time()
+            sends, (seconds, micros) = pipe.execute()
+        return [score / 1000 for _, score in sends], seconds + micros / 1e6
 
     def release(self, account_id: str, token: str) -> bool:
         """Release the lock if still ours. False when it expired meanwhile (logged by caller)."""
@@ -186,21 +253,13 @@ class AccountGate:
             return bool(self._release(keys=[self.key(account_id, "lock")], args=[token]))
 
     def rate_limited(self, account_id: str) -> int:
-        """Count one more consecutive rate-limit answer; return the streak length.
-
-        The first of a streak lowers the account's pace (see the module docstring).
-        """
+        """Count one more consecutive rate-limit answer; return the streak length."""
         key = self.key(account_id, "strikes")
         with _translated():
             pipe = self._client.pipeline()
             pipe.incr(key)
             pipe.expire(key, self._strikes_ttl_seconds)
             strikes, _ = pipe.execute()
-            if int(strikes) == 1:
-                self._pace_down(
-                    keys=[self.key(account_id, "pace"), self.key(account_id, "ceiling")],
-                    args=[PACE_BACKOFF, PACE_CEILING, PACE_MIN, self._pace_memory_ms],
-                )
         return int(strikes)
 
     def cool_down(self, account_id: str, seconds: float) -> float:
@@ -214,28 +273,18 @@ class AccountGate:
             )
         return int(left_ms) / 1000
 
-    def succeeded(self, account_id: str) -> float:
-        """An accepted send ends the streak and lets the pace climb; returns the pace."""
-        with _translated():
-            self._client.delete(self.key(account_id, "strikes"))
-            pace = self._pace_up(
-                keys=[self.key(account_id, "pace"), self.key(account_id, "ceiling")],
-                args=[PACE_STEP, self._pace_memory_ms],
-            )
-        return float(pace)
-
     def state(self, account_id: str) -> AccountState:
-        """Cooldown left, strikes and whether a send is in flight."""
+        """Cooldown left, strikes, whether a send is in flight, waiters in line."""
         with _translated():
             pipe = self._client.pipeline()
             pipe.pttl(self.key(account_id, "cooldown"))
             pipe.get(self.key(account_id, "strikes"))
             pipe.exists(self.key(account_id, "lock"))
-            pipe.get(self.key(account_id, "pace"))
-            cooldown_ms, strikes, locked, pace = pipe.execute()
+            pipe.zcard(self.key(account_id, "line"))
+            cooldown_ms, strikes, locked, waiting = pipe.execute()
         return AccountState(
             cooldown_seconds=max(0, int(cooldown_ms)) / 1000,
             strikes=int(strikes or 0),
             send_in_flight=bool(locked),
-            pace=float(pace or 1),
+            waiting=int(waiting),
         )

@@ -8,85 +8,152 @@ from __future__ import annotations
 
 __all__ = [
     "ACQUIRE",
+    "ANSWERED",
     "BUSY",
     "COOLING",
     "COOL_DOWN",
+    "EXPECT",
     "GRANTED",
+    "LEAVE",
     "PACED",
-    "PACE_DOWN",
-    "PACE_UP",
     "RELEASE",
 ]
 
 GRANTED = 0  # the caller holds the lock and a rate slot; send now
 COOLING = 1  # the account is in a rate-limit cooldown; wait_ms until it ends
 BUSY = 2  # another send of this account is in flight; wait_ms is how soon to look again
-PACED = 3  # the account's send rate is spent; wait_ms until the next slot
+PACED = 3  # others go first, or the account's rate is spent; wait_ms until this one's turn
 
-# ACQUIRE: take the account's send lock and one slot of its rate (GCRA), atomically.
-# A caller that must wait for the rate gets a *reservation* of a future slot, so it
-# comes back once, at its slot, instead of polling with every other waiter. A
-# second GCRA on the times sends are actually granted keeps the sends themselves
-# at the rate when waiters come back late and bunched: it tolerates half an
-# interval of catching up, and a waiter it turns away joins the end of the queue
-# (a fresh reservation) rather than waking with every other late waiter.
-# KEYS[1] cooldown key     (exists while cooling down; its PTTL is the time left)
-# KEYS[2] lock key         (holds the holder's token)
-# KEYS[3] gcra key         (theoretical arrival time of reservations, ms since the epoch)
-# KEYS[4] reservation key  (this caller's reserved slot, ms since the epoch)
-# KEYS[5] pace key         (the learned fraction of the configured rate; absent = 1)
-# KEYS[6] sent key         (theoretical arrival time of granted sends, ms)
-# ARGV[1] lock token   ARGV[2] lock ttl ms
-# ARGV[3] emission interval ms at full pace (one send per interval)
-# ARGV[4] burst tolerance ms ((burst - 1) * interval)
-# ARGV[5] reservation grace ms (how long past its slot a reservation is kept)
-# ARGV[6] busy poll ms (how soon to look again while another send is in flight)
+# ACQUIRE: take the account's send lock and one slot of its rate, atomically, in the
+# order of the account's *line*.
+# The line is a sorted set of the waiters (tickets) by their order key: the next part
+# of a started message sorts before every first part, and within each class the older
+# message goes first. A second sorted set holds when each waiter is expected back (the
+# time it was told, or now while it asks). A waiter goes when no waiter before it in
+# the line is expected by the next slot; else it is told when its turn should come
+# (the next slot plus one interval per such waiter) and comes back then. A waiter not
+# back within the grace after its time leaves the line by itself (its task ended or
+# died), so it blocks no one for long.
+# The rate is a GCRA on the time the next send may start ("next"): a grant moves it one
+# interval on, and the answer of a send (ANSWERED) moves it to one interval after the
+# answer, so the platform, which counts a send when it arrives, never sees two sends
+# closer than an interval however the network delays them.
+# KEYS[1] cooldown key   (exists while cooling down; its PTTL is the time left)
+# KEYS[2] lock key       (holds the holder's token)
+# KEYS[3] next key       (the time the next send may start, ms since the epoch)
+# KEYS[4] line key       (sorted set: ticket -> order key)
+# KEYS[5] back key       (sorted set: ticket -> ms when it is expected back)
+# ARGV[1] ticket   ARGV[2] order key (lower goes first)
+# ARGV[3] lock token   ARGV[4] lock ttl ms
+# ARGV[5] interval ms (one send per interval)   ARGV[6] burst tolerance ms
+# ARGV[7] grace ms (how long past its time a waiter keeps its place)
+# ARGV[8] busy poll ms (how soon to look again while another send is in flight)
+# ARGV[9] look-ahead (waiters further back than this just count their place)
 # Returns {status, wait_ms}.
 ACQUIRE = """
 redis.replicate_commands()
-local cooling = redis.call('PTTL', KEYS[1])
-if cooling > 0 then
-  redis.call('DEL', KEYS[4])
-  return {1, cooling}
-end
+local ticket = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local pace = tonumber(redis.call('GET', KEYS[5]) or '1')
-local interval = math.ceil(tonumber(ARGV[3]) / pace)
-local tolerance = tonumber(ARGV[4])
-local grace = tonumber(ARGV[5])
-
-local function reserve(not_before)
-  local tat = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if tat < now then tat = now end
-  local slot = tat - tolerance
-  if slot < not_before then slot = not_before end
-  local new_tat = math.max(tat, slot) + interval
-  redis.call('SET', KEYS[3], new_tat, 'PX', new_tat - now + interval)
-  redis.call('SET', KEYS[4], slot, 'PX', slot - now + grace)
-  return slot
+local interval = tonumber(ARGV[5])
+local grace = tonumber(ARGV[7])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - grace, 'LIMIT', 0, 100)
+for _, member in ipairs(gone) do
+  redis.call('ZREM', KEYS[4], member)
+  redis.call('ZREM', KEYS[5], member)
 end
-
-local slot = tonumber(redis.call('GET', KEYS[4]) or '-1')
-if slot < 0 then slot = reserve(now) end
-if slot > now then return {3, slot - now} end
+redis.call('ZADD', KEYS[4], ARGV[2], ticket)
+redis.call('ZADD', KEYS[5], now, ticket)
+local function wait(status, ms)
+  redis.call('ZADD', KEYS[5], now + ms, ticket)
+  redis.call('PEXPIRE', KEYS[4], ms + grace + interval)
+  redis.call('PEXPIRE', KEYS[5], ms + grace + interval)
+  return {status, ms}
+end
+local cooling = redis.call('PTTL', KEYS[1])
+if cooling > 0 then return wait(1, cooling) end
+local next_at = tonumber(redis.call('GET', KEYS[3]) or '0')
+local earliest = next_at - tonumber(ARGV[6])
+if earliest < now then earliest = now end
+local rank = redis.call('ZRANK', KEYS[4], ticket)
+local ahead = 0
+if rank > tonumber(ARGV[9]) then
+  ahead = rank
+elseif rank > 0 then
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[4], 0, rank - 1)) do
+    local back = tonumber(redis.call('ZSCORE', KEYS[5], member) or '0')
+    if back <= earliest + interval then ahead = ahead + 1 end
+  end
+end
+if ahead > 0 then return wait(3, earliest - now + ahead * interval) end
+if earliest > now then return wait(3, earliest - now) end
 local held = redis.call('PTTL', KEYS[2])
 if held > 0 or held == -1 then
-  local poll = tonumber(ARGV[6])
+  local poll = tonumber(ARGV[8])
   if held > 0 and held < poll then poll = held end
-  return {2, poll}
+  return wait(2, poll)
 end
-local sent = tonumber(redis.call('GET', KEYS[6]) or '0')
-if sent < now then sent = now end
-local earliest = sent - tolerance - math.floor(interval / 2)
-if earliest > now then
-  slot = reserve(earliest)
-  return {3, slot - now}
-end
-redis.call('SET', KEYS[6], sent + interval, 'PX', sent + interval - now + interval)
-redis.call('SET', KEYS[2], ARGV[1], 'PX', tonumber(ARGV[2]))
-redis.call('DEL', KEYS[4])
+if next_at < now then next_at = now end
+next_at = next_at + interval
+redis.call('SET', KEYS[3], next_at, 'PX', next_at - now + interval)
+redis.call('SET', KEYS[2], ARGV[3], 'PX', tonumber(ARGV[4]))
+redis.call('ZREM', KEYS[4], ticket)
+redis.call('ZREM', KEYS[5], ticket)
 return {0, 0}
+"""
+
+# EXPECT: a waiter to come: the next part of a message just accepted, due after its
+# gap. It takes its place in the line now, so that first parts do not take the slot
+# it is coming for.
+# KEYS[1] line key   KEYS[2] back key
+# ARGV[1] ticket   ARGV[2] order key   ARGV[3] ms until it comes   ARGV[4] ttl ms
+EXPECT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+# LEAVE: a waiter gives up its place (its chunk is final, parked or another task's).
+# KEYS[1] line key   KEYS[2] back key   ARGV[1] ticket
+# Returns 1 if it was in the line.
+LEAVE = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
+# ANSWERED: the platform answered a send (or the call ended without an answer).
+# The send arrived at the latest now: the next may start one interval after now.
+# An accepted send is logged as evidence of what the platform allows, and ends a
+# streak of rate-limit answers.
+# KEYS[1] next key   KEYS[2] sends key (sorted set of accepted sends' times, ms)
+# KEYS[3] strikes key
+# ARGV[1] interval ms   ARGV[2] 1 if accepted else 0
+# ARGV[3] evidence horizon ms (older sends are dropped from the log)
+# ARGV[4] most sends kept in the log
+# Returns the time (ms) the next send may start.
+ANSWERED = """
+redis.replicate_commands()
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local next_at = tonumber(redis.call('GET', KEYS[1]) or '0')
+if next_at < now + interval then
+  next_at = now + interval
+  redis.call('SET', KEYS[1], next_at, 'PX', 2 * interval)
+end
+if ARGV[2] == '1' then
+  local horizon = tonumber(ARGV[3])
+  redis.call('ZADD', KEYS[2], now, t[1] .. '.' .. t[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - horizon)
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[4]) - 1)
+  redis.call('PEXPIRE', KEYS[2], horizon)
+  redis.call('DEL', KEYS[3])
+end
+return next_at
 """
 
 # RELEASE: drop the lock only if the caller still holds it.
@@ -110,40 +177,4 @@ if left < wanted then
   return wanted
 end
 return left
-"""
-
-# PACE_DOWN: the first rate-limit answer of a streak: the rate was too high.
-# Remember a ceiling just under the pace that tripped, and back off sharply.
-# KEYS[1] pace key   KEYS[2] ceiling key
-# ARGV[1] back-off factor   ARGV[2] ceiling factor   ARGV[3] least pace
-# ARGV[4] memory ms (how long a learned ceiling lasts without another trip)
-# Returns the new pace (as a string).
-PACE_DOWN = """
-local pace = tonumber(redis.call('GET', KEYS[1]) or '1')
-local ceiling = tonumber(redis.call('GET', KEYS[2]) or '1')
-local tripped = pace * tonumber(ARGV[2])
-if tripped < ceiling then ceiling = tripped end
-if ceiling < tonumber(ARGV[3]) then ceiling = tonumber(ARGV[3]) end
-pace = pace * tonumber(ARGV[1])
-if pace < tonumber(ARGV[3]) then pace = tonumber(ARGV[3]) end
-redis.call('SET', KEYS[1], tostring(pace), 'PX', ARGV[4])
-redis.call('SET', KEYS[2], tostring(ceiling), 'PX', ARGV[4])
-return tostring(pace)
-"""
-
-# PACE_UP: an accepted send: climb back toward the learned ceiling.
-# KEYS[1] pace key   KEYS[2] ceiling key   ARGV[1] step   ARGV[2] memory ms
-# Returns the pace after the call (as a string).
-PACE_UP = """
-local current = redis.call('GET', KEYS[1])
-if not current then return '1' end
-local ceiling = tonumber(redis.call('GET', KEYS[2]) or '1')
-local pace = tonumber(current) + tonumber(ARGV[1])
-if pace > ceiling then pace = ceiling end
-if pace >= 1 then
-  redis.call('DEL', KEYS[1])
-  return '1'
-end
-redis.call('SET', KEYS[1], tostring(pace), 'PX', ARGV[2])
-return tostring(pace)
 """

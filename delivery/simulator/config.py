@@ -41,6 +41,9 @@ class SimulatorConfig:
     many accepted sends; only a new token (``set_token``) cures it.
     ``send_latency_seconds`` is how long the server holds every ``sendmessage``
     before answering, so that overlapping sends of one account become visible.
+    ``send_jitter_seconds`` delays each ``sendmessage`` by a random 0 to that many
+    seconds *before* it is counted (network jitter on the way in), so sends that
+    left the client evenly spaced may arrive closer together.
     ``reader_window_seconds`` and ``reader_budget`` limit each reader (peer): a
     send is refused with a bare ``{"ret": -2}`` unless the reader wrote within the
     window, and beyond the budget of sends per inbound message (``None``: off).
@@ -55,6 +58,7 @@ class SimulatorConfig:
     rate_limit_errmsg: str | None = "rate limited"
     expire_after_sends: int | None = None
     send_latency_seconds: float = 0.0
+    send_jitter_seconds: float = 0.0
     reader_window_seconds: float | None = None
     reader_budget: int | None = None
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
@@ -76,6 +80,7 @@ class SimulatorConfig:
             "lockout_seconds",
             "lockout_extend_seconds",
             "send_latency_seconds",
+            "send_jitter_seconds",
         ):
             value = getattr(self, name)
             # bool is an int; True seconds would be a bug in the caller, not a duration.

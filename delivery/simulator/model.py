@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import random
 import secrets
 import threading
 import time
@@ -258,6 +259,12 @@ class PlatformModel:
                     account.polls_in_flight -= 1
 
     # -- endpoints --------------------------------------------------------------------
+
+    def arrival_delay(self) -> float:
+        """How long this ``sendmessage`` spends on the way in (``send_jitter_seconds``)."""
+        with self._lock:
+            jitter = self._config.send_jitter_seconds
+        return random.uniform(0.0, jitter) if jitter else 0.0
 
     def sendmessage(self, *, token: str, send: SendMessage) -> Outcome:
         """Judge one ``sendmessage``: faults first, then the rules of ``rules.judge_send``."""

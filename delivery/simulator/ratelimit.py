@@ -30,6 +30,7 @@ class AccountLimiter:
 
     recent: deque[float] = field(default_factory=deque)
     lockout_until: float | None = None
+    lockouts: int = 0  # lockouts started (a send over the window), not the sends during one
 
     def locked_out(self, now: float, *, config: SimulatorConfig) -> bool:
         """Whether a send at ``now`` falls in a lockout; if so the lockout grows."""
@@ -49,6 +50,7 @@ class AccountLimiter:
         if len(self.recent) < config.rate_limit_sends:
             return False
         self.lockout_until = now + config.lockout_seconds
+        self.lockouts += 1
         return True
 
     def record(self, now: float) -> None:

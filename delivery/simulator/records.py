@@ -82,7 +82,8 @@ class AccountReport:
     the accepted sends of the current token; ``lockout_until`` the end of a
     running lockout, or ``None``. ``polls`` counts its ``getupdates`` requests,
     ``max_polls_in_flight`` the most of them the server held at once (a long poll
-    is held until a message arrives or its time is up).
+    is held until a message arrives or its time is up). ``lockouts`` counts the
+    lockouts started by a send over the rate limit (not the sends refused in one).
     """
 
     account_id: str
@@ -95,6 +96,7 @@ class AccountReport:
     polls: int = 0
     polls_in_flight: int = 0
     max_polls_in_flight: int = 0
+    lockouts: int = 0
 
 
 @dataclass(frozen=True)

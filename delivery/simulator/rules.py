@@ -91,6 +91,7 @@ class AccountState:
             polls=self.polls,
             polls_in_flight=self.polls_in_flight,
             max_polls_in_flight=self.max_polls_in_flight,
+            lockouts=self.limiter.lockouts,
         )
 
 

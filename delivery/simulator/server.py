@@ -170,6 +170,9 @@ class _Handler(BaseHTTPRequestHandler):
         token = bearer_token(self.headers)
         in_flight: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if endpoint == SENDMESSAGE:
+            delay = model.arrival_delay()
+            if delay:
+                time.sleep(delay)  # on the way in: counted when it "arrives"
             in_flight = model.sending(token)
         elif endpoint == GETUPDATES:
             in_flight = model.polling(token)

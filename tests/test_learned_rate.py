@@ -1,0 +1,133 @@
+"""An account learns its rate limit from a refusal: the estimate, the ledger row, the
+operator's view and reset (the pipeline end to end is in ``test_pace_e2e``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from click.testing import CliRunner
+
+import delivery
+from delivery.accounts import reset_pace
+from delivery.cli import cli
+from delivery.errors import InvalidInput
+from delivery.ledger import accounts
+from delivery.ledger.db import session_scope
+from delivery.ledger.models import Account
+from delivery.ledger.types import utcnow
+from delivery.ratelimit.learning import LEARN_FACTOR, estimate_limit, learned_rate
+from tests.conftest import Ledger, RedisInfo
+
+DAY = 86_400.0
+
+
+def test_the_ceiling_is_half_the_rate_that_tripped_less_a_margin() -> None:
+    # 5 sends 0.3 s apart (200/min), refused 0.3 s after the last
+    estimate = estimate_limit(
+        sends=[0.0, 0.3, 0.6, 0.9, 1.2], refused_at=1.5, current_per_minute=200.0
+    )
+
+    assert estimate.tripped_per_minute == pytest.approx(200.0)
+    assert estimate.per_minute == pytest.approx(200.0 * LEARN_FACTOR)
+    assert estimate.counts[1] == 3 and estimate.counts[2] == 5 and estimate.counts[600] == 5
+    assert "refused at 200.0/min" in estimate.evidence and "5 in 2s" in estimate.evidence
+
+
+def test_the_rate_that_tripped_is_read_from_the_last_sends_only() -> None:
+    # A slow morning, then a burst at 120/min that trips
+    slow = [float(t) for t in range(0, 300, 30)]
+    burst = [400.0 + 0.5 * i for i in range(12)]
+
+    estimate = estimate_limit(sends=slow + burst, refused_at=406.0, current_per_minute=120.0)
+
+    assert estimate.tripped_per_minute == pytest.approx(120.0)
+    assert estimate.per_minute == pytest.approx(54.0)
+
+
+def test_without_evidence_the_rate_granted_stands_in() -> None:
+    estimate = estimate_limit(sends=[], refused_at=10.0, current_per_minute=60.0)
+
+    assert estimate.tripped_per_minute == 60.0
+    assert estimate.per_minute == pytest.approx(27.0)
+    assert "none in 10 min" in estimate.evidence
+
+
+def test_a_later_refusal_only_lowers_the_ceiling_and_never_below_the_floor() -> None:
+    higher = estimate_limit(
+        sends=[0.0, 1.0, 2.0], refused_at=3.0, current_per_minute=60.0, previous_per_minute=10.0
+    )
+    floor = estimate_limit(
+        sends=[0.0, 1.0], refused_at=2.0, current_per_minute=1.0, configured_per_minute=600.0
+    )
+
+    assert higher.per_minute == 10.0
+    assert floor.per_minute == pytest.approx(30.0)  # 5% of the configured 600/min
+
+
+def test_a_learned_rate_is_in_force_until_forgotten() -> None:
+    now = utcnow()
+    at = now - dt.timedelta(hours=1)
+
+    assert learned_rate(90.0, at, now=now, memory_seconds=DAY) == 90.0
+    assert learned_rate(90.0, at, now=now, memory_seconds=60) is None
+    assert learned_rate(None, None, now=now, memory_seconds=DAY) is None
+
+
+def _learn(ledger: Ledger, per_minute: float, *, at: dt.datetime) -> float | None:
+    with session_scope(ledger.engine) as db:
+        return accounts.learn_rate(
+            db,
+            "bot-1",
+            per_minute=per_minute,
+            evidence=f"e{per_minute}",
+            now=at,
+            memory_seconds=DAY,
+        )
+
+
+def test_the_ledger_keeps_the_lowest_ceiling_in_force(ledger: Ledger, redis_db: RedisInfo) -> None:
+    delivery.add_account("bot-1", token="tok-secret-0001", base_url="http://127.0.0.1:9")
+    now = utcnow()
+
+    assert _learn(ledger, 90.0, at=now) == 90.0
+    assert _learn(ledger, 120.0, at=now) == 90.0  # a higher one never replaces it
+    assert _learn(ledger, 40.0, at=now) == 40.0
+    assert _learn(ledger, 120.0, at=now + dt.timedelta(days=2)) == 120.0  # the old one expired
+    with session_scope(ledger.engine, readonly=True) as db:
+        row = db.get(Account, "bot-1")
+        assert row is not None and row.learned_from == "e120.0"
+    assert _learn(ledger, 1.0, at=now) is not None
+    with session_scope(ledger.engine) as db:
+        assert (
+            accounts.learn_rate(
+                db, "nobody", per_minute=1.0, evidence="", now=now, memory_seconds=DAY
+            )
+            is None
+        )
+
+
+def test_status_shows_configured_and_learned_and_reset_pace_forgets(
+    ledger: Ledger, redis_db: RedisInfo
+) -> None:
+    delivery.add_account("bot-1", token="tok-secret-0001", base_url="http://127.0.0.1:9")
+    _learn(ledger, 6.75, at=utcnow())
+    runner = CliRunner()
+
+    status = runner.invoke(cli, ["status"])
+    reset = runner.invoke(cli, ["account", "reset-pace", "bot-1"])
+    again = runner.invoke(cli, ["account", "reset-pace", "bot-1"])
+    after = runner.invoke(cli, ["status"])
+
+    assert status.exit_code == 0, status.output
+    assert "6.75 learned" in status.output and "learned limit of bot-1: e6.75" in status.output
+    assert reset.exit_code == 0 and "forgotten" in reset.output
+    assert again.exit_code == 0 and "no learned rate limit" in again.output
+    assert "learned" not in after.output and "15 configured" in after.output
+
+
+def test_reset_pace_of_an_unknown_account_says_so(ledger: Ledger) -> None:
+    with pytest.raises(InvalidInput, match="no account 'ghost'"):
+        reset_pace("ghost")
+    result = CliRunner().invoke(cli, ["account", "reset-pace", "ghost"])
+    assert result.exit_code == 2 and "no account 'ghost'" in result.output
