@@ -158,11 +158,13 @@ def run_backlog() -> dict[str, Any]:
     overrides = compressed_settings(BACKLOG_FACTOR)
     overrides["DELIVERY_SEND_BURST"] = "1"
     interval = 60.0 / 15.0  # real seconds between two sends at the default rate
-    batch = [
-        Briefing(b.index, f"user{b.index}@im.wechat", b.text, b.chunks)
-        for b in briefings(messages=BACKLOG_MESSAGES, chats=1, seed=BACKLOG_SEED, max_chunks=4)
+    long_ones = [
+        b
+        for b in briefings(messages=3 * BACKLOG_MESSAGES, chats=1, seed=BACKLOG_SEED, max_chunks=4)
         if len(b.chunks) >= 2
-    ]
+    ][:BACKLOG_MESSAGES]
+    # One chat each; ``index`` is the place in enqueue order.
+    batch = [Briefing(i, f"user{i}@im.wechat", b.text, b.chunks) for i, b in enumerate(long_ones)]
     with ExitStack() as stack:
         workdir = stack.enter_context(scratch_dir("pace-backlog"))
         redis = stack.enter_context(private_redis(workdir))
