@@ -17,7 +17,7 @@ platform does not limit here): the time from a message's first part to its last,
 against ``(parts - 1)`` x the send interval, and how far completion strays from
 enqueue order.
 
-The clock is compressed by :data:`FACTOR` (1/20) for the first, and
+The clock is compressed by :data:`FACTOR` (1/10) for the first, and
 :data:`BACKLOG_FACTOR` (1/40) for the second: every duration of the platform and
 of the pipeline's settings is multiplied by it. Times are reported in real
 (uncompressed) seconds.
@@ -53,7 +53,7 @@ from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
 __all__ = ["run"]
 
-FACTOR = 1 / 20
+FACTOR = 1 / 10
 BACKLOG_FACTOR = 1 / 40
 GUESSES = (0.8, 1.0, 2.0, 5.0)  # configured rate / the platform's
 MESSAGES, SEED, MAX_CHUNKS = 40, 40, 4

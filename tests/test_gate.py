@@ -247,3 +247,24 @@ def test_a_busy_lock_means_look_again_soon_not_at_its_ttl(redis_db: RedisInfo) -
 
     assert second.status == BUSY
     assert 0 < second.wait_seconds <= 0.1
+
+
+def test_waiters_are_told_a_time_that_counts_how_long_answers_take(
+    gate: AccountGate, redis_db: RedisInfo
+) -> None:
+    # Given sends of the account answered 200 ms after they were granted
+    client = redis.Redis.from_url(redis_db.url)
+    token = gate.acquire("bot-1", ticket="a").token
+    assert token is not None
+    client.set(gate.key("bot-1", "granted"), redis_now_ms(client) - 200)
+    gate.answered("bot-1", accepted=True)
+    gate.release("bot-1", token)
+    client.set(gate.key("bot-1", "next"), 0)
+
+    # When a send is granted, the next waiter is told the interval plus that delay
+    token = gate.acquire("bot-1", ticket="b").token
+    assert token is not None
+    waiting = gate.acquire("bot-1", ticket="c")
+
+    assert waiting.status == PACED
+    assert 0.25 < waiting.wait_seconds <= 0.32

@@ -53,15 +53,16 @@ def test_at_exactly_the_platforms_limit_nothing_is_refused(stack: Stack) -> None
     assert _learned(stack, account) == (None, None)
 
 
-def test_a_guess_twice_the_limit_costs_one_lockout_kept_through_a_flushall(
+def test_a_guess_above_the_limit_costs_one_lockout_kept_through_a_flushall(
     own_redis_stack: Stack, own_redis: OwnRedis
 ) -> None:
-    # Given a rate configured at twice the platform's, a cooldown outlasting its lockout
+    # Given a rate configured at five times the platform's (the sends, each spaced from
+    # the previous answer, go at two to three times it), a cooldown outlasting its lockout
     stack = own_redis_stack
     account = stack.add_account()
     stack.simulator.model.configure(**LIMIT, lockout_seconds=1.5, lockout_extend_seconds=0.5)
     stack.overrides.update(
-        DELIVERY_SEND_RATE_PER_MINUTE="600",
+        DELIVERY_SEND_RATE_PER_MINUTE="1500",
         DELIVERY_COOLDOWN_BASE_SECONDS="2",
         DELIVERY_COOLDOWN_MAX_SECONDS="4",
     )

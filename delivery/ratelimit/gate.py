@@ -6,6 +6,8 @@ a hash tag, so one account's keys share a Redis Cluster slot)::
 
     {prefix}:acct:{<account>}:lock       token of the send in flight (PX = lock TTL)
     {prefix}:acct:{<account>}:next       when the next send may start (ms)
+    {prefix}:acct:{<account>}:latency    moving average of a send's grant -> answer (ms)
+    {prefix}:acct:{<account>}:granted    when the send in flight was granted (ms)
     {prefix}:acct:{<account>}:line       waiters (tickets) by order key: who goes next
     {prefix}:acct:{<account>}:back       waiters by when they are expected back
     {prefix}:acct:{<account>}:cooldown   exists while the account cools down (PX = left)
@@ -189,7 +191,8 @@ class AccountGate:
         """
         rate = self.rate.at_most(learned_per_minute)
         token = secrets.token_hex(8)
-        keys = [self.key(account_id, n) for n in ("cooldown", "lock", "next", "line", "back")]
+        names = ("cooldown", "lock", "next", "line", "back", "latency", "granted")
+        keys = [self.key(account_id, n) for n in names]
         args: list[str | int | float] = [
             ticket,
             order,
@@ -232,7 +235,7 @@ class AccountGate:
         """The send's call ended: the next send of the account starts one interval
         after now. An accepted send is kept as evidence and ends a rate-limit streak."""
         rate = self.rate.at_most(learned_per_minute)
-        keys = [self.key(account_id, n) for n in ("next", "sends", "strikes")]
+        keys = [self.key(account_id, n) for n in ("next", "sends", "strikes", "latency", "granted")]
         args = [rate.interval_ms, int(accepted), EVIDENCE_HORIZON_MS, EVIDENCE_MAX_SENDS]
         with _translated():
             self._answered(keys=keys, args=args)

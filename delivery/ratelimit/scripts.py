@@ -35,14 +35,18 @@ PACED = 3  # others go first, or the account's rate is spent; wait_ms until this
 # back within the grace after its time leaves the line by itself (its task ended or
 # died), so it blocks no one for long.
 # The rate is a GCRA on the time the next send may start ("next"): a grant moves it one
-# interval on, and the answer of a send (ANSWERED) moves it to one interval after the
-# answer, so the platform, which counts a send when it arrives, never sees two sends
-# closer than an interval however the network delays them.
+# interval on, plus the time sends of the account take to be answered (a moving
+# average), and the answer of a send (ANSWERED) moves it to at least one interval
+# after the answer, so the platform, which counts a send when it arrives, never sees
+# two sends closer than an interval however the network delays them, and waiters are
+# told a time that already counts the answer's delay.
 # KEYS[1] cooldown key   (exists while cooling down; its PTTL is the time left)
 # KEYS[2] lock key       (holds the holder's token)
 # KEYS[3] next key       (the time the next send may start, ms since the epoch)
 # KEYS[4] line key       (sorted set: ticket -> order key)
 # KEYS[5] back key       (sorted set: ticket -> ms when it is expected back)
+# KEYS[6] latency key    (moving average of grant -> answer, ms)
+# KEYS[7] granted key    (when the send in flight was granted, ms)
 # ARGV[1] ticket   ARGV[2] order key (lower goes first)
 # ARGV[3] lock token   ARGV[4] lock ttl ms
 # ARGV[5] interval ms (one send per interval)   ARGV[6] burst tolerance ms
@@ -94,9 +98,10 @@ if held > 0 or held == -1 then
   return wait(2, poll)
 end
 if next_at < now then next_at = now end
-next_at = next_at + interval
+next_at = next_at + interval + tonumber(redis.call('GET', KEYS[6]) or '0')
 redis.call('SET', KEYS[3], next_at, 'PX', next_at - now + interval)
 redis.call('SET', KEYS[2], ARGV[3], 'PX', tonumber(ARGV[4]))
+redis.call('SET', KEYS[7], now, 'PX', tonumber(ARGV[4]))
 redis.call('ZREM', KEYS[4], ticket)
 redis.call('ZREM', KEYS[5], ticket)
 return {0, 0}
@@ -130,7 +135,7 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 # An accepted send is logged as evidence of what the platform allows, and ends a
 # streak of rate-limit answers.
 # KEYS[1] next key   KEYS[2] sends key (sorted set of accepted sends' times, ms)
-# KEYS[3] strikes key
+# KEYS[3] strikes key   KEYS[4] latency key   KEYS[5] granted key
 # ARGV[1] interval ms   ARGV[2] 1 if accepted else 0
 # ARGV[3] evidence horizon ms (older sends are dropped from the log)
 # ARGV[4] most sends kept in the log
@@ -140,6 +145,13 @@ redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
+local granted = redis.call('GET', KEYS[5])
+if granted then
+  local took = now - tonumber(granted)
+  local average = tonumber(redis.call('GET', KEYS[4]) or took)
+  redis.call('SET', KEYS[4], math.floor(0.7 * average + 0.3 * took), 'PX', 3600000)
+  redis.call('DEL', KEYS[5])
+end
 local next_at = tonumber(redis.call('GET', KEYS[1]) or '0')
 if next_at < now + interval then
   next_at = now + interval
