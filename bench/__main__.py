@@ -32,6 +32,8 @@ BENCHMARKS = (
     "chunker",
     "retention",
     "inbound",
+    "accounts",
+    "scaling",
 )
 
 

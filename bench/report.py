@@ -15,6 +15,7 @@ from typing import Any
 from bench.common import BENCH_DIR, OUT_DIR, environment
 from bench.plot import draw_burst
 from bench.profile_split import CATEGORIES, IDLE
+from bench.report_fleet import ACCOUNTS_TITLE, SCALING_TITLE, accounts_section, scaling_section
 
 __all__ = ["render"]
 
@@ -541,7 +542,8 @@ noise.
 
 ```bash
 python -m bench              # everything (about five minutes), then this file and bench/burst.png
-python -m bench burst        # or: cost, enqueue, recovery, readers, chunker, retention, inbound
+python -m bench burst        # or: cost, enqueue, recovery, readers, chunker, retention,
+                             #     inbound, accounts, scaling
 python -m bench report       # re-render from bench/out/*.json only
 ```
 
@@ -592,6 +594,12 @@ def render() -> None:
     parts.append(section("7. Retention", _retention(pruning) if pruning else None))
     inbound = _load("inbound")
     parts.append(section("8. Inbound relay", _inbound(inbound) if inbound else None))
+    fleet = _load("accounts")
+    parts.append(section(ACCOUNTS_TITLE, accounts_section(fleet, _stamp(fleet)) if fleet else None))
+    scaling = _load("scaling")
+    parts.append(
+        section(SCALING_TITLE, scaling_section(scaling, _stamp(scaling)) if scaling else None)
+    )
     if FINDINGS.exists():
         parts.append(FINDINGS.read_text())
     REPORT.write_text("\n".join(parts))
