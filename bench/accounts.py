@@ -50,16 +50,26 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def lateness(fleet: Fleet, snapshot: Snapshot, *, configured_ms: int, t0: float) -> dict[str, Any]:
-    """Each send's lateness in its account's own intervals, and each first send's delay."""
+    """Each send's lateness in its account's own intervals, and each first send's delay.
+
+    Lateness is taken against the account's schedule from its own first send
+    (``t_0 + k × interval``), and (``from_start``) against the schedule from the
+    moment the workers were started (``t0 + k × interval``), which also counts
+    the wait for the first send.
+    """
     late: list[float] = []
     worst_by_account: dict[str, float] = {}
     first_delay: list[float] = []
+    from_start: list[float] = []  # against t0 + k × interval: the schedule from the burst
+    first_intervals: list[float] = []
     for account in fleet.accounts:
         times = snapshot.accounts[account.id].accepted_at
         if not times:
             continue
         interval = gate_interval_ms(account, configured_ms) / 1000
         first_delay.append(times[0] - t0)
+        first_intervals.append((times[0] - t0) / interval)
+        from_start += [(t - t0 - k * interval) / interval for k, t in enumerate(times)]
         own = [(t - times[0] - k * interval) / interval for k, t in enumerate(times) if k]
         late += own
         worst_by_account[account.id] = max(own, default=0.0)
@@ -74,6 +84,15 @@ def lateness(fleet: Fleet, snapshot: Snapshot, *, configured_ms: int, t0: float)
         "first_send_delay_seconds": {
             "median": statistics.median(first_delay),
             "max": max(first_delay),
+        },
+        "first_send_delay_intervals": {
+            "median": statistics.median(first_intervals),
+            "max": max(first_intervals),
+        },
+        "from_start": {
+            "max_intervals": max(from_start),
+            "p99_intervals": _quantile(from_start, 0.99),
+            "median_intervals": statistics.median(from_start),
         },
     }
 

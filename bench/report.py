@@ -541,7 +541,7 @@ noise.
 **Reproduce**: from the repository root, in the project's virtualenv,
 
 ```bash
-python -m bench              # everything (about five minutes), then this file and bench/burst.png
+python -m bench              # everything (about 35 minutes), then this file and bench/burst.png
 python -m bench burst        # or: cost, enqueue, recovery, readers, chunker, retention,
                              #     inbound, accounts, scaling
 python -m bench report       # re-render from bench/out/*.json only
