@@ -38,6 +38,7 @@ def accounts_section(r: dict[str, Any], stamp: str) -> str:
     rss, used = memory["worker_rss_kib"], memory["redis_used_memory"]
     first = late["first_send_delay_seconds"]
     per_part = (r["redis_used_memory_waiting"] - r["redis_used_memory_idle"]) / w["parts"]
+    growth = _rss_growth(memory)
     rows = [
         [
             "worker processes' RSS (sum)",
@@ -136,11 +137,27 @@ worker's memory and in Redis.
 
 {_table(["", "start", "peak", "end"], rows)}
 
+{growth}
+
 **Guarantees**: {_checks(r["checks"])}. *Against its own rate* is, over every account and
 every pair of its sends `i < j`, the most `t_j − t_i` fell short of `j − i` intervals: the
 gate lets a send that came back late catch up by at most half an interval, so up to
 +0.50 is by design, and more would be a send too fast.
 """
+
+
+def _rss_growth(memory: dict[str, Any]) -> str:
+    """When the workers' memory stopped growing, and how flat it stayed after."""
+    samples = memory["samples"]
+    start, peak = samples[0]["worker_rss_kib"], memory["worker_rss_kib"]["peak"]
+    near = next(s for s in samples if s["worker_rss_kib"] >= start + 0.95 * (peak - start))
+    after = [s["worker_rss_kib"] for s in samples if s["at"] >= near["at"]]
+    return (
+        f"The workers' memory grew by {(peak - start) / 1024:.0f} MiB and reached 95% of "
+        f"that {near['at']:.0f} s after the start, with {near['open_messages']:,} messages "
+        f"still open; from then to the end it stayed between {min(after) / 1024:.0f} and "
+        f"{max(after) / 1024:.0f} MiB while the rest drained."
+    )
 
 
 def scaling_section(r: dict[str, Any], stamp: str) -> str:
@@ -186,7 +203,25 @@ over that time (`/proc/stat`), the simulator's, PostgreSQL's and Redis's work in
 
 {_table(head, rows)}
 
+{_where_it_stops(runs)}
+
 Guarantees, per run:
 
 {checks}
 """
+
+
+def _where_it_stops(runs: list[dict[str, Any]]) -> str:
+    best = max(runs, key=lambda run: run["parts_per_second"])
+    first, last = runs[0], runs[-1]
+    return (
+        f"Throughput is highest with {best['send_workers']} send worker(s) "
+        f"({best['parts_per_second']:.1f} parts/s). With one, the machine was already "
+        f"{first['machine_busy']:.0%} busy: the worker's own CPU is "
+        f"{first['send_worker_cpu_ms_per_part']:.0f} ms per part, and the simulator, "
+        "PostgreSQL, Redis and the default worker take most of the rest. More send "
+        "processes only share the same 2 cores: their CPU per part grows (to "
+        f"{last['send_worker_cpu_ms_per_part']:.0f} ms with {last['send_workers']}), "
+        "and the total does not. Hosts of a real deployment each bring their own cores; "
+        'the README\'s "What N hosts should expect" says what that should give.'
+    )
