@@ -98,7 +98,8 @@ def accounts_section(r: dict[str, Any], stamp: str) -> str:
 one-part messages each ({w["parts"]:,} parts)**, dealt over {w["chats_per_account"]} readers
 per account; each account has its own rate, spread on a log scale from
 {w["slowest_per_minute"]:g} to {w["fastest_per_minute"]:g} sends a minute (real clock), together
-{w["sum_sends_per_second"]:.1f} sends/s, under what one send worker does (section 10). The
+{w["sum_sends_per_second"]:.1f} sends/s, meant to stay under what one send worker does
+(section 10; whether it did depends on what else the 2 cores ran, see Findings 10). The
 pipeline has one configured rate for every account (`DELIVERY_SEND_RATE_PER_MINUTE`,
 here the fastest account's, with `DELIVERY_SEND_BURST=1`); what makes accounts differ is
 the pace each has learned from the platform (a fraction of that rate, in the gate's
