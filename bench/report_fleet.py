@@ -83,6 +83,12 @@ def accounts_section(r: dict[str, Any], stamp: str) -> str:
                 f"{start['median_intervals']:.2f}",
             ]
         )
+    from_start = ""
+    if "from_start" in late:
+        from_start = (
+            ", and against the schedule from the moment the workers were started"
+            " (`t_0` = then, every send counted)"
+        )
     first_wait = ""
     if "first_send_delay_intervals" in late:
         in_intervals = late["first_send_delay_intervals"]
@@ -113,8 +119,7 @@ every other setting at its production default, on the real clock.
 
 **Lateness** of each send against its account's own schedule, `t_k − (t_0 + k ×
 interval)` in that account's intervals, with `t_0` its first send (the simulator's
-arrival times; {late["sends"]:,} sends after a first one), and against the schedule from
-the moment the workers were started (`t_0` = then, every send counted);
+arrival times; {late["sends"]:,} sends after a first one){from_start};
 {late["accounts_over_2_intervals"]} accounts had a send more than 2 intervals late
 against their first send:
 
