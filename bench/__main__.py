@@ -1,11 +1,12 @@
 """``python -m bench [NAME ...]``: run benchmarks by name (all by default), then the report.
 
-With no name every benchmark runs, in order (about ten minutes). Each prints its
-figures and writes ``bench/out/<name>.json``, stamped with the time and the load
-average before and after (other work on the machine shows there). Afterwards
-``BENCHMARKS.md`` and ``bench/burst.png`` are rendered from whatever results
-``bench/out/`` holds; ``report`` alone only renders. SIGTERM is turned into
-``KeyboardInterrupt``, so that every process and database started is cleaned up.
+With no name every benchmark runs, in order (about 45 minutes: ``accounts``
+alone takes about 20). Each prints its figures and writes ``bench/out/<name>.json``,
+stamped with the time and the load average before and after (other work on the
+machine shows there). Afterwards ``BENCHMARKS.md`` and ``bench/burst.png`` are
+rendered from whatever results ``bench/out/`` holds; ``report`` alone only renders.
+SIGTERM is turned into ``KeyboardInterrupt``, so that every process and database
+started is cleaned up.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ BENCHMARKS = (
     "inbound",
     "ledger_size",
     "pace",
+    "accounts",
+    "scaling",
 )
 
 

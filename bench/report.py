@@ -15,6 +15,7 @@ from typing import Any
 from bench.common import BENCH_DIR, OUT_DIR, environment
 from bench.plot import draw_burst
 from bench.profile_split import CATEGORIES, IDLE
+from bench.report_fleet import ACCOUNTS_TITLE, SCALING_TITLE, accounts_section, scaling_section
 
 __all__ = ["render"]
 
@@ -666,9 +667,9 @@ noise.
 **Reproduce**: from the repository root, in the project's virtualenv,
 
 ```bash
-python -m bench              # everything (about 15 minutes), then this file and bench/burst.png
+python -m bench              # everything (about 45 minutes), then this file and bench/burst.png
 python -m bench burst        # or: cost, enqueue, recovery, readers, chunker, retention,
-                             #     inbound, ledger_size, pace
+                             #     inbound, ledger_size, pace, accounts, scaling
 python -m bench report       # re-render from bench/out/*.json only
 ```
 
@@ -724,6 +725,12 @@ def render() -> None:
     pace = _load("pace")
     pace_title = "10. Pace: a guessed rate, and long messages in a backlog"
     parts.append(section(pace_title, _pace(pace) if pace else None))
+    fleet = _load("accounts")
+    parts.append(section(ACCOUNTS_TITLE, accounts_section(fleet, _stamp(fleet)) if fleet else None))
+    scaling = _load("scaling")
+    parts.append(
+        section(SCALING_TITLE, scaling_section(scaling, _stamp(scaling)) if scaling else None)
+    )
     if FINDINGS.exists():
         parts.append(FINDINGS.read_text())
     REPORT.write_text("\n".join(parts))
