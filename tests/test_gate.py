@@ -268,3 +268,18 @@ def test_waiters_are_told_a_time_that_counts_how_long_answers_take(
 
     assert waiting.status == PACED
     assert 0.25 < waiting.wait_seconds <= 0.32
+
+
+def test_a_waiter_is_told_its_turn_from_the_parts_still_to_go_before_it(
+    gate: AccountGate,
+) -> None:
+    token = gate.acquire("bot-1", ticket="x").token
+    assert token is not None
+    gate.release("bot-1", token)
+
+    # A three-part message waits before a one-part one: three sends go first
+    gate.acquire("bot-1", ticket="a", order=order_key(message_id=1, seq=1), weight=3)
+    behind = gate.acquire("bot-1", ticket="b", order=order_key(message_id=2, seq=1), weight=1)
+
+    assert behind.status == PACED
+    assert 0.35 < behind.wait_seconds <= 0.4  # the next slot, then three intervals

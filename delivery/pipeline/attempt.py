@@ -260,6 +260,7 @@ class AttemptRunner:
                     ticket=str(part.chunk_id),
                     order=order_key(message_id=job.message_id, seq=job.seq + 1),
                     in_seconds=part.countdown_seconds,
+                    weight=job.chunk_count - job.seq,
                 )
         except LimiterUnavailable as exc:
             log.debug("account %s: next part not placed in line (%s)", job.account_id, exc)

@@ -127,6 +127,7 @@ class SendPipeline:
             snap.account_id,
             ticket=str(chunk_id),
             order=order_key(message_id=snap.message_id, seq=snap.seq),
+            weight=snap.chunk_count - snap.seq + 1,
             learned_per_minute=self._learned(snap, now),
         )
         if not decision.granted:

@@ -10,6 +10,7 @@ a hash tag, so one account's keys share a Redis Cluster slot)::
     {prefix}:acct:{<account>}:granted    when the send in flight was granted (ms)
     {prefix}:acct:{<account>}:line       waiters (tickets) by order key: who goes next
     {prefix}:acct:{<account>}:back       waiters by when they are expected back
+    {prefix}:acct:{<account>}:weight     waiters' sends still needed by their message
     {prefix}:acct:{<account>}:cooldown   exists while the account cools down (PX = left)
     {prefix}:acct:{<account>}:strikes    consecutive rate-limit answers
     {prefix}:acct:{<account>}:sends      accepted sends of the last 10 minutes (evidence)
@@ -177,13 +178,16 @@ class AccountGate:
         *,
         ticket: str,
         order: float = _FIRST,
+        weight: int = 1,
         learned_per_minute: float | None = None,
     ) -> Decision:
         """Take the account's lock and a rate slot if ``ticket`` is first in line.
 
-        ``ticket`` names the caller across retries (a chunk id) and ``order`` its
-        place in the line (:func:`order_key`). Not yet its turn: it is told when to
-        come back. ``learned_per_minute``: the account's learned limit, if lower
+        ``ticket`` names the caller across retries (a chunk id), ``order`` its
+        place in the line (:func:`order_key`) and ``weight`` the sends its message
+        still needs (itself included): those behind it are told when their turn
+        should come from the weights before them. Not yet its turn: it is told when
+        to come back. ``learned_per_minute``: the account's learned limit, if lower
         than the configured rate.
 
         Raises:
@@ -191,7 +195,7 @@ class AccountGate:
         """
         rate = self.rate.at_most(learned_per_minute)
         token = secrets.token_hex(8)
-        names = ("cooldown", "lock", "next", "line", "back", "latency", "granted")
+        names = ("cooldown", "lock", "next", "line", "back", "latency", "granted", "weight")
         keys = [self.key(account_id, n) for n in names]
         args: list[str | int | float] = [
             ticket,
@@ -203,27 +207,29 @@ class AccountGate:
             self._grace_ms(rate),
             BUSY_POLL_MS,
             LOOK_AHEAD,
+            max(1, weight),
         ]
         with _translated():
             status, wait_ms = self._acquire(keys=keys, args=args)
         status, wait_ms = int(status), int(wait_ms)
         return Decision(status, wait_ms / 1000, token if status == scripts.GRANTED else None)
 
-    def expect(self, account_id: str, *, ticket: str, order: float, in_seconds: float) -> None:
+    def expect(
+        self, account_id: str, *, ticket: str, order: float, in_seconds: float, weight: int = 1
+    ) -> None:
         """``ticket`` will ask in ``in_seconds`` (the next part of a message, after its
         gap): it takes its place in the line now, so no first part takes its slot."""
-        keys = [self.key(account_id, "line"), self.key(account_id, "back")]
+        keys = [self.key(account_id, n) for n in ("line", "back", "weight")]
         wait_ms = max(0, round(in_seconds * 1000))
         ttl_ms = wait_ms + self._grace_ms(self.rate) + self.rate.interval_ms
         with _translated():
-            self._expect(keys=keys, args=[ticket, order, wait_ms, ttl_ms])
+            self._expect(keys=keys, args=[ticket, order, wait_ms, ttl_ms, max(1, weight)])
 
     def leave(self, account_id: str, ticket: str) -> None:
         """``ticket`` no longer waits (its chunk is final, parked, or another task's)."""
         with _translated():
-            self._leave(
-                keys=[self.key(account_id, "line"), self.key(account_id, "back")], args=[ticket]
-            )
+            keys = [self.key(account_id, n) for n in ("line", "back", "weight")]
+            self._leave(keys=keys, args=[ticket])
 
     @staticmethod
     def _grace_ms(rate: Rate) -> int:

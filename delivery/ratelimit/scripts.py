@@ -31,7 +31,8 @@ PACED = 3  # others go first, or the account's rate is spent; wait_ms until this
 # message goes first. A second sorted set holds when each waiter is expected back (the
 # time it was told, or now while it asks). A waiter goes when no waiter before it in
 # the line is expected by the next slot; else it is told when its turn should come
-# (the next slot plus one interval per such waiter) and comes back then. A waiter not
+# (the next slot plus, per such waiter, one interval for each send its message still
+# needs) and comes back then. A waiter not
 # back within the grace after its time leaves the line by itself (its task ended or
 # died), so it blocks no one for long.
 # The rate is a GCRA on the time the next send may start ("next"): a grant moves it one
@@ -47,12 +48,16 @@ PACED = 3  # others go first, or the account's rate is spent; wait_ms until this
 # KEYS[5] back key       (sorted set: ticket -> ms when it is expected back)
 # KEYS[6] latency key    (moving average of grant -> answer, ms)
 # KEYS[7] granted key    (when the send in flight was granted, ms)
+# KEYS[8] weight key     (hash: ticket -> sends its message still needs)
 # ARGV[1] ticket   ARGV[2] order key (lower goes first)
 # ARGV[3] lock token   ARGV[4] lock ttl ms
 # ARGV[5] interval ms (one send per interval)   ARGV[6] burst tolerance ms
 # ARGV[7] grace ms (how long past its time a waiter keeps its place)
 # ARGV[8] busy poll ms (how soon to look again while another send is in flight)
-# ARGV[9] look-ahead (waiters further back than this just count their place)
+# ARGV[9] look-ahead (waiters further back than this count whether or not they are
+#         expected by the next slot)
+# ARGV[10] weight (sends this ticket's message still needs, itself included): a
+#         waiter's turn is estimated from the weights of those before it
 # Returns {status, wait_ms}.
 ACQUIRE = """
 redis.replicate_commands()
@@ -61,17 +66,20 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[5])
 local grace = tonumber(ARGV[7])
+local latency = tonumber(redis.call('GET', KEYS[6]) or '0')
 local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - grace, 'LIMIT', 0, 100)
 for _, member in ipairs(gone) do
   redis.call('ZREM', KEYS[4], member)
   redis.call('ZREM', KEYS[5], member)
+  redis.call('HDEL', KEYS[8], member)
 end
 redis.call('ZADD', KEYS[4], ARGV[2], ticket)
 redis.call('ZADD', KEYS[5], now, ticket)
+redis.call('HSET', KEYS[8], ticket, ARGV[10])
 local function wait(status, ms)
   redis.call('ZADD', KEYS[5], now + ms, ticket)
-  redis.call('PEXPIRE', KEYS[4], ms + grace + interval)
-  redis.call('PEXPIRE', KEYS[5], ms + grace + interval)
+  for i = 4, 5 do redis.call('PEXPIRE', KEYS[i], ms + grace + interval) end
+  redis.call('PEXPIRE', KEYS[8], ms + grace + interval)
   return {status, ms}
 end
 local cooling = redis.call('PTTL', KEYS[1])
@@ -81,15 +89,25 @@ local earliest = next_at - tonumber(ARGV[6])
 if earliest < now then earliest = now end
 local rank = redis.call('ZRANK', KEYS[4], ticket)
 local ahead = 0
-if rank > tonumber(ARGV[9]) then
-  ahead = rank
-elseif rank > 0 then
-  for _, member in ipairs(redis.call('ZRANGE', KEYS[4], 0, rank - 1)) do
-    local back = tonumber(redis.call('ZSCORE', KEYS[5], member) or '0')
-    if back <= earliest + interval then ahead = ahead + 1 end
+if rank > 0 then
+  -- the nearest 1000 are weighed one by one; any further back count as their average
+  local seen = math.min(rank, 1000)
+  local members = redis.call('ZRANGE', KEYS[4], 0, seen - 1)
+  local weights = redis.call('HMGET', KEYS[8], unpack(members))
+  local total = 0
+  for i, member in ipairs(members) do
+    local weight = tonumber(weights[i]) or 1
+    total = total + weight
+    local counts = i > tonumber(ARGV[9])
+    if not counts then
+      local back = tonumber(redis.call('ZSCORE', KEYS[5], member) or '0')
+      counts = back <= earliest + interval
+    end
+    if counts then ahead = ahead + weight end
   end
+  ahead = ahead + (rank - seen) * total / seen
 end
-if ahead > 0 then return wait(3, earliest - now + ahead * interval) end
+if ahead > 0 then return wait(3, earliest - now + ahead * (interval + latency)) end
 if earliest > now then return wait(3, earliest - now) end
 local held = redis.call('PTTL', KEYS[2])
 if held > 0 or held == -1 then
@@ -98,35 +116,38 @@ if held > 0 or held == -1 then
   return wait(2, poll)
 end
 if next_at < now then next_at = now end
-next_at = next_at + interval + tonumber(redis.call('GET', KEYS[6]) or '0')
+next_at = next_at + interval + latency
 redis.call('SET', KEYS[3], next_at, 'PX', next_at - now + interval)
 redis.call('SET', KEYS[2], ARGV[3], 'PX', tonumber(ARGV[4]))
 redis.call('SET', KEYS[7], now, 'PX', tonumber(ARGV[4]))
 redis.call('ZREM', KEYS[4], ticket)
 redis.call('ZREM', KEYS[5], ticket)
+redis.call('HDEL', KEYS[8], ticket)
 return {0, 0}
 """
 
 # EXPECT: a waiter to come: the next part of a message just accepted, due after its
 # gap. It takes its place in the line now, so that first parts do not take the slot
 # it is coming for.
-# KEYS[1] line key   KEYS[2] back key
+# KEYS[1] line key   KEYS[2] back key   KEYS[3] weight key
 # ARGV[1] ticket   ARGV[2] order key   ARGV[3] ms until it comes   ARGV[4] ttl ms
+# ARGV[5] weight (sends its message still needs, itself included)
 EXPECT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 return 1
 """
 
 # LEAVE: a waiter gives up its place (its chunk is final, parked or another task's).
-# KEYS[1] line key   KEYS[2] back key   ARGV[1] ticket
+# KEYS[1] line key   KEYS[2] back key   KEYS[3] weight key   ARGV[1] ticket
 # Returns 1 if it was in the line.
 LEAVE = """
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
