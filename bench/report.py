@@ -588,6 +588,15 @@ Handed over more than once: {twice}.
 """
 
 
+def _learned(per_minute: float | None, factor: float, platform: dict[str, Any]) -> str:
+    """A learned rate on the compressed clock, as real sends a minute and x the limit."""
+    if per_minute is None:
+        return "-"
+    real = per_minute * factor
+    limit = platform["sends"] * 60 / platform["window_seconds"]
+    return f"{real:.1f}/min ({real / limit:.2f}x)"
+
+
 def _pace(r: dict[str, Any]) -> str:
     platform, scale = r["platform"], round(1 / r["factor"])
     rows = [
@@ -600,7 +609,7 @@ def _pace(r: dict[str, Any]) -> str:
             f"{g['locked_seconds']:.0f} s",
             f"{g['ratio']:.2f}",
             f"{g['ratio_after_lockouts']:.2f}",
-            "-" if g["learned_per_minute"] is None else f"{g['learned_per_minute']:.2f}/min",
+            _learned(g["learned_per_minute"], r["factor"], platform),
             f"{g['delivered']}/{g['messages']}, {g['duplicates']} dup",
         ]
         for g in r["guesses"]
