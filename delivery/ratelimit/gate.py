@@ -11,6 +11,8 @@ a hash tag, so one account's keys share a Redis Cluster slot)::
     {prefix}:acct:{<account>}:line       waiters (tickets) by order key: who goes next
     {prefix}:acct:{<account>}:back       waiters by when they are expected back
     {prefix}:acct:{<account>}:weight     waiters' sends still needed by their message
+    {prefix}:acct:{<account>}:per_send   moving average of the time between sends (ms)
+    {prefix}:acct:{<account>}:last_grant when the last send was granted (ms)
     {prefix}:acct:{<account>}:cooldown   exists while the account cools down (PX = left)
     {prefix}:acct:{<account>}:strikes    consecutive rate-limit answers
     {prefix}:acct:{<account>}:sends      accepted sends of the last 10 minutes (evidence)
@@ -61,7 +63,7 @@ from delivery.ratelimit import scripts
 __all__ = ["AccountGate", "AccountState", "Decision", "Rate", "order_key"]
 
 RESERVATION_GRACE_MS = 5_000  # a loaded worker may run a task this late
-LOOK_AHEAD = 32  # waiters this near the front check who is really coming before them
+LOOK_AHEAD = 8  # waiters this near the front check who is really coming before them
 BUSY_POLL_MS = 100  # a send in flight takes tens of ms; look again soon, not at its lock's TTL
 EVIDENCE_HORIZON_MS = 600_000  # accepted sends kept as evidence of the platform's limit
 EVIDENCE_MAX_SENDS = 5_000
@@ -195,7 +197,18 @@ class AccountGate:
         """
         rate = self.rate.at_most(learned_per_minute)
         token = secrets.token_hex(8)
-        names = ("cooldown", "lock", "next", "line", "back", "latency", "granted", "weight")
+        names = (
+            "cooldown",
+            "lock",
+            "next",
+            "line",
+            "back",
+            "latency",
+            "granted",
+            "weight",
+            "per_send",
+            "last_grant",
+        )
         keys = [self.key(account_id, n) for n in names]
         args: list[str | int | float] = [
             ticket,

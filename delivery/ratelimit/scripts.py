@@ -49,6 +49,8 @@ PACED = 3  # others go first, or the account's rate is spent; wait_ms until this
 # KEYS[6] latency key    (moving average of grant -> answer, ms)
 # KEYS[7] granted key    (when the send in flight was granted, ms)
 # KEYS[8] weight key     (hash: ticket -> sends its message still needs)
+# KEYS[9] per-send key   (moving average of the time between grants while others wait, ms)
+# KEYS[10] last grant key (when the last send was granted, ms)
 # ARGV[1] ticket   ARGV[2] order key (lower goes first)
 # ARGV[3] lock token   ARGV[4] lock ttl ms
 # ARGV[5] interval ms (one send per interval)   ARGV[6] burst tolerance ms
@@ -88,26 +90,34 @@ local next_at = tonumber(redis.call('GET', KEYS[3]) or '0')
 local earliest = next_at - tonumber(ARGV[6])
 if earliest < now then earliest = now end
 local rank = redis.call('ZRANK', KEYS[4], ticket)
-local ahead = 0
+-- a send takes what the rate allows, or what the workers took of late, if longer
+local per_send = math.max(interval + latency, tonumber(redis.call('GET', KEYS[9]) or '0'))
+-- blocking: the sends needed by those ahead who are here, or back before this
+-- waiter's turn would come; before: the sends needed by everyone ahead (the nearest
+-- 1000 weighed one by one, any further back at their average), for its wait
+local blocking, before = 0, 0
 if rank > 0 then
-  -- the nearest 1000 are weighed one by one; any further back count as their average
   local seen = math.min(rank, 1000)
   local members = redis.call('ZRANGE', KEYS[4], 0, seen - 1)
   local weights = redis.call('HMGET', KEYS[8], unpack(members))
-  local total = 0
   for i, member in ipairs(members) do
     local weight = tonumber(weights[i]) or 1
-    total = total + weight
+    before = before + weight
     local counts = i > tonumber(ARGV[9])
     if not counts then
       local back = tonumber(redis.call('ZSCORE', KEYS[5], member) or '0')
-      counts = back <= earliest + interval
+      counts = back <= earliest + (blocking + 1) * per_send
     end
-    if counts then ahead = ahead + weight end
+    if counts then blocking = blocking + weight end
   end
-  ahead = ahead + (rank - seen) * total / seen
+  before = before + (rank - seen) * before / seen
 end
-if ahead > 0 then return wait(3, earliest - now + ahead * (interval + latency)) end
+if blocking > 0 then
+  -- near the front, come back when those here are done; further back, at its turn
+  local sends = blocking
+  if rank > tonumber(ARGV[9]) then sends = before end
+  return wait(3, earliest - now + sends * per_send)
+end
 if earliest > now then return wait(3, earliest - now) end
 local held = redis.call('PTTL', KEYS[2])
 if held > 0 or held == -1 then
@@ -118,6 +128,14 @@ end
 if next_at < now then next_at = now end
 next_at = next_at + interval + latency
 redis.call('SET', KEYS[3], next_at, 'PX', next_at - now + interval)
+-- with others waiting, the time since the last grant is what one send takes
+local previous = tonumber(redis.call('GET', KEYS[10]) or '-1')
+if previous >= 0 and rank == 0 and redis.call('ZCARD', KEYS[4]) > 1 then
+  local took = now - previous
+  local average = tonumber(redis.call('GET', KEYS[9]) or took)
+  redis.call('SET', KEYS[9], math.floor(0.7 * average + 0.3 * took), 'PX', 3600000)
+end
+redis.call('SET', KEYS[10], now, 'PX', 3600000)
 redis.call('SET', KEYS[2], ARGV[3], 'PX', tonumber(ARGV[4]))
 redis.call('SET', KEYS[7], now, 'PX', tonumber(ARGV[4]))
 redis.call('ZREM', KEYS[4], ticket)
