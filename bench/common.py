@@ -227,8 +227,9 @@ def _wait_ready(worker: ManagedProcess, node: str) -> None:
     raise RuntimeError(f"worker {node} not ready after {WORKER_READY_SECONDS:g}s")
 
 
-def peak_rss_kib(root_pid: int) -> dict[int, int]:
-    """Peak resident memory (``VmHWM``, KiB) of ``root_pid`` and its descendants, by pid."""
+def tree_status_kib(root_pid: int, field: str) -> dict[int, int]:
+    """A ``/proc/<pid>/status`` field in KiB (``VmRSS``, ``VmHWM``) of ``root_pid`` and
+    its descendants, by pid."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -236,7 +237,7 @@ def peak_rss_kib(root_pid: int) -> dict[int, int]:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    peaks: dict[int, int] = {}
+    values: dict[int, int] = {}
     todo = [root_pid]
     while todo:
         pid = todo.pop()
@@ -246,9 +247,14 @@ def peak_rss_kib(root_pid: int) -> dict[int, int]:
         except OSError:
             continue
         for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                peaks[pid] = int(line.split()[1])
-    return peaks
+            if line.startswith(f"{field}:"):
+                values[pid] = int(line.split()[1])
+    return values
+
+
+def peak_rss_kib(root_pid: int) -> dict[int, int]:
+    """Peak resident memory (``VmHWM``, KiB) of ``root_pid`` and its descendants, by pid."""
+    return tree_status_kib(root_pid, "VmHWM")
 
 
 def environment() -> dict[str, str]:

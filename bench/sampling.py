@@ -28,6 +28,7 @@ from typing import Any
 
 import redis
 
+from bench.common import tree_status_kib
 from delivery.worker.queues import SEND_QUEUE
 
 __all__ = ["MemorySampler", "Sample", "tree_cpu_seconds", "tree_rss_kib"]
@@ -38,25 +39,7 @@ UNACKED_KEY = "unacked"  # kombu's Redis transport: delivered, not yet acknowled
 
 def tree_rss_kib(root_pid: int) -> int:
     """Current resident memory (``VmRSS``, KiB) of ``root_pid`` and its descendants."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        total += next(
-            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
-        )
-    return total
+    return sum(tree_status_kib(root_pid, "VmRSS").values())
 
 
 @dataclass(frozen=True)
