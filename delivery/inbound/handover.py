@@ -72,6 +72,11 @@ class HandoverRunner:
     def channels(self) -> tuple[str, ...]:
         return tuple(self._channels)
 
+    @property
+    def claim_seconds(self) -> float:
+        """How long a hand-over in progress holds its claim: the longest it can take."""
+        return self._claim_seconds
+
     def attempt(self, inbound_id: int, channel: str) -> Handed | None:
         """Hand message ``inbound_id`` over by ``channel`` once, if it is due and
         nobody else holds it; ``None`` otherwise.

@@ -118,6 +118,7 @@ class InboundRelay:
         # Waking readers' chats, in the order their polls were recorded.
         self._waker = ThreadPoolExecutor(1, thread_name_prefix="wake")
         self._broker_run_id: str | None = None
+        self._reopen_until = 0.0  # (monotonic) hand-overs to a lost broker may still record
         self._said: set[str] = set()
 
     @property
@@ -286,25 +287,42 @@ class InboundRelay:
         if self._broker is None or HandoverChannel.TASK not in self._runner.channels:
             return
         run_id = self._broker.refresh()
-        if run_id is None or run_id == self._broker_run_id:
+        if run_id is None:
+            return
+        restarted, previous = run_id != self._broker_run_id, self._broker_run_id
+        if restarted:
+            # A hand-over that published to the old broker may record itself done only
+            # after this look (its thread was slow): look again until its claim ran out.
+            self._broker_run_id = run_id
+            self._reopen_until = time.monotonic() + self._runner.claim_seconds
+        elif time.monotonic() > self._reopen_until:
             return
         now = utcnow()
         window = self._context.settings.inbound_task_republish_seconds
-        with session_scope(self._context.engine) as db:
-            reopened = handovers.reopen_tasks(
-                db,
-                broker_run_id=run_id,
-                handed_over_since=now - dt.timedelta(seconds=window),
-                now=now,
-            )
-        if reopened:
+        try:
+            with session_scope(self._context.engine) as db:
+                reopened = handovers.reopen_tasks(
+                    db,
+                    broker_run_id=run_id,
+                    handed_over_since=now - dt.timedelta(seconds=window),
+                    now=now,
+                )
+        except LedgerError:
+            self._broker_run_id = previous  # not done: as after the restart, next time
+            raise
+        if reopened and restarted:
             log.warning(
                 "relay: the broker restarted; %d task(s) handed to it in the last %g s may be "
                 "lost with it and are published again, under the same keys",
                 reopened,
                 window,
             )
-        self._broker_run_id = run_id
+        elif reopened:
+            log.warning(
+                "relay: %d task(s) published to the broker before its restart were recorded "
+                "only now; published again, under the same keys",
+                reopened,
+            )
 
     def _hand_over_due(self) -> None:
         if not self._runner.channels:
