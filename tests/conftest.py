@@ -52,12 +52,6 @@ def pytest_configure(config: pytest.Config) -> None:
     get_settings.cache_clear()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The long scenarios (``slow``) first: with the tests spread over two processes
-    (``scripts/check``), one of them started last would finish minutes after the rest."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _REDIS_DB is not None:
         services.release_redis_db(_REDIS_DB)

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
 import delivery
@@ -16,6 +18,7 @@ from delivery.cli import cli
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Chunk, Message, Reader
 from delivery.ledger.types import utcnow
+from delivery.monitoring.exporter import build_collector
 from delivery.pipeline.reconcile import reconcile
 from delivery.pipeline.results import Done
 from delivery.pipeline.send import SendPipeline
@@ -174,6 +177,20 @@ def test_a_message_to_a_closed_reader_waits_without_a_send_then_dies_at_its_hold
     assert simulator.model.snapshot().counters.requests.get("sendmessage", 0) == 0
     listed = delivery.list_messages(status="awaiting_reader")
     assert [m.id for m in listed] == [message_id]
+    # ... and `delivery status` and the exporter say so
+    shown = CliRunner().invoke(cli, ["status"])
+    assert shown.exit_code == 0, shown.output
+    assert "readers: window_closed 1; awaiting their reader: 1 message(s)" in shown.output
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(build_collector(get_settings()))  # as `delivery metrics` serves it
+    scraped = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    assert scraped[("delivery_readers", (("state", "window_closed"),))] == 1
+    assert scraped[("delivery_messages_awaiting_reader", ())] == 1
+    assert 0 <= scraped[("delivery_oldest_awaiting_reader_seconds", ())] < 60
 
     # When its hold limit (1 s here) passes, the reconciler wakes it, and it is dead
     start = utcnow()

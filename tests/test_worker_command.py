@@ -38,6 +38,12 @@ def test_worker_runs_both_nodes_and_stops_them_together(worker_command: WorkerCo
     assert "send@" in text and "default@" in text
     assert ".> delivery.send" in text and ".> delivery.default" in text
     assert "concurrency: 1 (prefork)" in text
+    # ... and, with the default --role all, the inbound relay
+    wait_until(
+        lambda: "relay: hands inbound messages over by" in worker_command.text(),
+        timeout=60,
+        message="the relay running",
+    )
     family = descendants(worker_command.process.pid)
 
     worker_command.process.send_signal(signal.SIGTERM)
