@@ -22,7 +22,7 @@ from sqlalchemy import Engine, text
 from delivery.ledger.db import engine_for, upgrade_head
 from delivery.ledger.models import Base
 from delivery.settings import get_settings
-from delivery.worker.app import use_broker_url
+from delivery.worker.app import app, use_broker_url
 from tests.support import services
 from tests.support.own_redis import OwnRedis
 from tests.support.qr_login import Terminal
@@ -55,6 +55,21 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _REDIS_DB is not None:
         services.release_redis_db(_REDIS_DB)
+
+
+@pytest.fixture(autouse=True)
+def _publishing_to_this_sessions_redis() -> Iterator[None]:
+    """A test that points this process's publishing at another Redis (its own
+    redis-server) must point it back: else every later test here publishes to a
+    server that is gone, and waits for nothing. Fails the test that forgot."""
+    yield
+    if _REDIS_DB is None:
+        return
+    ours = f"redis://{services.REDIS_HOST}:{services.REDIS_PORT}/{_REDIS_DB}"
+    left = str(app.conf.broker_url)
+    if left != ours:
+        use_broker_url(ours)
+        pytest.fail(f"the test left publishing pointed at {left} (this session's is {ours})")
 
 
 @dataclass

@@ -370,6 +370,7 @@ def test_a_task_published_before_a_broker_restart_but_recorded_after_it_goes_aga
 ) -> None:
     # Given a relay that hands messages over as the agent's task, on a broker that
     # keeps nothing, and one message received
+    previous = os.environ["DELIVERY_BROKER_URL"]
     set_env(
         **FAST,
         DELIVERY_BROKER_URL=own_redis.url,
@@ -377,7 +378,6 @@ def test_a_task_published_before_a_broker_restart_but_recorded_after_it_goes_aga
         DELIVERY_INBOUND_TASK="agent.inbound",
     )
     delivery.add_account(ACCOUNT, token=TOKEN, base_url="http://127.0.0.1:9")
-    previous = os.environ["DELIVERY_BROKER_URL"]
     use_broker_url(own_redis.url)
     try:
         relay = runtime.inbound_relay()
