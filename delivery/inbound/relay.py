@@ -9,7 +9,9 @@ Every tick (``DELIVERY_INBOUND_SCAN_SECONDS``, and at least three times per leas
    not expired, and whose lease it can take; so a session that heals starts its
    poller again within a tick, and exactly one relay polls an account;
 3. if a task channel is configured and the broker restarted (its run id changed),
-   hand the tasks it may have lost over again (same keys);
+   hand the tasks it may have lost over again (same keys); and for as long as a
+   hand-over can take (its claim), again each tick, for a publish to the old
+   broker recorded only after the restart was seen;
 4. hand over what is due: retries after a backoff, and what a dead relay held.
 
 A poller hands the messages it recorded to the hand-over threads at once; the
