@@ -35,18 +35,19 @@ hypothesis_settings.register_profile(
 hypothesis_settings.register_profile("default", deadline=None)
 
 _REDIS_DB: int | None = None
+_REDIS_URL = ""  # this session's Redis database, for the broker and the limiter
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _REDIS_DB
+    global _REDIS_DB, _REDIS_URL
     try:
         _REDIS_DB = services.claim_redis_db()
     except Exception:  # Redis down: the tests that need it say so themselves
         _REDIS_DB = None
     db = _REDIS_DB if _REDIS_DB is not None else 15
-    url = f"redis://{services.REDIS_HOST}:{services.REDIS_PORT}/{db}"
-    os.environ["DELIVERY_BROKER_URL"] = url
-    os.environ["DELIVERY_REDIS_URL"] = url
+    _REDIS_URL = f"redis://{services.REDIS_HOST}:{services.REDIS_PORT}/{db}"
+    os.environ["DELIVERY_BROKER_URL"] = _REDIS_URL
+    os.environ["DELIVERY_REDIS_URL"] = _REDIS_URL
     # A short publish timeout so a test of "broker down" does not wait long.
     os.environ.setdefault("DELIVERY_PUBLISH_TIMEOUT_SECONDS", "2")
     get_settings.cache_clear()
@@ -65,11 +66,10 @@ def _publishing_to_this_sessions_redis() -> Iterator[None]:
     yield
     if _REDIS_DB is None:
         return
-    ours = f"redis://{services.REDIS_HOST}:{services.REDIS_PORT}/{_REDIS_DB}"
     left = str(app.conf.broker_url)
-    if left != ours:
-        use_broker_url(ours)
-        pytest.fail(f"the test left publishing pointed at {left} (this session's is {ours})")
+    if left != _REDIS_URL:
+        use_broker_url(_REDIS_URL)
+        pytest.fail(f"the test left publishing pointed at {left} (this session's is {_REDIS_URL})")
 
 
 @dataclass
@@ -219,17 +219,23 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 
 @pytest.fixture
-def own_redis_stack(
-    sqlite_ledger: Ledger, own_redis: OwnRedis, tmp_path: Path, set_env: Callable[..., None]
-) -> Iterator[Stack]:
-    """A stack whose broker and limiter are a Redis this test owns."""
-    previous = os.environ["DELIVERY_BROKER_URL"]
+def on_own_redis(own_redis: OwnRedis, set_env: Callable[..., None]) -> Iterator[OwnRedis]:
+    """This process's broker and limiter are ``own_redis`` for the test, then this
+    session's Redis again."""
     set_env(DELIVERY_BROKER_URL=own_redis.url, DELIVERY_REDIS_URL=own_redis.url)
     use_broker_url(own_redis.url)
     try:
-        yield from running_stack(sqlite_ledger.url, tmp_path)
+        yield own_redis
     finally:
-        use_broker_url(previous)
+        use_broker_url(_REDIS_URL)
+
+
+@pytest.fixture
+def own_redis_stack(
+    sqlite_ledger: Ledger, on_own_redis: OwnRedis, tmp_path: Path
+) -> Iterator[Stack]:
+    """A stack whose broker and limiter are a Redis this test owns."""
+    yield from running_stack(sqlite_ledger.url, tmp_path)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,17 +21,17 @@ from delivery import runtime
 from delivery.cli import cli
 from delivery.inbound.event import InboundEvent
 from delivery.inbound.poller import AccountPoller, PollerContext, Stop
-from delivery.ledger import handovers, inbox, readers
+from delivery.ledger import handovers, readers
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Handover, HandoverAttempt
 from delivery.ledger.types import utcnow
 from delivery.settings import get_settings
 from delivery.simulator import PlatformSimulator, SimulatorConfig
-from delivery.worker.app import use_broker_url
 from tests.conftest import Ledger, RedisInfo
 from tests.support.inbound import InboundReceiver, relay_in_thread
 from tests.support.own_redis import OwnRedis
 from tests.support.waiting import wait_until
+from tests.test_retention_inbound import receive
 
 ACCOUNT = "bot-1"
 OTHER = "bot-2"
@@ -364,68 +363,42 @@ def test_the_relay_refuses_to_start_with_a_malformed_hand_over(
 
 def test_a_task_published_before_a_broker_restart_but_recorded_after_it_goes_again(
     sqlite_ledger: Ledger,
-    own_redis: OwnRedis,
+    on_own_redis: OwnRedis,
     set_env: Callable[..., None],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given a relay that hands messages over as the agent's task, on a broker that
     # keeps nothing, and one message received
-    previous = os.environ["DELIVERY_BROKER_URL"]
-    set_env(
-        **FAST,
-        DELIVERY_BROKER_URL=own_redis.url,
-        DELIVERY_REDIS_URL=own_redis.url,
-        DELIVERY_INBOUND_TASK="agent.inbound",
-    )
+    own_redis = on_own_redis
+    set_env(**FAST, DELIVERY_INBOUND_TASK="agent.inbound")
     delivery.add_account(ACCOUNT, token=TOKEN, base_url="http://127.0.0.1:9")
-    use_broker_url(own_redis.url)
-    try:
-        relay = runtime.inbound_relay()
-        relay.tick()  # it learns the broker's run
-        now = utcnow()
-        with session_scope(sqlite_ledger.engine) as db:
-            inbound_id = inbox.record(
-                db,
-                account_id=ACCOUNT,
-                platform_message_id="m-1",
-                peer_id=PEER,
-                text="hello",
-                item_types="text",
-                fingerprint=None,
-                written_at=now,
-                received_at=now,
-                dedupe_seconds=0,
-            ).inbound_id
-            assert inbound_id is not None
-            handovers.open_handovers(
-                db, inbound_id=inbound_id, channels=["task"], now=now, claim_seconds=4, host="t"
-            )
-        old_run = own_redis.client().info("server")["run_id"]
+    relay = runtime.inbound_relay()
+    relay.tick()  # it learns the broker's run
+    inbound_id = receive(sqlite_ledger, "hello", days_ago=0, channels=("task",))
+    old_run = own_redis.client().info("server")["run_id"]
 
-        # When a hand-over thread publishes to the broker, the broker restarts (losing
-        # the task), the relay sees it, and only then does the thread record its publish
-        own_redis.stop()
-        own_redis.start()
-        relay.tick()
-        with session_scope(sqlite_ledger.engine) as db:
-            handovers.finish(
-                db,
-                inbound_id=inbound_id,
-                channel="task",
-                attempt_no=1,
-                now=utcnow(),
-                delivered=True,
-                detail="published",
-                broker_run_id=old_run,
-            )
+    # When a hand-over thread publishes to the broker, the broker restarts (losing
+    # the task), the relay sees it, and only then does the thread record its publish
+    own_redis.stop()
+    own_redis.start()
+    relay.tick()
+    with session_scope(sqlite_ledger.engine) as db:
+        handovers.finish(
+            db,
+            inbound_id=inbound_id,
+            channel="task",
+            attempt_no=1,
+            now=utcnow(),
+            delivered=True,
+            detail="published",
+            broker_run_id=old_run,
+        )
 
-        # Then the relay's next look hands it over again (the same key)
-        caplog.set_level(logging.WARNING, logger="delivery.inbound.relay")
-        relay.tick()
-        with session_scope(sqlite_ledger.engine) as db:
-            row = db.scalars(select(Handover).where(Handover.inbound_id == inbound_id)).one()
-            assert row.status == "pending" or row.attempt_count == 2, row.status
-        assert "recorded only now; published again" in caplog.text
-        relay.close()
-    finally:
-        use_broker_url(previous)
+    # Then the relay's next look hands it over again (the same key)
+    caplog.set_level(logging.WARNING, logger="delivery.inbound.relay")
+    relay.tick()
+    with session_scope(sqlite_ledger.engine) as db:
+        row = db.scalars(select(Handover).where(Handover.inbound_id == inbound_id)).one()
+        assert row.status == "pending" or row.attempt_count == 2, row.status
+    assert "recorded only now; published again" in caplog.text
+    relay.close()
