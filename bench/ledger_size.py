@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
@@ -247,8 +247,8 @@ def seq_scans_in(url: str, work: Callable[[Engine], object]) -> dict[str, Any]:
     return {"statements": planned, "seq_scans": scans}
 
 
-def _publish_nothing(armed: Armed) -> bool:
-    return True
+def _publish_nothing(armed: Sequence[Armed]) -> int:
+    return 0
 
 
 def _reconcile(engine: Engine) -> object:

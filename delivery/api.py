@@ -29,20 +29,21 @@ from sqlalchemy.orm import Session
 from delivery import runtime
 from delivery.chunking import split_text
 from delivery.errors import InvalidInput, LedgerError, UnknownAccount
-from delivery.ledger import outbox
+from delivery.ledger import outbox, readers
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account, Message
 from delivery.ledger.queries import IN_LIST_BATCH
 from delivery.ledger.readers import remember_context_token
-from delivery.ledger.states import ParkReason, SessionState
+from delivery.ledger.states import ParkReason, Priority, SessionState
 from delivery.ledger.types import utcnow
-from delivery.pipeline.dispatch import wake_new_messages
+from delivery.pipeline.dispatch import wake_conversations, wake_new_messages
 from delivery.settings import Settings, get_settings
 from delivery.validation import (
     validate_account_id,
     validate_context_token,
     validate_idempotency_key,
     validate_recipient,
+    validate_reply_to,
     validate_text,
 )
 
@@ -66,6 +67,8 @@ class OutboundMessage:
     context_token: str | None = None
     source: str | None = None  # who produced it, e.g. "briefing:daily"; shown by the CLI
     collapse_key: str | None = None  # of several undelivered with one key, only the newest goes
+    reply_to: str | None = None  # the inbound message it answers: it goes before pushes
+    push: bool = False  # never a reply, even just after the reader wrote (a briefing)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ def enqueue(
     idempotency_key: str | None = None,
     context_token: str | None = None,
     collapse_key: str | None = None,
+    reply_to: str | int | None = None,
 ) -> str:
     """Queue ``text`` for delivery to ``to_user_id`` through ``account_id``; return its id.
 
@@ -92,7 +96,11 @@ def enqueue(
     context token (from an inbound message); it is stored and used for the send.
     ``collapse_key``: of several undelivered messages to this reader with the same
     key, only the newest is sent; the older ones end as ``superseded`` (yesterday's
-    leaderboard is worth nothing today).
+    leaderboard is worth nothing today). ``reply_to``: the inbound message this
+    answers (the platform's message id, or any id of the caller's): a reply goes
+    before every push of the account not yet started, still in order within its
+    chat; a message enqueued within ``DELIVERY_REPLY_WINDOW_SECONDS`` of its
+    reader's last message is a reply too.
 
     Raises:
         InvalidInput: unknown account, empty/whitespace/oversized text, control
@@ -106,6 +114,7 @@ def enqueue(
         idempotency_key=idempotency_key,
         context_token=context_token,
         collapse_key=collapse_key,
+        reply_to=None if reply_to is None else str(reply_to),
     )
     return _enqueue([message], numbered=False)[0]
 
@@ -135,11 +144,14 @@ def _enqueue(messages: Sequence[OutboundMessage], *, numbered: bool) -> list[str
     if not prepared:
         return []
     engine = runtime.engine()
-    ids, created = _write_with_retry(engine, prepared, settings)
+    ids, created, promoted = _write_with_retry(engine, prepared, settings)
     if created:
         chats = {message_id: (m.account_id, m.to_user_id) for message_id, m in created.items()}
         try:
             wake_new_messages(engine, runtime.publisher(), chats)
+            if promoted:
+                # a reply carries its chat's earlier messages before the pushes with it
+                wake_conversations(engine, runtime.publisher(), promoted)
         except LedgerError as exc:
             # Committed already: raising now would make a caller retry and queue it twice.
             log.warning(
@@ -157,6 +169,7 @@ def _prepare(message: OutboundMessage, settings: Settings) -> _Prepared:
     validate_idempotency_key(message.idempotency_key)
     validate_context_token(message.context_token)
     validate_idempotency_key(message.collapse_key, what="collapse key")
+    validate_reply_to(message.reply_to)
     # Every part of a long text keeps room for the notice that may end the last one
     # a reader's budget allows ("... 3 more parts: reply to get them").
     reserve = settings.reader_notice_chars if settings.reader_limits else 0
@@ -165,9 +178,10 @@ def _prepare(message: OutboundMessage, settings: Settings) -> _Prepared:
     return _Prepared(message=message, chunks=chunks, sha256=digest)
 
 
-def _write_with_retry(
-    engine: Engine, prepared: list[_Prepared], settings: Settings
-) -> tuple[list[int], dict[int, OutboundMessage]]:
+_Written = tuple[list[int], dict[int, OutboundMessage], set[tuple[str, str]]]
+
+
+def _write_with_retry(engine: Engine, prepared: list[_Prepared], settings: Settings) -> _Written:
     for attempt in range(1, _MAX_WRITE_TRIES + 1):
         try:
             with session_scope(engine) as session:
@@ -182,10 +196,9 @@ def _write_with_retry(
     raise AssertionError("unreachable")
 
 
-def _write(
-    session: Session, prepared: list[_Prepared], settings: Settings
-) -> tuple[list[int], dict[int, OutboundMessage]]:
-    """Insert what is new; return every message's id and the new ones by id."""
+def _write(session: Session, prepared: list[_Prepared], settings: Settings) -> _Written:
+    """Insert what is new; return every message's id, the new ones by id, and the
+    chats whose earlier messages a new reply promoted."""
     account_ids = {p.message.account_id for p in prepared}
     states: dict[str, str] = {
         account_id: state
@@ -222,11 +235,23 @@ def _write(
         picks.append((True, len(new)))
         new.append(item)
     expired = {a for a, state in states.items() if state == SessionState.EXPIRED}
+    replies = _replies(session, new, now=now, window_seconds=settings.reply_window_seconds)
     ids = outbox.insert_messages(
         session,
-        [_new_message(item, parked=item.message.account_id in expired) for item in new],
+        [
+            _new_message(item, parked=item.message.account_id in expired, reply=reply)
+            for item, reply in zip(new, replies, strict=True)
+        ],
         now=now,
         deadline=deadline,
+    )
+    promoted = outbox.promote_before_replies(
+        session,
+        [
+            (item.message.account_id, item.message.to_user_id, message_id)
+            for item, message_id, reply in zip(new, ids, replies, strict=True)
+            if reply
+        ],
     )
     for item in new:
         msg = item.message
@@ -242,7 +267,29 @@ def _write(
     created = {message_id: item.message for message_id, item in zip(ids, new, strict=True)}
     parked = sum(1 for item in new if item.message.account_id in expired)
     _log_enqueued(new, ids, len(prepared), parked=parked)
-    return [ids[n] if is_new else n for is_new, n in picks], created
+    return [ids[n] if is_new else n for is_new, n in picks], created, promoted
+
+
+def _replies(
+    session: Session, new: list[_Prepared], *, now: dt.datetime, window_seconds: float
+) -> list[bool]:
+    """Which new messages are replies: those naming the message they answer, and those
+    enqueued within ``window_seconds`` of their reader's last message (pushes never)."""
+    unsure = {
+        (item.message.account_id, item.message.to_user_id)
+        for item in new
+        if item.message.reply_to is None and not item.message.push
+    }
+    heard: dict[tuple[str, str], dt.datetime] = {}
+    if unsure and window_seconds > 0:
+        heard = readers.last_heard(
+            session, unsure, since=now - dt.timedelta(seconds=window_seconds)
+        )
+    return [
+        item.message.reply_to is not None
+        or (not item.message.push and (item.message.account_id, item.message.to_user_id) in heard)
+        for item in new
+    ]
 
 
 def _supersede(session: Session, new: list[_Prepared], ids: list[int], *, now: dt.datetime) -> None:
@@ -273,9 +320,11 @@ def _supersede(session: Session, new: list[_Prepared], ids: list[int], *, now: d
             )
 
 
-def _new_message(item: _Prepared, *, parked: bool) -> outbox.NewMessage:
+def _new_message(item: _Prepared, *, parked: bool, reply: bool) -> outbox.NewMessage:
     msg = item.message
     return outbox.NewMessage(
+        priority=Priority.REPLY if reply else Priority.PUSH,
+        reply_to=msg.reply_to,
         account_id=msg.account_id,
         to_user_id=msg.to_user_id,
         idempotency_key=msg.idempotency_key,

@@ -20,6 +20,7 @@ carries a token or a message text in its ``str()``.
     │   ├── InvalidBaseUrl
     │   ├── InvalidMessageId
     │   ├── InvalidInboundTime       an inbound message's time: naive, or in the future
+    │   ├── InvalidReplyTo           what enqueue(reply_to=...) names is no message id
     │   └── NotReplayable            only a dead message can be replayed
     ├── MessageNotFound (LookupError)
     ├── LedgerError                  the SQL ledger cannot be used
@@ -54,6 +55,7 @@ __all__ = [
     "InvalidInput",
     "InvalidMessageId",
     "InvalidRecipient",
+    "InvalidReplyTo",
     "InvalidText",
     "InvalidToken",
     "LedgerError",
@@ -120,6 +122,10 @@ class InvalidMessageId(InvalidInput):
 
 class InvalidInboundTime(InvalidInput):
     """An inbound message's time is naive or lies in the future."""
+
+
+class InvalidReplyTo(InvalidInput):
+    """``reply_to`` is not the id of an inbound message (digits, or printable ASCII)."""
 
 
 class NotReplayable(InvalidInput):

@@ -30,14 +30,15 @@ from delivery.inbound.poller import PollerContext
 from delivery.inbound.relay import BrokerWatch, InboundRelay
 from delivery.ledger.db import engine_for
 from delivery.ledger.states import HandoverChannel
+from delivery.ledger.types import utcnow
 from delivery.pipeline.context import PipelineContext
-from delivery.pipeline.dispatch import Publisher
+from delivery.pipeline.dispatch import LineDispatcher, TaskPublisher
 from delivery.pipeline.send import SendPipeline
 from delivery.pipeline.stash import AnswerStash
 from delivery.policy.timing import transient_backoff_seconds
 from delivery.ratelimit.gate import AccountGate, Rate
 from delivery.ratelimit.suspects import RefusalProbe
-from delivery.sessions.alerts import Alerter
+from delivery.sessions.alerts import Alerter, reader_dropping_event
 from delivery.sessions.check import SessionChecker
 from delivery.sessions.store import FileAccountStore
 from delivery.sessions.trials import TrialPasses
@@ -53,6 +54,7 @@ __all__ = [
     "publisher",
     "session_checker",
     "settings",
+    "tasks",
     "trials",
 ]
 
@@ -67,12 +69,18 @@ def engine() -> Engine:
     return engine_for(get_settings().database_url)
 
 
-def publisher() -> Publisher:
+def tasks() -> TaskPublisher:
     """Publishes send tasks through the Celery app, countdowns capped by the settings."""
     from delivery.worker.app import app
     from delivery.worker.publisher import CeleryPublisher
 
     return CeleryPublisher(app, max_countdown_seconds=get_settings().max_countdown_seconds)
+
+
+def publisher() -> LineDispatcher:
+    """Offers armed chunks to their accounts' lines and publishes the tasks of the
+    slots reserved (:class:`~delivery.pipeline.dispatch.LineDispatcher`)."""
+    return LineDispatcher(gate(), tasks())
 
 
 def limiter_redis() -> redis.Redis:
@@ -147,6 +155,7 @@ def pipeline(retry_backoff: float, retry_backoff_max: float, retry_jitter: bool)
             gate=gate(),
             clients=clients(),
             publisher=publisher(),
+            tasks=tasks(),
             stash=AnswerStash(limiter_redis(), prefix=current.redis_key_prefix),
             trials=trials(),
             probe=RefusalProbe(
@@ -157,8 +166,26 @@ def pipeline(retry_backoff: float, retry_backoff_max: float, retry_jitter: bool)
             settings=current,
             backoff=backoff,
             host=socket.gethostname(),
+            reader_alert=_reader_alert(current),
         )
     )
+
+
+def _reader_alert(current: Settings) -> Callable[[str, str], None]:
+    alerter = Alerter(webhook_url=current.alert_webhook_url, callback=current.alert_callback)
+
+    def alert(account_id: str, peer_id: str) -> None:
+        if alerter.configured:
+            alerter.send(
+                reader_dropping_event(
+                    account_id,
+                    peer_id,
+                    since=utcnow(),
+                    sends=current.reader_drops_before_hold,
+                )
+            )
+
+    return alert
 
 
 def session_checker() -> SessionChecker:

@@ -47,9 +47,18 @@ DEFAULT_SEND_BURST = 1
 # A rate limit learned from a refusal is kept this long (the platform's limit changes
 # seldom; ``delivery account reset-pace`` forgets it at once).
 DEFAULT_PACE_MEMORY_SECONDS = 30 * 86_400.0
-# Rate-limit cooldowns: limits seen in practice last minutes.
-DEFAULT_COOLDOWN_BASE_SECONDS = 30.0
-DEFAULT_COOLDOWN_MAX_SECONDS = 900.0
+# Rate-limit cooldowns. Users of the platform report penalties of about an hour that
+# every send made during one extends, "from ~1 h to 15 h+" (cc-connect #1640, #1643):
+# the first probe comes after 10 minutes, each refused probe triples the wait (10, 30,
+# 90 minutes: a one-hour penalty is over by the third probe even if each refused probe
+# restarts it), up to 6 hours.
+DEFAULT_COOLDOWN_BASE_SECONDS = 600.0
+DEFAULT_COOLDOWN_GROWTH = 3.0
+DEFAULT_COOLDOWN_MAX_SECONDS = 6 * 3600.0
+# A learned ceiling rises again (by a quarter, up to the configured rate) after this
+# many sends in a row at its pace without a refusal.
+DEFAULT_PACE_RECOVER_SENDS = 200
+PACE_RECOVER_FACTOR = 1.25
 # Transient failures (5xx, timeouts): Celery's retry_backoff / retry_backoff_max.
 DEFAULT_BACKOFF_BASE_SECONDS = 2.0
 DEFAULT_BACKOFF_MAX_SECONDS = 600.0
@@ -85,6 +94,11 @@ DEFAULT_READER_NOTICE = "… {remaining} more parts: reply to get them"
 DEFAULT_READER_PROBE_PAUSE_SECONDS = 2.0
 # A chat held on a refusal nothing else decided is tried again after this.
 DEFAULT_READER_RECHECK_SECONDS = 900.0
+# Accepted sends in a row without a message_id (silent drops) that make a reader
+# "dropping": their next messages wait until they write.
+DEFAULT_READER_DROPS_BEFORE_HOLD = 2
+# A message enqueued this soon after its reader wrote is a reply (it goes before pushes).
+DEFAULT_REPLY_WINDOW_SECONDS = 600.0
 MAX_CHUNK_CHARS = 4000  # the platform refused a 4000-character text
 MAX_READER_NOTICE_CHARS = 200
 # A second beat stays on standby; it takes over this long after the first stops.
@@ -151,8 +165,26 @@ class Settings(BaseSettings):
     pace_memory_seconds: float = Field(default=DEFAULT_PACE_MEMORY_SECONDS, gt=0)
     send_lock_ttl_seconds: float = Field(default=DEFAULT_SEND_LOCK_TTL_SECONDS, gt=0)
 
-    cooldown_base_seconds: float = Field(default=DEFAULT_COOLDOWN_BASE_SECONDS, gt=0)
-    cooldown_max_seconds: float = Field(default=DEFAULT_COOLDOWN_MAX_SECONDS, gt=0)
+    cooldown_base_seconds: float = Field(
+        default=DEFAULT_COOLDOWN_BASE_SECONDS,
+        gt=0,
+        description="After a rate limit the account sends nothing for this long; then one "
+        "send (the probe) goes.",
+    )
+    cooldown_growth: float = Field(
+        default=DEFAULT_COOLDOWN_GROWTH,
+        ge=1,
+        description="Each refused probe multiplies the next cooldown by this.",
+    )
+    cooldown_max_seconds: float = Field(
+        default=DEFAULT_COOLDOWN_MAX_SECONDS, gt=0, description="The longest cooldown."
+    )
+    pace_recover_sends: int = Field(
+        default=DEFAULT_PACE_RECOVER_SENDS,
+        ge=1,
+        description="A learned ceiling rises by a quarter (up to the configured rate) after "
+        "this many sends in a row at its pace without a refusal.",
+    )
     backoff_base_seconds: float = Field(default=DEFAULT_BACKOFF_BASE_SECONDS, gt=0)
     backoff_max_seconds: float = Field(default=DEFAULT_BACKOFF_MAX_SECONDS, gt=0)
     backoff_floor_seconds: float = Field(default=DEFAULT_BACKOFF_FLOOR_SECONDS, gt=0)
@@ -181,6 +213,18 @@ class Settings(BaseSettings):
     )
     reader_probe_pause_seconds: float = Field(default=DEFAULT_READER_PROBE_PAUSE_SECONDS, ge=0)
     reader_recheck_seconds: float = Field(default=DEFAULT_READER_RECHECK_SECONDS, gt=0)
+    reader_drops_before_hold: int = Field(
+        default=DEFAULT_READER_DROPS_BEFORE_HOLD,
+        ge=1,
+        description="Accepted sends in a row to one reader answered without a message_id "
+        "(silent drops) that hold the reader's next messages until they write.",
+    )
+    reply_window_seconds: float = Field(
+        default=DEFAULT_REPLY_WINDOW_SECONDS,
+        ge=0,
+        description="A message enqueued this soon after its reader wrote is a reply: it "
+        "goes before pushes (briefings never are). 0: only enqueue(reply_to=...) marks one.",
+    )
 
     client_version: str = Field(
         default=str(DEFAULT_CLIENT_VERSION),
@@ -304,7 +348,6 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         capped = (
             "backoff_max_seconds",
-            "cooldown_max_seconds",
             "session_recheck_seconds",
             "outage_retry_seconds",
             "reader_probe_pause_seconds",

@@ -43,6 +43,7 @@ class AccountStatus:
     gate: AccountState | None  # cooldown, strikes, line; None when Redis could not be asked
     learned_per_minute: float | None = None  # a learned rate limit in force
     learned_from: str | None = None  # the evidence it was learned from
+    pace_note: str | None = None  # the latest word on its pace: learned, or why not
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ def collect_status() -> StatusReport:
                 gate=gate_states.get(a.account_id),
                 learned_per_minute=a.learned_per_minute,
                 learned_from=a.learned_from,
+                pace_note=a.pace_note,
             )
             for a in stats.accounts
         ],

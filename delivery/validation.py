@@ -22,6 +22,7 @@ from delivery.errors import (
     InvalidIdempotencyKey,
     InvalidMessageId,
     InvalidRecipient,
+    InvalidReplyTo,
     InvalidText,
     InvalidToken,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "validate_context_token",
     "validate_idempotency_key",
     "validate_recipient",
+    "validate_reply_to",
     "validate_text",
     "validate_token",
 ]
@@ -45,6 +47,7 @@ __all__ = [
 MAX_ACCOUNT_ID_CHARS = 128
 MAX_RECIPIENT_CHARS = 256
 MAX_IDEMPOTENCY_KEY_CHARS = 256
+MAX_REPLY_TO_CHARS = 128  # a uint64 has 20 digits; a caller's own ids fit too
 MAX_CONTEXT_TOKEN_CHARS = 4096
 MAX_TOKEN_CHARS = 1024
 MIN_TOKEN_CHARS = 8
@@ -145,6 +148,19 @@ def validate_idempotency_key(value: object, *, what: str = "idempotency key") ->
         max_chars=MAX_IDEMPOTENCY_KEY_CHARS,
         error=InvalidIdempotencyKey,
         secret=False,
+    )
+
+
+def validate_reply_to(value: object) -> str | None:
+    """An optional reference to the inbound message a reply answers: the platform's
+    message id (a number or its digits) or another printable ASCII id, at most 128
+    characters. Returned as text."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return _validate_opaque(
+        value, what="reply_to", max_chars=MAX_REPLY_TO_CHARS, error=InvalidReplyTo, secret=False
     )
 
 

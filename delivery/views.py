@@ -19,7 +19,14 @@ from delivery import runtime
 from delivery.errors import MessageNotFound
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Attempt, Chunk, Message
-from delivery.ledger.states import OPEN_MESSAGE_STATES, ChunkStatus, MessageStatus, ParkReason
+from delivery.ledger.states import (
+    OPEN_MESSAGE_STATES,
+    AttemptOutcome,
+    ChunkStatus,
+    MessageStatus,
+    ParkReason,
+    Priority,
+)
 from delivery.validation import parse_message_id
 
 _OPEN = [str(state) for state in OPEN_MESSAGE_STATES]
@@ -50,6 +57,12 @@ class ChunkInfo:
     last_outcome: str | None
     waiting_for: str | None  # parked on its "session" or its "reader", if it is
 
+    @property
+    def confirmed(self) -> bool:
+        """Sent and answered with a message_id (or by a platform that gives none); False
+        for a chunk accepted without one where the account's answers carry one."""
+        return self.status == ChunkStatus.SENT and self.last_outcome != AttemptOutcome.UNCONFIRMED
+
 
 @dataclass(frozen=True)
 class MessageInfo:
@@ -67,10 +80,19 @@ class MessageInfo:
     dead_reason: str | None
     replay_count: int
     chunks: tuple[ChunkInfo, ...]
+    kind: str = "push"  # "reply" (it goes before pushes) or "push"
+    reply_to: str | None = None
 
     @property
     def chunks_sent(self) -> int:
         return sum(1 for chunk in self.chunks if chunk.status == ChunkStatus.SENT)
+
+    @property
+    def chunks_unconfirmed(self) -> int:
+        """Chunks the platform accepted without a message_id (possibly dropped silently)."""
+        return sum(
+            1 for chunk in self.chunks if chunk.status == ChunkStatus.SENT and not chunk.confirmed
+        )
 
 
 @dataclass(frozen=True)
@@ -143,6 +165,8 @@ def message_info(message: Message) -> MessageInfo:
         dead_at=message.dead_at,
         dead_reason=message.dead_reason,
         replay_count=message.replay_count,
+        kind="reply" if message.priority == Priority.REPLY else "push",
+        reply_to=message.reply_to,
         chunks=tuple(
             ChunkInfo(
                 seq=chunk.seq,

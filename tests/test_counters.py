@@ -23,6 +23,7 @@ from delivery.ledger.states import FINAL_MESSAGE_STATES, AttemptOutcome, Message
 from delivery.ledger.types import utcnow
 from delivery.monitoring import LedgerStats, SqlLedgerSource
 from tests.conftest import Ledger, RedisInfo
+from tests.support.ledger_ops import accept_chunk
 
 NOW = utcnow().replace(microsecond=0)
 BASE_URL = "http://127.0.0.1:9"  # never called: no worker runs in these tests
@@ -50,17 +51,7 @@ def answer(
             result = ledger_attempts.AttemptResult(outcome, "test", None, duration_ms=5)
             ledger_attempts.record(db, attempt_id, result)
         if outcome == AttemptOutcome.ACCEPTED:
-            outbox.accept(
-                db,
-                chunk_id=chunk.id,
-                message_id=message.id,
-                seq=seq,
-                chunk_count=message.chunk_count,
-                sending=message.status == MessageStatus.SENDING,
-                outcome=outcome,
-                now=message.created_at + dt.timedelta(seconds=after),
-                gap_seconds=0.0,
-            )
+            accept_chunk(db, chunk.id, now=message.created_at + dt.timedelta(seconds=after))
         elif outcome == AttemptOutcome.PERMANENT:
             outbox.kill(db, message.id, reason="permanent", now=NOW, failed_chunk_id=chunk.id)
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 import delivery
-from delivery import errors
+from delivery import errors, runtime
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Chunk, Message, Reader
 from delivery.pipeline.dispatch import SEND_TASK
@@ -158,6 +158,15 @@ def test_record_context_token_still_works_and_says_it_is_deprecated(
         assert row.last_inbound_at is not None  # a token comes with an inbound message
 
 
+def chunk_ids(ledger: Ledger, message_id: str) -> list[int]:
+    with session_scope(ledger.engine) as session:
+        return list(
+            session.scalars(
+                select(Chunk.id).where(Chunk.message_id == int(message_id)).order_by(Chunk.seq)
+            )
+        )
+
+
 def test_publish_after_commit_carries_the_chunk_id_only(
     account: str, ledger: Ledger, redis_db: RedisInfo
 ) -> None:
@@ -170,22 +179,33 @@ def test_publish_after_commit_carries_the_chunk_id_only(
     assert tasks[0].task == SEND_TASK
     with session_scope(ledger.engine) as session:
         chunk_id = session.scalar(select(Chunk.id).where(Chunk.message_id == int(message_id)))
-    assert tasks[0].args == [chunk_id, 1] and tasks[0].kwargs == {}  # chunk and generation
+    # chunk, generation and the account's line: ids only
+    assert tasks[0].args == [chunk_id, 1, ACCOUNT] and tasks[0].kwargs == {}
     assert "secret text" not in tasks[0].raw and "tok-secret" not in tasks[0].raw
     assert first_chunk.status == "queued"
 
 
-def test_a_message_behind_an_open_one_is_not_published_yet(
+def test_one_task_per_account_slot_and_a_message_behind_an_open_one_waits_outside_the_line(
     account: str, ledger: Ledger, redis_db: RedisInfo
 ) -> None:
-    delivery.enqueue(account, PEER, "first")
-    delivery.enqueue(account, PEER, "second, waits for the first")
-    delivery.enqueue(account, "other@im.wechat", "another chat goes at once")
+    first = delivery.enqueue(account, PEER, "first")
+    second = delivery.enqueue(account, PEER, "second, waits for the first")
+    other = delivery.enqueue(account, "other@im.wechat", "another chat goes after it")
 
-    assert len(published(redis_db.url, SEND_QUEUE)) == 2
+    # One task: the account's next slot is the first message's; the other chat's head
+    # waits in the account's line without a task; the second message is not a head yet
+    assert len(published(redis_db.url, SEND_QUEUE)) == 1
+    gate = runtime.gate()
+    heads = {m: chunk_ids(ledger, m)[0] for m in (first, second, other)}
+    assert gate.in_line(account, {str(c) for c in heads.values()}) == {
+        str(heads[first]),
+        str(heads[other]),
+    }
 
 
-def test_a_broker_that_is_down_loses_nothing(account: str, ledger: Ledger) -> None:
+def test_a_broker_that_is_down_loses_nothing(
+    account: str, ledger: Ledger, redis_db: RedisInfo
+) -> None:
     # A real process with a broker URL where nothing listens.
     env = dict(
         os.environ, DELIVERY_BROKER_URL="redis://127.0.0.1:1/0", DELIVERY_DATABASE_URL=ledger.url
@@ -204,7 +224,7 @@ def test_a_broker_that_is_down_loses_nothing(account: str, ledger: Ledger) -> No
 
 
 def test_a_broker_that_is_down_is_tried_once_per_batch_not_once_per_chat(
-    account: str, ledger: Ledger
+    account: str, ledger: Ledger, redis_db: RedisInfo
 ) -> None:
     # Given a broker where nothing listens, and 20 messages to 20 chats (each a head)
     env = dict(
@@ -222,8 +242,8 @@ def test_a_broker_that_is_down_is_tried_once_per_batch_not_once_per_chat(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
 
-    # Then one publish was tried; the other 19 are left to the reconciler, all queued
+    # Then one publish was tried (the account's next slot; the other 19 wait in its line),
+    # and all are queued
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("could not publish") == 1
-    assert "19 more chunk(s) are left to the reconciler" in done.stderr
     assert {delivery.get_status(m).status for m in done.stdout.split()} == {"queued"}

@@ -124,7 +124,7 @@ def test_flower_shows_our_worker_and_id_only_tasks_behind_basic_auth(
         stack.wait_final([message_id], timeout=60)
 
         # Then Flower lists the send task, with nothing but ids for arguments (the chunk's,
-        # and the generation of its lease)
+        # the generation of its lease, and the account whose line it came from)
         def send_tasks() -> list[dict[str, Any]]:
             tasks = flower.api("/api/tasks", params={"taskname": "delivery.send_chunk"}, auth=auth)
             return [t for t in (tasks or {}).values() if t.get("args")]
@@ -132,7 +132,8 @@ def test_flower_shows_our_worker_and_id_only_tasks_behind_basic_auth(
         tasks = wait_until(send_tasks, timeout=30, interval=0.5, message="send_chunk in Flower")
         for task in tasks:
             args = ast.literal_eval(task["args"])
-            assert len(args) == 2 and all(isinstance(a, int) for a in args), task["args"]
+            assert len(args) == 3 and all(isinstance(a, int) for a in args[:2]), task["args"]
+            assert args[2] == "bot-1"
             assert ast.literal_eval(task["kwargs"]) == {}
         everything = requests.get(f"{flower.base}/api/tasks", auth=auth, timeout=5).text
         assert SECRET_TEXT not in everything and TOKEN not in everything

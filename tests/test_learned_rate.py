@@ -16,7 +16,7 @@ from delivery.ledger import accounts
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account
 from delivery.ledger.types import utcnow
-from delivery.ratelimit.learning import LEARN_FACTOR, estimate_limit, learned_rate
+from delivery.ratelimit.learning import LEARN_FACTOR, learned_rate, lesson, raised
 from tests.conftest import Ledger, RedisInfo
 
 DAY = 86_400.0
@@ -24,14 +24,17 @@ DAY = 86_400.0
 
 def test_the_ceiling_is_half_the_rate_that_tripped_less_a_margin() -> None:
     # 5 sends 0.3 s apart (200/min), refused 0.3 s after the last
-    estimate = estimate_limit(
-        sends=[0.0, 0.3, 0.6, 0.9, 1.2], refused_at=1.5, current_per_minute=200.0
+    found = lesson(
+        sends=[0.0, 0.3, 0.6, 0.9, 1.2],
+        refused_at=1.5,
+        pace_per_minute=200.0,
+        configured_per_minute=200.0,
     )
 
-    assert estimate.tripped_per_minute == pytest.approx(200.0)
-    assert estimate.per_minute == pytest.approx(200.0 * LEARN_FACTOR)
-    assert estimate.counts[1] == 3 and estimate.counts[2] == 5 and estimate.counts[600] == 5
-    assert "refused at 200.0/min" in estimate.evidence and "5 in 2s" in estimate.evidence
+    assert found.tripped_per_minute == pytest.approx(200.0)
+    assert found.per_minute == pytest.approx(200.0 * LEARN_FACTOR)
+    assert found.counts[1] == 3 and found.counts[2] == 5 and found.counts[600] == 5
+    assert "refused at 200.0/min" in found.note and "5 in 2s" in found.note
 
 
 def test_the_rate_that_tripped_is_read_from_the_last_sends_only() -> None:
@@ -39,30 +42,97 @@ def test_the_rate_that_tripped_is_read_from_the_last_sends_only() -> None:
     slow = [float(t) for t in range(0, 300, 30)]
     burst = [400.0 + 0.5 * i for i in range(12)]
 
-    estimate = estimate_limit(sends=slow + burst, refused_at=406.0, current_per_minute=120.0)
+    found = lesson(
+        sends=slow + burst, refused_at=406.0, pace_per_minute=120.0, configured_per_minute=120.0
+    )
 
-    assert estimate.tripped_per_minute == pytest.approx(120.0)
-    assert estimate.per_minute == pytest.approx(54.0)
+    assert found.tripped_per_minute == pytest.approx(120.0)
+    assert found.per_minute == pytest.approx(54.0)
 
 
-def test_without_evidence_the_rate_granted_stands_in() -> None:
-    estimate = estimate_limit(sends=[], refused_at=10.0, current_per_minute=60.0)
+def test_a_refusal_with_no_accepted_send_before_it_teaches_nothing() -> None:
+    # The demo's finding: a burst that starts inside a lockout an earlier burst caused
+    found = lesson(sends=[], refused_at=10.0, pace_per_minute=285.0, configured_per_minute=285.0)
 
-    assert estimate.tripped_per_minute == 60.0
-    assert estimate.per_minute == pytest.approx(27.0)
-    assert "none in 10 min" in estimate.evidence
+    assert found.per_minute is None
+    assert "no accepted send in the 10 minutes before it" in found.note
+    assert "nothing learned" in found.note
+
+
+def test_sends_long_before_the_refusal_are_no_evidence() -> None:
+    found = lesson(
+        sends=[0.0, 1.0, 2.0], refused_at=3600.0, pace_per_minute=60.0, configured_per_minute=60.0
+    )
+    assert found.per_minute is None and "no accepted send" in found.note
+
+
+def test_too_few_sends_teach_nothing() -> None:
+    found = lesson(
+        sends=[9.0, 9.5], refused_at=10.0, pace_per_minute=600.0, configured_per_minute=600.0
+    )
+    assert found.per_minute is None and "only 2 accepted send(s)" in found.note
+
+
+def test_sending_slowly_proves_nothing_about_the_limit() -> None:
+    # The review's finding: 3 sends 3 minutes apart, then a refusal, taught 0.75/min
+    found = lesson(
+        sends=[0.0, 180.0, 360.0],
+        refused_at=540.0,
+        pace_per_minute=15.0,
+        configured_per_minute=15.0,
+    )
+
+    assert found.per_minute is None
+    assert "under half the pace in force" in found.note and "nothing learned" in found.note
+
+
+def test_a_refused_probe_teaches_nothing_new() -> None:
+    found = lesson(
+        sends=[0.0, 0.3, 0.6, 0.9],
+        refused_at=1.2,
+        pace_per_minute=200.0,
+        configured_per_minute=200.0,
+        probe=True,
+    )
+    assert found.per_minute is None and "probe" in found.note
 
 
 def test_a_later_refusal_only_lowers_the_ceiling_and_never_below_the_floor() -> None:
-    higher = estimate_limit(
-        sends=[0.0, 1.0, 2.0], refused_at=3.0, current_per_minute=60.0, previous_per_minute=10.0
+    higher = lesson(
+        sends=[0.0, 1.0, 2.0],
+        refused_at=3.0,
+        pace_per_minute=60.0,
+        configured_per_minute=60.0,
+        previous_per_minute=10.0,
     )
-    floor = estimate_limit(
-        sends=[0.0, 1.0], refused_at=2.0, current_per_minute=1.0, configured_per_minute=600.0
+    floor = lesson(
+        sends=[0.0, 1.0, 2.0],
+        refused_at=3.0,
+        pace_per_minute=60.0,
+        configured_per_minute=6000.0,
     )
 
-    assert higher.per_minute == 10.0
-    assert floor.per_minute == pytest.approx(30.0)  # 5% of the configured 600/min
+    assert higher.per_minute is None and "is lower already" in higher.note
+    assert floor.per_minute == pytest.approx(300.0)  # 5% of the configured 6000/min
+
+
+def test_a_refusal_above_a_proven_rate_falls_back_to_it_not_below() -> None:
+    # 40/min held for a long run; the ceiling rose to 50/min, which trips
+    sends = [0.0 + 1.2 * i for i in range(10)]
+    found = lesson(
+        sends=sends,
+        refused_at=12.0,
+        pace_per_minute=50.0,
+        configured_per_minute=100.0,
+        proven_per_minute=40.0,
+    )
+
+    assert found.per_minute == pytest.approx(40.0)
+
+
+def test_a_ceiling_rises_by_a_quarter_until_the_configured_rate() -> None:
+    assert raised(per_minute=40.0, configured_per_minute=100.0, factor=1.25) == 50.0
+    assert raised(per_minute=90.0, configured_per_minute=100.0, factor=1.25) is None
 
 
 def test_a_learned_rate_is_in_force_until_forgotten() -> None:
@@ -91,7 +161,10 @@ def test_the_ledger_keeps_the_lowest_ceiling_in_force(ledger: Ledger, redis_db: 
     now = utcnow()
 
     assert _learn(ledger, 90.0, at=now) == 90.0
-    assert _learn(ledger, 120.0, at=now) == 90.0  # a higher one never replaces it
+    assert _learn(ledger, 120.0, at=now + dt.timedelta(hours=1)) == 90.0  # a higher one never
+    with session_scope(ledger.engine, readonly=True) as db:  # ... nor renews its memory
+        row = db.get(Account, "bot-1")
+        assert row is not None and row.learned_at == now and row.pace_note == "e120.0"
     assert _learn(ledger, 40.0, at=now) == 40.0
     assert _learn(ledger, 120.0, at=now + dt.timedelta(days=2)) == 120.0  # the old one expired
     with session_scope(ledger.engine, readonly=True) as db:

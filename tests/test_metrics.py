@@ -32,6 +32,7 @@ from delivery.ratelimit.gate import AccountGate, Rate
 from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 from tests.conftest import Ledger, RedisInfo
 from tests.support.broker import published
+from tests.support.ledger_ops import accept_chunk
 from tests.support.own_redis import OwnRedis
 from tests.support.waiting import wait_until
 
@@ -99,7 +100,6 @@ def settle(
         message = db.get_one(Message, int(message_id))
         message.created_at = ago(created_seconds_ago)
         chunks = {c.seq: c for c in db.scalars(select(Chunk).where(Chunk.message_id == message.id))}
-        sending = False
         for number, (seq, outcome) in enumerate(attempts, start=1):
             chunk = chunks[seq]
             attempt_id = ledger_attempts.start(
@@ -113,18 +113,9 @@ def settle(
                 ledger_attempts.record(db, attempt_id, result)
             last = seq == len(chunks)
             if outcome == AttemptOutcome.ACCEPTED:
-                outbox.accept(
-                    db,
-                    chunk_id=chunk.id,
-                    message_id=message.id,
-                    seq=seq,
-                    chunk_count=len(chunks),
-                    sending=sending,
-                    outcome=outcome,
-                    now=ago(ended_seconds_ago) if last and ended_seconds_ago else NOW,
-                    gap_seconds=0.0,
+                accept_chunk(
+                    db, chunk.id, now=ago(ended_seconds_ago) if last and ended_seconds_ago else NOW
                 )
-                sending = True
             elif outcome == AttemptOutcome.PERMANENT:
                 outbox.kill(
                     db, message.id, reason="permanent: test", now=NOW, failed_chunk_id=chunk.id
@@ -253,14 +244,16 @@ def test_delivery_latency_is_a_histogram_of_created_to_delivered(
 def test_queue_depth_and_cooldowns_come_from_redis(
     busy_ledger: Ledger, redis_db: RedisInfo
 ) -> None:
-    # Given the four heads enqueue published (bot-2's message waits parked for its expired
-    # session, with no task), and bot-1 cooling down after a rate limit
+    # Given the four heads enqueue offered to bot-1's line (one task: its next slot; bot-2's
+    # message waits parked for its expired session), and bot-1 cooling down after a rate limit
     gate_on(redis_db.url).cool_down("bot-1", 30)
 
     got = scrape(collector_for(busy_ledger.engine, redis_db.url))
 
-    assert got.value("delivery_queue_depth", queue=SEND_QUEUE) == 4
-    assert len(published(redis_db.url, SEND_QUEUE)) == 4
+    assert got.value("delivery_queue_depth", queue=SEND_QUEUE) == 1
+    assert len(published(redis_db.url, SEND_QUEUE)) == 1
+    assert got.value("delivery_account_line_waiting", account="bot-1") == 4
+    assert got.value("delivery_account_line_waiting", account="bot-2") == 0
     assert got.value("delivery_queue_depth", queue=DEFAULT_QUEUE) == 0
     assert 29 < got.value("delivery_account_cooldown_seconds", account="bot-1") <= 30
     assert got.value("delivery_account_cooldown_seconds", account="bot-2") == 0

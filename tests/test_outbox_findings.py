@@ -26,13 +26,13 @@ from delivery.cli import cli
 from delivery.errors import NotReplayable
 from delivery.ledger import outbox
 from delivery.ledger.db import session_scope
-from delivery.ledger.models import Attempt, Chunk, Message
+from delivery.ledger.models import Chunk, Message
 from delivery.ledger.types import utcnow
 from delivery.pipeline.results import Done, StepResult, Wait
 from delivery.pipeline.send import SendPipeline
 from delivery.simulator import Fault, PlatformSimulator
 from tests.conftest import Ledger, RedisInfo
-from tests.support.inprocess import Published, in_process_pipeline
+from tests.support.inprocess import Published, in_process_pipeline, settle
 from tests.support.waiting import wait_until
 
 ACCOUNT = "bot-1"
@@ -93,26 +93,24 @@ def run(pipeline: SendPipeline, chunk_id: int) -> StepResult:
     return pipeline.process(chunk_id, generation)
 
 
-def settle(pipeline: SendPipeline, chunk_id: int, *, timeout: float = 30) -> Done:
-    """Run the chunk's task until it is done, honouring the countdowns it asks for
-    (a rate slot, say)."""
-    deadline = time.monotonic() + timeout
-    while isinstance(result := run(pipeline, chunk_id), Wait):
-        assert time.monotonic() < deadline, f"chunk {chunk_id} kept waiting: {result.why}"
-        time.sleep(min(result.seconds, 1.0))
-    return result
-
-
 def drain(pipeline: SendPipeline, publisher: Published, *, timeout: float = 30) -> None:
-    """Be the broker: run every published task, honouring countdowns, until none is left."""
+    """Be the broker: run every published task, honouring countdowns, until none is left
+    (and each chunk offered to a line the test's publisher kept, as a task of its own)."""
     deadline = time.monotonic() + timeout
-    while publisher.armed:
+    while publisher.tasks or publisher.armed:
         assert time.monotonic() < deadline, "tasks kept coming"
-        armed = publisher.armed.pop(0)
-        result = pipeline.process(armed.chunk_id, armed.generation)
+        if publisher.tasks:
+            task = publisher.tasks.pop(0)
+            time.sleep(min(task.countdown_seconds, 1.0))
+            result = pipeline.process(task.chunk_id, task.generation, task.account_id)
+            again: Callable[[], None] = lambda task=task: publisher.tasks.append(task)  # noqa: E731
+        else:
+            armed = publisher.armed.pop(0)
+            result = pipeline.process(armed.chunk_id, armed.generation)
+            again = lambda armed=armed: publisher.armed.append(armed)  # noqa: E731
         if isinstance(result, Wait):
             time.sleep(min(result.seconds, 1.0))  # the countdown the task asked the broker for
-            publisher.armed.append(armed)
+            again()
 
 
 @contextmanager
@@ -271,8 +269,9 @@ def test_an_error_while_recording_is_a_budgeted_failure_not_a_loop(
     with failing(ledger, "UPDATE ATTEMPTS", times=1, error=refused_value):
         result = run(pipeline, chunk)
 
-    # Then the attempt is a transient failure saying why, one unit of budget spent
-    assert isinstance(result, Wait)
+    # Then the attempt is a transient failure saying why, one unit of budget spent; the
+    # chunk waits its backoff in the account's line
+    assert "transient -> back_off" in result.summary
     [attempt] = delivery.get_attempts(message_id)
     assert attempt.outcome == "transient"
     assert "could not be recorded" in (attempt.detail or "")
@@ -298,12 +297,9 @@ def test_a_late_accept_of_a_killed_message_delivers_it_and_its_chat_moves_on(
         message="the send in flight",
     )
 
-    # When the deadline kills it as if the send had been in flight past the lock's TTL
-    long_ago = utcnow() - dt.timedelta(hours=1)
+    # When it dies meanwhile (its deadline, found by a task that ran after the lock's TTL)
     with session_scope(ledger.engine) as db:
-        db.execute(update(Message).values(deadline_at=long_ago))
-        db.execute(update(Attempt).values(started_at=long_ago))
-    assert "deadline" in run(pipeline, chunk).summary
+        assert outbox.kill(db, int(message_id), reason="deadline", now=utcnow()) == 1
     assert delivery.get_status(message_id).status == "dead"
     sending.join(timeout=30)
 

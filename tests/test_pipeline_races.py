@@ -18,16 +18,16 @@ from delivery import runtime
 from delivery.errors import LedgerError
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Chunk, Message
-from delivery.ledger.outbox import Armed
 from delivery.ledger.types import utcnow
-from delivery.pipeline.results import Wait
+from delivery.pipeline.results import Done
 from delivery.pipeline.send import SendPipeline
+from delivery.ratelimit.gate import Pick
 from delivery.settings import get_settings
 from delivery.simulator import Fault, PlatformSimulator
 from delivery.worker.queues import SEND_QUEUE
 from tests.conftest import Ledger, RedisInfo
 from tests.support.broker import published
-from tests.support.inprocess import in_process_pipeline
+from tests.support.inprocess import holder_of, in_process_pipeline, settle
 from tests.support.waiting import wait_until
 
 ACCOUNT = "bot-1"
@@ -81,19 +81,20 @@ def test_a_deadline_passing_while_a_send_is_in_flight_waits_for_its_answer(
     duplicate = pipeline.process(first)
     sending.join(timeout=30)
 
-    # Then the duplicate left the message to the send in flight ...
-    assert isinstance(duplicate, Wait)
+    # Then the duplicate left the message to the send in flight (it waits in the line) ...
+    assert isinstance(duplicate, Done) and "waits in the account's line" in duplicate.summary
     status = delivery.get_status(message_id)
     assert status.status == "sending"
     assert [c.status for c in status.chunks] == ["sent", "pending"]
+    assert simulator.model.snapshot().counters.requests["sendmessage"] == 1
     # ... and the deadline now kills it cleanly, leaving the chat open for the next message
-    assert "deadline" in pipeline.process(second).summary
+    assert "deadline" in settle(pipeline, second).summary
     dead = delivery.get_status(message_id)
     assert dead.status == "dead"
     assert [c.status for c in dead.chunks] == ["sent", "unsent"]
     nxt = delivery.enqueue(ACCOUNT, PEER, "the next message to this chat")
     [only] = chunk_ids(sqlite_ledger, nxt)
-    assert "accepted" in pipeline.process(only).summary
+    assert "accepted" in settle(pipeline, only).summary
 
 
 def test_a_committed_enqueue_never_raises_for_its_publish(
@@ -117,7 +118,7 @@ def test_a_committed_enqueue_never_raises_for_its_publish(
 def test_every_countdown_stays_under_half_the_visibility_timeout(
     sqlite_ledger: Ledger, redis_db: RedisInfo
 ) -> None:
-    runtime.publisher()(Armed(chunk_id=1, generation=1, countdown_seconds=10 * 86_400))
+    runtime.tasks()(Pick(ticket="1", generation=1, in_seconds=10 * 86_400), ACCOUNT)
 
     [task] = published(redis_db.url, SEND_QUEUE)
     assert task.eta is not None
@@ -141,5 +142,10 @@ def test_a_chunk_with_a_backoff_recorded_is_not_sent_early_by_a_duplicate(
 
     result = pipeline.process(chunk)
 
-    assert isinstance(result, Wait) and 4 < result.seconds <= 5
+    # Then it is not sent; it waits in its line, its slot reserved for when it is due
+    assert isinstance(result, Done) and "not due yet" in result.summary
     assert simulator.model.snapshot().counters.requests.get("sendmessage", 0) == 0
+    pick = pipeline._ctx.gate.kick(ACCOUNT)
+    assert pick is None  # the slot is reserved already ...
+    holder = holder_of(pipeline, ACCOUNT)
+    assert holder is not None and holder.chunk_id == chunk  # ... for it, about 5 s out

@@ -68,9 +68,12 @@ def test_sends_left_is_known_only_for_a_reader_who_wrote() -> None:
         (ReaderState.UNKNOWN, True, 0, Refusal.RATE_LIMIT),
         # an unknown reader: held while the next send of another reader decides
         (ReaderState.UNKNOWN, False, 0, Refusal.SUSPECT),
-        (ReaderState.UNKNOWN, False, 1, Refusal.SUSPECT),
-        # the third unknown reader refused in a row, none accepted between: a rate limit
+        # the second unknown reader refused in a row, none accepted between: a rate limit
+        # (every send during a lockout makes it longer: one more send decides, not two)
+        (ReaderState.UNKNOWN, False, 1, Refusal.RATE_LIMIT),
         (ReaderState.UNKNOWN, False, 2, Refusal.RATE_LIMIT),
+        # a reader whose sends are dropped silently: theirs
+        (ReaderState.DROPPING, False, 0, Refusal.READER),
     ],
 )
 def test_judging_a_bare_refusal(

@@ -27,6 +27,7 @@ from delivery.settings import get_settings, load_settings
 from delivery.worker import tasks
 from delivery.worker.queues import BACKGROUND_PRIORITY, beat_schedule_for
 from tests.conftest import Ledger, RedisInfo
+from tests.support.ledger_ops import accept_chunk
 
 ACCOUNT = "bot-1"
 PEER = "o9cq80peer@im.wechat"
@@ -56,21 +57,11 @@ def send(ledger: Ledger, message_id: str, *, chunks: int | None = None) -> None:
     now = utcnow()
     every = chunk_ids(ledger, message_id)
     with session_scope(ledger.engine) as db:
-        for seq, chunk_id in enumerate(every[:chunks], start=1):
+        for chunk_id in every[:chunks]:
             attempts.start(
                 db, chunk_id=chunk_id, attempt_no=1, context_token=None, host="t", now=now
             )
-            outbox.accept(
-                db,
-                chunk_id=chunk_id,
-                message_id=int(message_id),
-                seq=seq,
-                chunk_count=len(every),
-                sending=seq > 1,
-                outcome="accepted",
-                now=now,
-                gap_seconds=0,
-            )
+            accept_chunk(db, chunk_id, now=now)
 
 
 def kill(ledger: Ledger, message_id: str) -> None:

@@ -14,7 +14,9 @@ def test_defaults_are_sane() -> None:
     assert settings.max_text_chars == 100_000
     assert settings.delivery_deadline_seconds == 24 * 3600
     assert settings.max_countdown_seconds < settings.visibility_timeout_seconds
-    assert settings.cooldown_max_seconds <= settings.max_countdown_seconds
+    # minutes to hours, as users of the platform report its penalties
+    assert 60 <= settings.cooldown_base_seconds <= settings.cooldown_max_seconds
+    assert settings.cooldown_growth > 1 and settings.cooldown_max_seconds >= 3600
     assert settings.worker_watchdog_seconds == 120
 
 
@@ -43,7 +45,9 @@ def test_redis_url_defaults_to_the_broker(monkeypatch: pytest.MonkeyPatch) -> No
         ("DELIVERY_BACKOFF_MAX_SECONDS", "7200", "DELIVERY_BACKOFF_MAX_SECONDS=7200"),
         ("DELIVERY_RETRY_JITTER", "maybe", "DELIVERY_RETRY_JITTER='maybe'"),
         ("DELIVERY_SEND_LOCK_TTL_SECONDS", "5", "DELIVERY_SEND_LOCK_TTL_SECONDS"),
-        ("DELIVERY_COOLDOWN_BASE_SECONDS", "1000", "DELIVERY_COOLDOWN_BASE_SECONDS"),
+        ("DELIVERY_COOLDOWN_BASE_SECONDS", "30000", "DELIVERY_COOLDOWN_BASE_SECONDS"),
+        ("DELIVERY_COOLDOWN_GROWTH", "0.5", "DELIVERY_COOLDOWN_GROWTH='0.5'"),
+        ("DELIVERY_READER_DROPS_BEFORE_HOLD", "0", "DELIVERY_READER_DROPS_BEFORE_HOLD='0'"),
         ("DELIVERY_CLIENT_VERSION", "2.4", "DELIVERY_CLIENT_VERSION='2.4': must be major.minor"),
         ("DELIVERY_CLIENT_VERSION", "2.256.0", "DELIVERY_CLIENT_VERSION='2.256.0'"),
         ("DELIVERY_CLIENT_VERSION", "132105", "DELIVERY_CLIENT_VERSION='132105'"),

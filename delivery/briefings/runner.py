@@ -148,6 +148,7 @@ def run_slot(engine: Engine, run_id: int, *, lease_seconds: float) -> str:
                 text=text,
                 idempotency_key=idempotency_key(slot.name, slot.slot_at, recipient),
                 source=f"briefing:{slot.name}",
+                push=True,  # a briefing is a push, even just after the reader wrote
             )
             for recipient, text in texts.items()
         ]

@@ -75,10 +75,15 @@ def status() -> None:
             _rate(report.configured_per_minute, a.learned_per_minute),
         )
         if a.learned_from:
-            learned.append(f"{a.account_id}: {a.learned_from}")
+            learned.append(
+                f"learned limit of {a.account_id}: {a.learned_from} "
+                "(delivery account reset-pace to forget)"
+            )
+        if a.pace_note and a.pace_note != a.learned_from:
+            learned.append(f"pace of {a.account_id}: {a.pace_note}")
     out.print(accounts)
     for line in learned:
-        out.print(f"learned limit of {line} (delivery account reset-pace to forget)")
+        out.print(line)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.messages_by_status.items()))
     out.print(f"messages: {counts or 'none'}; dead in the last day: {report.dead_last_day}")
     queues = ", ".join(f"{q} {n}" for q, n in report.queue_depths.items())

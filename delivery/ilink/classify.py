@@ -24,7 +24,10 @@ JSON
                                         reported; see the protocol notes)
 -2 with any other errmsg                rate_limited (the frequency-limit family)
 other non-zero ``ret`` or ``errcode``   permanent
-``ret`` 0 (or absent) and no errcode    accepted
+``ret`` 0 (or absent) and no errcode    accepted; *unconfirmed* when it carries no
+                                        ``message_id`` although this account's
+                                        accepted answers do (a silent drop: the
+                                        platform took it and may never deliver it)
 ======================================  =====================
 
 Known clients treat a JSON answer without ``ret`` as success, and so does this.
@@ -86,11 +89,14 @@ def _codes(answer: Answer) -> str:
     return " ".join(parts) or "no ret"
 
 
-def classify(answer: Answer, *, used_context_token: bool) -> Verdict:
+def classify(
+    answer: Answer, *, used_context_token: bool, expects_message_id: bool = False
+) -> Verdict:
     """The class of one answer to ``sendmessage`` (or another call).
 
     ``used_context_token`` says whether the request carried a context token; it
-    decides the disputed ``-2 "prepare failed"``.
+    decides the disputed ``-2 "prepare failed"``. ``expects_message_id``: this
+    account's accepted answers carry a ``message_id``, so one without is unconfirmed.
     """
     status = answer.http_status
     codes = {answer.ret, answer.errcode} - {None, 0}
@@ -115,4 +121,9 @@ def classify(answer: Answer, *, used_context_token: bool) -> Verdict:
         return Verdict(AttemptOutcome.RATE_LIMITED, f"rate limited ({_codes(answer)})")
     if codes:
         return Verdict(AttemptOutcome.PERMANENT, f"refused ({_codes(answer)})")
+    if expects_message_id and answer.message_id is None:
+        return Verdict(
+            AttemptOutcome.UNCONFIRMED,
+            "accepted without a message_id: unconfirmed (the platform may drop it silently)",
+        )
     return Verdict(AttemptOutcome.ACCEPTED, "accepted")

@@ -35,10 +35,15 @@ __all__ = [
     "Stored",
     "claim_alert",
     "clear_alert",
+    "end_cooldown",
     "forget_rate",
     "learn_rate",
     "mark_session_expired",
     "mark_session_ok",
+    "note_confirms_sends",
+    "note_cooldown",
+    "note_pace",
+    "raise_rate",
     "store_account",
 ]
 
@@ -191,19 +196,85 @@ def learn_rate(
     memory_seconds: float,
 ) -> float | None:
     """Keep a rate limit learned from a refusal. A lower one still in force (learned
-    less than ``memory_seconds`` ago) stays: a later refusal only lowers it. Returns
-    the ceiling now kept, or None when the account is unknown."""
+    less than ``memory_seconds`` ago) stays, and so does when it was learned: a
+    refusal that teaches nothing lower does not renew its memory. Returns the
+    ceiling now kept, or None when the account is unknown."""
     account = db.get(Account, account_id, with_for_update=True)
     if account is None:
         return None
     kept, at = account.learned_rate_per_minute, account.learned_at
     in_force = kept is not None and at is not None and (now - at).total_seconds() < memory_seconds
+    note = clean_text(evidence, limit=_ERROR_CHARS)
     if not in_force or kept is None or per_minute < kept:
         account.learned_rate_per_minute = per_minute
-        account.learned_from = clean_text(evidence, limit=_ERROR_CHARS)
-    account.learned_at = now
+        account.learned_from = note
+        account.learned_at = now
+    account.pace_note = note
     db.flush()
     return account.learned_rate_per_minute
+
+
+def note_pace(db: Session, account_id: str, *, note: str) -> None:
+    """Keep the latest word on the account's pace (a refusal that taught nothing, and why)."""
+    db.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(pace_note=clean_text(note, limit=_ERROR_CHARS))
+    )
+
+
+def raise_rate(
+    db: Session, account_id: str, *, per_minute: float | None, proven: float, now: dt.datetime
+) -> None:
+    """A long run at the learned ceiling without a refusal: it rises to ``per_minute``
+    (None: it is forgotten, back at the configured rate); ``proven`` is the rate
+    the run was sent at. Its memory counts from now."""
+    note = (
+        f"{proven:.1f}/min held without a refusal for a long run; ceiling raised to "
+        f"{per_minute:.1f}/min"
+        if per_minute is not None
+        else f"{proven:.1f}/min held without a refusal for a long run; back at the configured rate"
+    )
+    db.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(
+            learned_rate_per_minute=per_minute,
+            learned_at=now if per_minute is not None else None,
+            learned_from=note if per_minute is not None else None,
+            pace_proven_per_minute=proven,
+            pace_note=note,
+        )
+    )
+
+
+def note_cooldown(db: Session, account_id: str, *, until: dt.datetime, strikes: int) -> None:
+    """A rate limit started (or lengthened) the account's cooldown: kept here too, so
+    that a Redis that lost it never lets a send into the lockout."""
+    db.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(cooldown_until=until, cooldown_strikes=strikes)
+    )
+
+
+def end_cooldown(db: Session, account_id: str) -> None:
+    """A send was accepted: the rate-limit streak is over."""
+    db.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(cooldown_until=None, cooldown_strikes=0)
+    )
+
+
+def note_confirms_sends(db: Session, account_id: str) -> None:
+    """The platform answered an accepted send of this account with a message_id: from
+    now on an accepted answer without one is a silent drop."""
+    db.execute(
+        update(Account)
+        .where(Account.id == account_id, Account.confirms_sends.is_(False))
+        .values(confirms_sends=True)
+    )
 
 
 def forget_rate(db: Session, account_id: str) -> bool:
@@ -212,6 +283,12 @@ def forget_rate(db: Session, account_id: str) -> bool:
     result = db.execute(
         update(Account)
         .where(Account.id == account_id, Account.learned_rate_per_minute.is_not(None))
-        .values(learned_rate_per_minute=None, learned_at=None, learned_from=None)
+        .values(
+            learned_rate_per_minute=None,
+            learned_at=None,
+            learned_from=None,
+            pace_proven_per_minute=None,
+            pace_note="forgotten by the operator (delivery account reset-pace)",
+        )
     )
     return bool(getattr(result, "rowcount", 0))

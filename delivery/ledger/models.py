@@ -105,6 +105,19 @@ class Account(Base):
     learned_rate_per_minute: Mapped[float | None] = mapped_column(Float)
     learned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     learned_from: Mapped[str | None] = mapped_column(Text)
+    # The latest word on the account's pace: what a refusal taught, or why it taught
+    # nothing, or that the ceiling rose again on evidence (``delivery status`` shows it).
+    pace_note: Mapped[str | None] = mapped_column(Text)
+    # A rate the account sent at for a long run without a refusal, once its ceiling
+    # rose from it: a refusal above it falls back to it, not below.
+    pace_proven_per_minute: Mapped[float | None] = mapped_column(Float)
+    # A rate-limit cooldown in force, kept here so that losing Redis never sends into a
+    # lockout; ``cooldown_strikes`` counts the cooldowns of the streak (each failed probe).
+    cooldown_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cooldown_strikes: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The platform answers this account's accepted sends with a message_id: an accepted
+    # answer without one is a silent drop (accepted, unconfirmed).
+    confirms_sends: Mapped[bool] = mapped_column(Boolean, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def __repr__(self) -> str:
@@ -141,6 +154,10 @@ class Message(Base):
     replay_count: Mapped[int] = mapped_column(Integer, default=0)
     # Of several undelivered messages to a reader with one key, only the newest goes.
     collapse_key: Mapped[str | None] = mapped_column(String(256))
+    # Its place among the account's first parts: a reply (1) goes before a push (2).
+    priority: Mapped[int] = mapped_column(Integer, server_default="2")
+    # The inbound message it answers, as the caller named it (a platform message id).
+    reply_to: Mapped[str | None] = mapped_column(String(128))
 
     chunks: Mapped[list[Chunk]] = relationship(
         back_populates="message", order_by="Chunk.seq", cascade="all, delete-orphan"
@@ -235,6 +252,10 @@ class Reader(Base):
     context_token_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Set when a send with this token failed as stale; sends then go without it.
     context_token_stale_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Accepted sends in a row answered without a message_id (silent drops), and since
+    # when the reader is held as dropping: their messages wait until they write.
+    unconfirmed_in_row: Mapped[int] = mapped_column(Integer, server_default="0")
+    dropping_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

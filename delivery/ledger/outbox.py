@@ -58,12 +58,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     Table,
     Update,
     and_,
@@ -80,53 +81,61 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
 from delivery.ledger import counters
-from delivery.ledger.models import Account, Chunk, Message, Reader
-from delivery.ledger.queries import IN_LIST_BATCH, Conversation, blocker, conversation_heads
+from delivery.ledger.models import Account, Attempt, Chunk, Message, Reader
+from delivery.ledger.queries import IN_LIST_BATCH, Conversation, conversation_heads
 from delivery.ledger.states import (
     OPEN_MESSAGE_STATES,
+    AttemptOutcome,
     ChunkStatus,
     MessageStatus,
     ParkReason,
-    SessionState,
+    Priority,
 )
 from delivery.ledger.types import UTCDateTime, clean_text
+from delivery.policy.order import order_key
 
 __all__ = [
     "Accepted",
     "Armed",
-    "Claim",
+    "Look",
     "NewMessage",
-    "Refusal",
     "accept",
     "arm",
     "arm_conversations",
     "arm_new_heads",
     "arm_parked",
-    "claim",
     "close_finished",
     "extend_deadlines",
     "extend_leases",
     "hold_parked",
     "insert_messages",
     "kill",
+    "look",
     "park",
+    "place_in_line",
     "postpone",
+    "promote_before_replies",
     "replay",
     "set_text",
     "supersede",
 ]
 
 _OPEN = [str(state) for state in OPEN_MESSAGE_STATES]
+_DELIVERED = [MessageStatus.DELIVERED.value, MessageStatus.UNCONFIRMED.value]
 _REASON_CHARS = 2000  # of why a message died
 
 
 @dataclass(frozen=True)
 class Armed:
-    """A chunk to publish after the commit, with the generation its task carries."""
+    """A chunk to offer to its account's line after the commit: the generation its
+    task carries, when it is due, its account and its place in the line
+    (:func:`~delivery.ratelimit.gate.order_key`)."""
 
     chunk_id: int
     generation: int
     countdown_seconds: float
+    account_id: str
+    order: str
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,8 @@ class NewMessage:
     # Known at enqueue: the account's session is expired; the first chunk waits parked.
     parked_on: ParkReason | None = None
     collapse_key: str | None = None
+    priority: int = Priority.PUSH
+    reply_to: str | None = None
 
 
 def _rowcount(result: object) -> int:
@@ -181,6 +192,8 @@ def insert_messages(
                     "deadline_at": deadline,
                     "replay_count": 0,
                     "collapse_key": m.collapse_key,
+                    "priority": int(m.priority),
+                    "reply_to": m.reply_to,
                 }
                 for m in messages
             ],
@@ -270,12 +283,45 @@ def _arm_where(
         .values(
             generation=Chunk.generation + 1, lease_until=due, parked_on=None, next_attempt_at=due
         )
-        .returning(Chunk.id, Chunk.generation, Chunk.next_attempt_at)
+        .returning(*_ARMED_COLUMNS)
     )
+    return _armed(rows, now)
+
+
+def _message_of_chunk(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    messages = _table(Message)
+    return select(column).where(messages.c.id == _table(Chunk).c.message_id).scalar_subquery()
+
+
+# What an arming statement returns: enough to offer the chunk to its account's line.
+_ARMED_COLUMNS = (
+    _table(Chunk).c.id,
+    _table(Chunk).c.generation,
+    _table(Chunk).c.next_attempt_at,
+    _table(Chunk).c.message_id,
+    _table(Chunk).c.seq,
+    _message_of_chunk(_table(Message).c.account_id).label("account_id"),
+    _message_of_chunk(_table(Message).c.priority).label("priority"),
+)
+
+
+def _armed(rows: Iterable[Any], now: dt.datetime) -> list[Armed]:
     return [
-        Armed(chunk_id, generation, max(0.0, (due - now).total_seconds()))
-        for chunk_id, generation, due in rows
+        Armed(
+            chunk_id,
+            generation,
+            max(0.0, (due - now).total_seconds()),
+            account_id,
+            place_in_line(message_id=message_id, seq=seq, priority=priority),
+        )
+        for chunk_id, generation, due, message_id, seq, account_id, priority in rows
     ]
+
+
+def place_in_line(*, message_id: int, seq: int, priority: int) -> str:
+    """A chunk's order key in its account's line: a started message's next part first,
+    then replies' first parts, then pushes'."""
+    return order_key(message_id=message_id, started=seq > 1, reply=priority == Priority.REPLY)
 
 
 def arm_new_heads(
@@ -295,10 +341,7 @@ def arm_new_heads(
     armed: list[Armed] = []
     for start in range(0, len(candidates), IN_LIST_BATCH):
         rows = db.execute(statement, {"ids": candidates[start : start + IN_LIST_BATCH], "now": now})
-        armed.extend(
-            Armed(chunk_id, generation, max(0.0, (due - now).total_seconds()))
-            for chunk_id, generation, due in rows
-        )
+        armed.extend(_armed(rows, now))
     return armed
 
 
@@ -333,7 +376,7 @@ def _arm_new_heads_statement() -> Update:
             ~blocked,
         )
         .values(generation=chunks.c.generation + 1, lease_until=due, next_attempt_at=due)
-        .returning(chunks.c.id, chunks.c.generation, chunks.c.next_attempt_at)
+        .returning(*_ARMED_COLUMNS)
     )
 
 
@@ -399,6 +442,31 @@ def postpone(
         values["failure_count"] = Chunk.failure_count + 1
     result = db.execute(update(Chunk).where(*_live(chunk_id, generation)).values(**values))
     return _rowcount(result) == 1
+
+
+def promote_before_replies(
+    db: Session, replies: Sequence[tuple[str, str, int]]
+) -> set[Conversation]:
+    """A new reply (account, peer, its id) carries its chat's earlier open pushes to
+    the replies' place in the line: a chat never interleaves, so what must go before
+    the reply goes with it. Returns the chats whose messages were promoted (their
+    heads are offered again, in their new place)."""
+    promoted: set[Conversation] = set()
+    for account_id, to_user_id, message_id in replies:
+        result = db.execute(
+            update(Message)
+            .where(
+                Message.account_id == account_id,
+                Message.to_user_id == to_user_id,
+                Message.status.in_(_OPEN),
+                Message.id < message_id,
+                Message.priority > Priority.REPLY,
+            )
+            .values(priority=Priority.REPLY)
+        )
+        if _rowcount(result):
+            promoted.add((account_id, to_user_id))
+    return promoted
 
 
 def extend_leases(db: Session, chunk_ids: Collection[int], *, until: dt.datetime) -> None:
@@ -505,210 +573,429 @@ def _live(chunk_id: int, generation: int | None) -> list[ColumnElement[bool]]:
 
 
 @dataclass(frozen=True)
-class Claim:
-    """A chunk claimed for one attempt: everything the call needs."""
+class Look:
+    """Everything a send task needs to know of its chunk, read in one statement under
+    the account's lock: the chunk, its message, account and reader, whether it is its
+    chat's head (``blocked_by``), and whether an earlier attempt was cut off
+    mid-call (``in_flight``). Token and texts never print."""
 
     chunk_id: int
     seq: int
-    attempt_no: int
-    chunk_count: int
+    chunk_status: str
+    generation: int
+    parked_on: str | None
+    next_attempt_at: dt.datetime
+    attempt_count: int
     failures: int
+    client_id: str
+    text: str = field(repr=False)
     message_id: int
+    message_status: str
+    chunk_count: int
+    deadline_at: dt.datetime
+    created_at: dt.datetime
     account_id: str
     to_user_id: str
+    priority: int
     base_url: str
     token: str = field(repr=False)
     token_version: int
-    client_id: str
-    text: str = field(repr=False)
-    lost_before: bool  # an earlier attempt was cut off mid-call
-    created_at: dt.datetime
-    message_sending: bool  # some chunk of the message was accepted already
     session_state: str
     session_validated_at: dt.datetime | None
+    learned_rate_per_minute: float | None
+    learned_at: dt.datetime | None
+    pace_proven_per_minute: float | None
+    cooldown_until: dt.datetime | None
+    cooldown_strikes: int
+    confirms_sends: bool
     reader_last_inbound_at: dt.datetime | None
     reader_sends_since_inbound: int
     reader_closed_reason: str | None
+    reader_unconfirmed_in_row: int
+    reader_dropping_since: dt.datetime | None
     context_token: str | None = field(repr=False)  # the reader's latest, unless stale
+    blocked_by: int | None  # the message that must go first in the chat, if any
+    in_flight: bool  # an attempt of this chunk has no answer recorded
+
+    @property
+    def message_sending(self) -> bool:
+        """Some chunk of the message was accepted already."""
+        return self.message_status == MessageStatus.SENDING
+
+    @property
+    def order(self) -> str:
+        """Its place in its account's line."""
+        return place_in_line(message_id=self.message_id, seq=self.seq, priority=self.priority)
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """Why a claim was refused; ``due_in_seconds`` when the chunk is not due yet."""
-
-    why: str
-    due_in_seconds: float | None = None
-    session_expired: bool = False
-    superseded: bool = False
-
-
-def claim(
-    db: Session,
-    chunk_id: int,
-    *,
-    generation: int | None,
-    now: dt.datetime,
-    lease_seconds: float,
-    early_seconds: float,
-    expired_may_try: bool = False,
-) -> Claim | Refusal:
-    """Under the account's send lock: re-check the chunk and take an attempt number.
-
-    The chunk must still be this task's (``generation``), pending, due (within
-    ``early_seconds``), of an open message, and the head of its conversation:
-    a replay that moved the head since the task looked makes it step aside. The
-    account row is locked, so a replay of the same account waits for this
-    transaction. The lease covers the call (``lease_seconds``). An account marked
-    expired refuses, unless ``expired_may_try`` (a trial send).
-    """
-    row = db.execute(
-        select(Chunk, Message, Account, Reader)
-        .join(Message, Message.id == Chunk.message_id)
-        .join(Account, Account.id == Message.account_id)
-        .outerjoin(
-            Reader,
-            and_(Reader.account_id == Message.account_id, Reader.peer_id == Message.to_user_id),
-        )
-        .where(Chunk.id == chunk_id)
-        .with_for_update(of=Account)
-    ).one_or_none()
+def look(db: Session, chunk_id: int, *, lock: bool = True) -> Look | None:
+    """Read the chunk with everything a send needs, in one statement; None when it is
+    not in the ledger. ``lock``: the account row is locked (on PostgreSQL; SQLite's
+    write transaction locks the database), so a replay of the same account waits."""
+    statement = _look_locked_statement() if lock else _look_statement()
+    row = db.execute(statement, {"chunk_id": chunk_id}).one_or_none()
     if row is None:
-        return Refusal(f"chunk {chunk_id} is not in the ledger")
-    chunk, message, account, reader = row
-    if chunk.status != ChunkStatus.PENDING:
-        return Refusal(f"chunk {chunk_id} was {chunk.status} meanwhile")
-    if generation is not None and chunk.generation != generation:
-        return Refusal(f"chunk {chunk_id} has a newer task", superseded=True)
-    if message.status not in OPEN_MESSAGE_STATES:
-        return Refusal(f"chunk {chunk_id} belongs to a message that is {message.status}")
-    due_in = (chunk.next_attempt_at - now).total_seconds()
-    if due_in > early_seconds:
-        return Refusal(f"chunk {chunk_id} not due yet", due_in_seconds=due_in)
-    if account.session_state == SessionState.EXPIRED and not expired_may_try:
-        return Refusal("the account's session expired", session_expired=True)
-    behind = blocker(
-        db,
-        account_id=message.account_id,
-        to_user_id=message.to_user_id,
-        message_id=message.id,
-        sending=message.status == MessageStatus.SENDING,
-        seq=chunk.seq,
+        return None
+    values = dict(row._mapping)
+    values["reader_sends_since_inbound"] = values["reader_sends_since_inbound"] or 0
+    values["reader_unconfirmed_in_row"] = values["reader_unconfirmed_in_row"] or 0
+    values["cooldown_strikes"] = values["cooldown_strikes"] or 0
+    values["confirms_sends"] = bool(values["confirms_sends"])
+    values["in_flight"] = bool(values["in_flight"])
+    return Look(**values)
+
+
+@functools.cache
+def _look_statement() -> Select[Any]:
+    chunks, messages = _table(Chunk), _table(Message)
+    accounts, readers = cast(Table, Account.__table__), cast(Table, Reader.__table__)
+    attempts = cast(Table, Attempt.__table__)
+    other = messages.alias("other")
+    earlier = chunks.alias("earlier")
+    sending = messages.c.status == MessageStatus.SENDING
+    # The head of a chat: the message sending now, else the oldest open one; within
+    # it, the first pending chunk. What stands before this chunk, if anything:
+    before = (
+        select(other.c.id)
+        .where(
+            other.c.account_id == messages.c.account_id,
+            other.c.to_user_id == messages.c.to_user_id,
+            other.c.id != messages.c.id,
+            or_(
+                and_(
+                    other.c.status == MessageStatus.SENDING,
+                    or_(~sending, other.c.id < messages.c.id),
+                ),
+                and_(~sending, other.c.status == MessageStatus.QUEUED, other.c.id < messages.c.id),
+            ),
+        )
+        .order_by(case((other.c.status == MessageStatus.SENDING, 0), else_=1), other.c.id)
+        .limit(1)
+        .scalar_subquery()
     )
-    if behind is not None:
-        return Refusal(f"chunk {chunk_id} waits behind message {behind} of its chat")
-    lost_before = chunk.attempt_count > 0
-    attempt_no = chunk.attempt_count + 1
-    db.execute(
-        update(Chunk)
-        .where(Chunk.id == chunk_id)
-        .values(attempt_count=attempt_no, lease_until=now + dt.timedelta(seconds=lease_seconds))
+    pending_before = (
+        select(earlier.c.id)
+        .where(
+            earlier.c.message_id == chunks.c.message_id,
+            earlier.c.status == ChunkStatus.PENDING,
+            earlier.c.seq < chunks.c.seq,
+        )
+        .exists()
     )
-    return Claim(
-        chunk_id=chunk.id,
-        seq=chunk.seq,
-        attempt_no=attempt_no,
-        chunk_count=message.chunk_count,
-        failures=chunk.failure_count,
-        message_id=message.id,
-        account_id=account.id,
-        to_user_id=message.to_user_id,
-        base_url=account.base_url,
-        token=account.token,
-        token_version=account.token_version,
-        client_id=chunk.client_id,
-        text=chunk.text,
-        lost_before=lost_before,
-        created_at=message.created_at,
-        message_sending=message.status == MessageStatus.SENDING,
-        session_state=account.session_state,
-        session_validated_at=account.last_validated_at,
-        context_token=(
-            reader.context_token if reader and reader.context_token_stale_at is None else None
-        ),
-        reader_last_inbound_at=reader.last_inbound_at if reader else None,
-        reader_sends_since_inbound=reader.sends_since_inbound if reader else 0,
-        reader_closed_reason=reader.closed_reason if reader else None,
+    blocked_by = func.coalesce(before, case((pending_before, messages.c.id), else_=None))
+    in_flight = (
+        select(attempts.c.id)
+        .where(attempts.c.chunk_id == chunks.c.id, attempts.c.outcome == AttemptOutcome.IN_FLIGHT)
+        .exists()
     )
+    fresh_token = case(
+        (readers.c.context_token_stale_at.is_(None), readers.c.context_token), else_=None
+    )
+    return (
+        select(
+            chunks.c.id.label("chunk_id"),
+            chunks.c.seq,
+            chunks.c.status.label("chunk_status"),
+            chunks.c.generation,
+            chunks.c.parked_on,
+            chunks.c.next_attempt_at,
+            chunks.c.attempt_count,
+            chunks.c.failure_count.label("failures"),
+            chunks.c.client_id,
+            chunks.c.text,
+            messages.c.id.label("message_id"),
+            messages.c.status.label("message_status"),
+            messages.c.chunk_count,
+            messages.c.deadline_at,
+            messages.c.created_at,
+            messages.c.account_id,
+            messages.c.to_user_id,
+            messages.c.priority,
+            accounts.c.base_url,
+            accounts.c.token,
+            accounts.c.token_version,
+            accounts.c.session_state,
+            accounts.c.last_validated_at.label("session_validated_at"),
+            accounts.c.learned_rate_per_minute,
+            accounts.c.learned_at,
+            accounts.c.pace_proven_per_minute,
+            accounts.c.cooldown_until,
+            accounts.c.cooldown_strikes,
+            accounts.c.confirms_sends,
+            readers.c.last_inbound_at.label("reader_last_inbound_at"),
+            readers.c.sends_since_inbound.label("reader_sends_since_inbound"),
+            readers.c.closed_reason.label("reader_closed_reason"),
+            readers.c.unconfirmed_in_row.label("reader_unconfirmed_in_row"),
+            readers.c.dropping_since.label("reader_dropping_since"),
+            fresh_token.label("context_token"),
+            blocked_by.label("blocked_by"),
+            in_flight.label("in_flight"),
+        )
+        .select_from(
+            chunks.join(messages, messages.c.id == chunks.c.message_id)
+            .join(accounts, accounts.c.id == messages.c.account_id)
+            .outerjoin(
+                readers,
+                and_(
+                    readers.c.account_id == messages.c.account_id,
+                    readers.c.peer_id == messages.c.to_user_id,
+                ),
+            )
+        )
+        .where(chunks.c.id == bindparam("chunk_id"))
+    )
+
+
+@functools.cache
+def _look_locked_statement() -> Select[Any]:
+    return _look_statement().with_for_update(of=cast(Table, Account.__table__))
 
 
 @dataclass(frozen=True)
 class Accepted:
-    """What an accepted chunk moved: what to publish, and whether the chat moves on."""
+    """What an accepted chunk moved: what to offer to the line, and whether the chat moves on.
+
+    ``next_part``: the message's next chunk, armed after its gap. ``armed``: every
+    chunk to offer, that one or, when the message ended, its chat's next head.
+    ``final_status``: delivered, or unconfirmed when some chunk was accepted without
+    the message_id the account's answers carry."""
 
     armed: list[Armed]
     message_final: bool
     was_final_already: bool = False
     delivered_after_all: bool = False
+    next_part: Armed | None = None
+    final_status: str | None = None
 
 
 def accept(
     db: Session,
     *,
-    chunk_id: int,
-    message_id: int,
-    seq: int,
-    chunk_count: int,
-    sending: bool,
+    look: Look,
+    attempt_no: int,
     outcome: str,
     now: dt.datetime,
     gap_seconds: float,
 ) -> Accepted:
-    """The platform accepted the chunk: mark it sent, move the message on.
+    """The platform accepted the chunk (``outcome`` accepted or unconfirmed): mark it
+    sent, move the message on.
 
-    The next chunk is due after ``gap_seconds`` and armed here; the last one
-    delivers the message. A message that died while the call was in flight (its
-    deadline) stays dead unless this was its last unsent chunk: then everything
-    did arrive, and it is delivered after all. ``seq``, ``chunk_count`` and
-    ``sending`` (the message was already sending) are what the claim read; the
-    common case then takes two or three statements.
+    The next chunk is due after ``gap_seconds`` and armed here, in the statement that
+    marks this one sent; the last one ends the message (delivered, or unconfirmed if
+    any of its chunks was) and arms its chat's next head, so the line gets it in this
+    same transaction. A message that died while the call was in flight (its deadline)
+    stays dead unless this was its last unsent chunk: then everything did arrive, and
+    it is delivered after all.
     """
-    db.execute(
-        update(Chunk)
-        .where(Chunk.id == chunk_id)
-        .values(status=ChunkStatus.SENT, sent_at=now, last_outcome=outcome)
-    )
-    if seq < chunk_count:
+    seq, message_id = look.seq, look.message_id
+    if seq < look.chunk_count:
         due = now + dt.timedelta(seconds=gap_seconds)
-        # Pending chunks exist only in open messages: the next one armed, it goes on.
-        armed = db.execute(
-            update(Chunk)
-            .where(
-                Chunk.message_id == message_id,
-                Chunk.seq == seq + 1,
-                Chunk.status == ChunkStatus.PENDING,
-            )
-            .values(
-                generation=Chunk.generation + 1,
-                lease_until=due,
-                parked_on=None,
-                next_attempt_at=due,
-            )
-            .returning(Chunk.id, Chunk.generation)
-        ).first()
-        if armed is not None:
-            if not sending:
+        rows = db.execute(
+            _accept_and_arm_statement(),
+            {
+                "b_chunk": look.chunk_id,
+                "b_message": message_id,
+                "b_next_seq": seq + 1,
+                "b_now": now,
+                "b_due": due,
+                "b_outcome": outcome,
+                "b_attempts": attempt_no,
+            },
+        ).all()
+        following = [row for row in rows if row.seq == seq + 1]
+        if following:
+            if not look.message_sending:
                 db.execute(
                     update(Message)
                     .where(Message.id == message_id, Message.status == MessageStatus.QUEUED)
                     .values(status=MessageStatus.SENDING)
                 )
-            return Accepted([Armed(armed[0], armed[1], gap_seconds)], message_final=False)
+            part = Armed(
+                following[0].id,
+                following[0].generation,
+                gap_seconds,
+                look.account_id,
+                order_key(message_id=message_id, started=True),
+            )
+            return Accepted([part], message_final=False, next_part=part)
     else:
-        has_pending = (
-            select(Chunk.id)
-            .where(Chunk.message_id == message_id, Chunk.status == ChunkStatus.PENDING)
-            .exists()
-        )
-        created_at = db.scalar(
-            update(Message)
-            .where(Message.id == message_id, Message.status.in_(_OPEN), ~has_pending)
-            .values(status=MessageStatus.DELIVERED, delivered_at=now)
-            .returning(Message.created_at)
-        )
-        if created_at is not None:
-            counters.add_delivered(db, latency_seconds=(now - created_at).total_seconds())
-            return Accepted([], message_final=True)
+        db.execute(_sent_statement(), _sent_values(look.chunk_id, now, outcome, attempt_no))
+        ended = db.execute(
+            _deliver_statement(), {"b_message": message_id, "b_now": now}
+        ).one_or_none()
+        if ended is not None:
+            created_at, status = ended
+            _count_ended(db, status, latency_seconds=(now - created_at).total_seconds())
+            woken = arm_next_head(
+                db, account_id=look.account_id, to_user_id=look.to_user_id, now=now
+            )
+            return Accepted(woken, message_final=True, final_status=status)
     return _accept_slowly(db, message_id=message_id, now=now, gap_seconds=gap_seconds)
+
+
+def _count_ended(db: Session, status: str, *, latency_seconds: float) -> None:
+    if status == MessageStatus.DELIVERED:
+        counters.add_delivered(db, latency_seconds=latency_seconds)
+    else:
+        counters.add_ended(db, status)
+
+
+def _sent_values(chunk_id: int, now: dt.datetime, outcome: str, attempts: int) -> dict[str, Any]:
+    return {"b_chunk": chunk_id, "b_now": now, "b_outcome": outcome, "b_attempts": attempts}
+
+
+@functools.cache
+def _sent_statement() -> Update:
+    chunks = _table(Chunk)
+    return (
+        update(chunks)
+        .where(chunks.c.id == bindparam("b_chunk"))
+        .values(
+            status=ChunkStatus.SENT,
+            sent_at=bindparam("b_now"),
+            last_outcome=bindparam("b_outcome"),
+            attempt_count=bindparam("b_attempts"),
+        )
+    )
+
+
+@functools.cache
+def _accept_and_arm_statement() -> Update:
+    """One statement: this chunk sent, and the message's next chunk armed after its gap."""
+    chunks = _table(Chunk)
+    this = chunks.c.id == bindparam("b_chunk")
+    return (
+        update(chunks)
+        .where(
+            chunks.c.message_id == bindparam("b_message"),
+            or_(
+                this,
+                and_(
+                    chunks.c.seq == bindparam("b_next_seq"),
+                    chunks.c.status == ChunkStatus.PENDING,
+                ),
+            ),
+        )
+        .values(
+            status=case((this, ChunkStatus.SENT.value), else_=chunks.c.status),
+            sent_at=case((this, bindparam("b_now")), else_=chunks.c.sent_at),
+            last_outcome=case((this, bindparam("b_outcome")), else_=chunks.c.last_outcome),
+            attempt_count=case((this, bindparam("b_attempts")), else_=chunks.c.attempt_count),
+            generation=case((this, chunks.c.generation), else_=chunks.c.generation + 1),
+            lease_until=case((this, chunks.c.lease_until), else_=bindparam("b_due")),
+            next_attempt_at=case((this, chunks.c.next_attempt_at), else_=bindparam("b_due")),
+            parked_on=case((this, chunks.c.parked_on), else_=None),
+        )
+        .returning(chunks.c.id, chunks.c.seq, chunks.c.generation)
+    )
+
+
+@functools.cache
+def _deliver_statement() -> Update:
+    """The message ends, if open with nothing pending: unconfirmed when any chunk was
+    accepted without a message_id, else delivered."""
+    chunks, messages = _table(Chunk), _table(Message)
+    pending = (
+        select(chunks.c.id)
+        .where(chunks.c.message_id == messages.c.id, chunks.c.status == ChunkStatus.PENDING)
+        .exists()
+    )
+    unconfirmed = (
+        select(chunks.c.id)
+        .where(
+            chunks.c.message_id == messages.c.id,
+            chunks.c.last_outcome == AttemptOutcome.UNCONFIRMED,
+        )
+        .exists()
+    )
+    return (
+        update(messages)
+        .where(messages.c.id == bindparam("b_message"), messages.c.status.in_(_OPEN), ~pending)
+        .values(
+            status=case(
+                (unconfirmed, MessageStatus.UNCONFIRMED.value),
+                else_=MessageStatus.DELIVERED.value,
+            ),
+            delivered_at=bindparam("b_now"),
+        )
+        .returning(messages.c.created_at, messages.c.status)
+    )
+
+
+def arm_next_head(
+    db: Session, *, account_id: str, to_user_id: str, now: dt.datetime
+) -> list[Armed]:
+    """Arm the chat's head (its message sending now, else its oldest open one; the
+    first pending chunk of it), in one statement: call it in the transaction that
+    ended the chat's previous message.
+
+    On PostgreSQL a message enqueued into the chat while this runs is armed by its
+    enqueuer, which waits for this transaction (see :func:`lock_chat_senders`).
+    """
+    rows = db.execute(
+        _arm_next_head_statement(), {"b_account": account_id, "b_peer": to_user_id, "b_now": now}
+    )
+    return _armed(rows, now)
+
+
+@functools.cache
+def _arm_next_head_statement() -> Update:
+    chunks, messages = _table(Chunk), _table(Message)
+    head_chunks = chunks.alias("head_chunks")
+    head = (
+        select(head_chunks.c.id)
+        .select_from(head_chunks.join(messages, messages.c.id == head_chunks.c.message_id))
+        .where(
+            messages.c.account_id == bindparam("b_account"),
+            messages.c.to_user_id == bindparam("b_peer"),
+            messages.c.status.in_(_OPEN),
+            head_chunks.c.status == ChunkStatus.PENDING,
+        )
+        .order_by(
+            case((messages.c.status == MessageStatus.SENDING, 0), else_=1),
+            messages.c.id,
+            head_chunks.c.seq,
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    now = bindparam("b_now", type_=UTCDateTime)
+    due = case(
+        (chunks.c.parked_on.is_not(None), now),
+        (chunks.c.next_attempt_at < now, now),
+        else_=chunks.c.next_attempt_at,
+    )
+    return (
+        update(chunks)
+        .where(chunks.c.id == head)
+        .values(
+            generation=chunks.c.generation + 1, lease_until=due, parked_on=None, next_attempt_at=due
+        )
+        .returning(*_ARMED_COLUMNS)
+    )
+
+
+def lock_chat_senders(db: Session, conversations: Collection[Conversation]) -> None:
+    """Wait for the sends that are ending a message in these chats (PostgreSQL).
+
+    The send that ends a chat's message arms its next head in the same transaction
+    (:func:`arm_next_head`); a message enqueued meanwhile is invisible to it. Locking
+    the chats' sending messages first makes the enqueuer's own arming wait for that
+    transaction, and then see the message ended. SQLite runs one writer at a time.
+    """
+    if not conversations or db.get_bind().dialect.name != "postgresql":
+        return
+    unique = sorted(set(conversations))
+    for start in range(0, len(unique), IN_LIST_BATCH):
+        batch = unique[start : start + IN_LIST_BATCH]
+        db.execute(
+            select(Message.id)
+            .where(
+                tuple_(Message.account_id, Message.to_user_id).in_(batch),
+                Message.status == MessageStatus.SENDING,
+            )
+            .with_for_update(read=True)
+        )
 
 
 def _accept_slowly(
@@ -742,7 +1029,8 @@ def _accept_slowly(
         .where(Chunk.id == next_id)
         .values(next_attempt_at=now + dt.timedelta(seconds=gap_seconds))
     )
-    return Accepted(arm(db, [next_id], now=now), message_final=False)
+    armed = arm(db, [next_id], now=now)
+    return Accepted(armed, message_final=False, next_part=armed[0] if armed else None)
 
 
 def _pending_seqs(db: Session, message_id: int) -> list[int]:
@@ -756,19 +1044,42 @@ def _pending_seqs(db: Session, message_id: int) -> list[int]:
 
 
 def _deliver(db: Session, message_id: int, now: dt.datetime) -> None:
-    created_at = db.scalar(
-        update(Message)
-        .where(Message.id == message_id, Message.status != MessageStatus.DELIVERED)
-        .values(status=MessageStatus.DELIVERED, delivered_at=now, dead_at=None, dead_reason=None)
-        .returning(Message.created_at)
+    unconfirmed = (
+        select(Chunk.id)
+        .where(Chunk.message_id == message_id, Chunk.last_outcome == AttemptOutcome.UNCONFIRMED)
+        .exists()
     )
-    if created_at is not None:
-        counters.add_delivered(db, latency_seconds=(now - created_at).total_seconds())
+    ended = db.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status.not_in(_DELIVERED))
+        .values(
+            status=case(
+                (unconfirmed, MessageStatus.UNCONFIRMED.value),
+                else_=MessageStatus.DELIVERED.value,
+            ),
+            delivered_at=now,
+            dead_at=None,
+            dead_reason=None,
+        )
+        .returning(Message.created_at, Message.status)
+    ).one_or_none()
+    if ended is not None:
+        _count_ended(db, ended[1], latency_seconds=(now - ended[0]).total_seconds())
 
 
-def record_outcome(db: Session, chunk_id: int, *, outcome: str) -> None:
-    """Note the class of the chunk's latest attempt (shown by ``delivery show``)."""
-    db.execute(update(Chunk).where(Chunk.id == chunk_id).values(last_outcome=outcome))
+def record_outcome(db: Session, chunk_id: int, *, outcome: str, attempt_no: int) -> None:
+    """Note the class of the chunk's latest attempt (shown by ``delivery show``) and
+    how many attempts it had."""
+    db.execute(
+        update(Chunk)
+        .where(Chunk.id == chunk_id)
+        .values(
+            last_outcome=outcome,
+            attempt_count=case(
+                (Chunk.attempt_count < attempt_no, attempt_no), else_=Chunk.attempt_count
+            ),
+        )
+    )
 
 
 def kill(

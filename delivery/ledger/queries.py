@@ -25,6 +25,7 @@ from delivery.ledger.models import Account, Chunk, Message, Reader
 from delivery.ledger.states import (
     OPEN_MESSAGE_STATES,
     ChunkStatus,
+    ClosedReason,
     MessageStatus,
     ParkReason,
     SessionState,
@@ -148,7 +149,7 @@ def due_parked_heads(
     lost (the account's session is good again; the reader wrote)."""
     heard_since = now - dt.timedelta(seconds=reader_window_seconds)
     reader_open = and_(
-        Reader.closed_reason.is_(None),
+        or_(Reader.closed_reason.is_(None), Reader.closed_reason == ClosedReason.RELEASED),
         Reader.last_inbound_at > heard_since,
         Reader.sends_since_inbound < reader_budget,
     )

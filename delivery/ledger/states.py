@@ -1,8 +1,10 @@
 """The states a message, a chunk, an attempt and a reader can be in, and what they mean.
 
 A message is ``queued`` until its first chunk is accepted, ``sending`` while some
-but not all chunks are, then ``delivered``; or ``dead`` with a reason; or
-``superseded`` by a newer message with the same collapse key. A dead or
+but not all chunks are, then ``delivered``; or ``unconfirmed`` when every chunk was
+accepted but some without the ``message_id`` the account's accepted answers carry
+(the platform's silent drop: it took the send and may never deliver it); or
+``dead`` with a reason; or ``superseded`` by a newer message with the same collapse key. A dead or
 superseded message's chunks are ``sent`` (accepted before it ended), ``failed``
 (the one that killed it) or ``unsent`` (never tried, or given up on): nothing is
 silently dropped. An open message whose chat waits for its reader (the reply
@@ -30,6 +32,7 @@ __all__ = [
     "InboundStatus",
     "MessageStatus",
     "ParkReason",
+    "Priority",
     "ReaderState",
     "SessionState",
 ]
@@ -39,6 +42,8 @@ class MessageStatus(enum.StrEnum):
     QUEUED = "queued"
     SENDING = "sending"
     DELIVERED = "delivered"
+    # Every chunk accepted, but some without a message_id: possibly dropped silently.
+    UNCONFIRMED = "unconfirmed"
     DEAD = "dead"
     SUPERSEDED = "superseded"  # a newer message with the same collapse key replaced it
     # Shown, never stored: an open message whose chat waits for its reader.
@@ -47,8 +52,21 @@ class MessageStatus(enum.StrEnum):
 
 OPEN_MESSAGE_STATES = frozenset({MessageStatus.QUEUED, MessageStatus.SENDING})
 FINAL_MESSAGE_STATES = frozenset(
-    {MessageStatus.DELIVERED, MessageStatus.DEAD, MessageStatus.SUPERSEDED}
+    {
+        MessageStatus.DELIVERED,
+        MessageStatus.UNCONFIRMED,
+        MessageStatus.DEAD,
+        MessageStatus.SUPERSEDED,
+    }
 )
+
+
+class Priority(enum.IntEnum):
+    """A message's place among its account's first parts (``messages.priority``): a
+    reply to a reader's message goes before every push not yet started."""
+
+    REPLY = 1
+    PUSH = 2
 
 
 class ChunkStatus(enum.StrEnum):
@@ -72,6 +90,9 @@ class AttemptOutcome(enum.StrEnum):
     IN_FLIGHT = "in_flight"  # written before the call; replaced by the answer's class
     LOST = "lost"  # the worker died mid-call: nobody knows whether it arrived
     ACCEPTED = "accepted"
+    # ret 0 without the message_id this account's accepted answers carry: the API took
+    # it, and the platform may have dropped it silently.
+    UNCONFIRMED = "unconfirmed"
     RATE_LIMITED = "rate_limited"
     # A bare -2: the account's limit or this reader's closed window; a probe decides,
     # and then the attempt reads rate_limited or reader_refused.
@@ -89,6 +110,9 @@ class ReaderState(enum.StrEnum):
     OPEN = "open"  # wrote within the reply window, and sends are left of their budget
     WINDOW_CLOSED = "window_closed"  # last wrote longer ago than the window (or refused)
     BUDGET_SPENT = "budget_spent"  # the sends allowed per inbound message are spent
+    # The platform accepts sends to them without a message_id and delivers none: their
+    # messages wait until they write (or an operator clears it).
+    DROPPING = "dropping"
     UNKNOWN = "unknown"  # never heard from: the pipeline only sends
 
 
@@ -97,6 +121,9 @@ class ClosedReason(enum.StrEnum):
 
     SUSPECTED = "suspected"  # a bare refusal the pipeline's probe has not decided yet
     REFUSED = "refused"  # the platform refused a send as this reader's
+    # Held as a suspect, judged the account's rate limit, and freed by the account's next
+    # accepted send: a bare refusal now (the account just proved it can send) is theirs.
+    RELEASED = "released"
 
 
 class SessionState(enum.StrEnum):

@@ -218,6 +218,16 @@ def redis_metrics(stats: RedisStats) -> Iterator[Metric]:
         for account_id, seconds in stats.cooldown_seconds.items():
             cooldown.add_metric([account_id], seconds)
         yield cooldown
+    if stats.line_waiting is not None:
+        line = GaugeMetricFamily(
+            "delivery_account_line_waiting",
+            "Parts waiting in the account's line for a send slot (the one holding the next "
+            "slot included); they have no task until their slot comes.",
+            labels=["account"],
+        )
+        for account_id, waiting in stats.line_waiting.items():
+            line.add_metric([account_id], waiting)
+        yield line
     if stats.queue_depths is not None:
         depth = GaugeMetricFamily(
             "delivery_queue_depth",

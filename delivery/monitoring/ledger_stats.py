@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, select
+from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
 from sqlalchemy import exc as sa_exc
 
 from delivery.errors import ConfigError, LedgerError
@@ -77,6 +77,7 @@ class AccountSession:
     expired_at: dt.datetime | None
     learned_per_minute: float | None = None  # its learned rate limit still in force
     learned_from: str | None = None  # ... and the evidence it was learned from
+    pace_note: str | None = None  # the latest word on its pace: learned, or why not
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class SqlLedgerSource:
         learned: float | None,
         learned_at: dt.datetime | None,
         learned_from: str | None,
+        pace_note: str | None,
     ) -> AccountSession:
         in_force = learned_rate(
             learned, learned_at, now=utcnow(), memory_seconds=self._pace_memory_seconds
@@ -147,6 +149,7 @@ class SqlLedgerSource:
             expired_at,
             learned_per_minute=in_force,
             learned_from=learned_from if in_force is not None else None,
+            pace_note=pace_note,
         )
 
     def read(self) -> LedgerStats:
@@ -186,6 +189,7 @@ class SqlLedgerSource:
                             Account.learned_rate_per_minute,
                             Account.learned_at,
                             Account.learned_from,
+                            Account.pace_note,
                         ).order_by(Account.id)
                     )
                 ]
@@ -243,6 +247,13 @@ class SqlLedgerSource:
         """Each reader's state, as :func:`delivery.policy.readers.reader_state` reads it."""
         heard = Reader.last_inbound_at
         return case(
+            (
+                and_(
+                    Reader.dropping_since.is_not(None),
+                    or_(heard.is_(None), heard < Reader.dropping_since),
+                ),
+                ReaderState.DROPPING,
+            ),
             (
                 and_(heard.is_not(None), heard <= now - self._reader_window),
                 ReaderState.WINDOW_CLOSED,

@@ -1,4 +1,4 @@
-"""What Redis says: Celery queue depths (broker) and account cooldowns (account gate).
+"""What Redis says: Celery queue depths (broker), account cooldowns and lines (account gate).
 
 Keys read, never written::
 
@@ -11,9 +11,10 @@ matters: an unreachable Redis leaves its numbers out (``None``) and the
 collector reports ``delivery_exporter_redis_up 0``. Redis errors are translated
 at this boundary only.
 
-A task waiting on a countdown (backoff, cooldown, chunk gap) is held unacked by
-a worker, not in its queue's list: queue depth counts tasks ready to run now.
-The ledger's ``delivery_chunks_waiting`` counts everything not yet sent.
+A part waiting for its account's next slot has no task: it waits in the account's
+line (``delivery_account_line_waiting``). A task whose slot lies ahead is held
+unacked by a worker, not in its queue's list: queue depth counts tasks ready to
+run now. The ledger's ``delivery_chunks_waiting`` counts everything not yet sent.
 
 Example::
 
@@ -32,7 +33,7 @@ from typing import Protocol
 import redis
 
 from delivery.errors import LimiterUnavailable
-from delivery.ratelimit.gate import AccountGate
+from delivery.ratelimit.gate import AccountGate, AccountState
 
 __all__ = ["PRIORITY_STEPS", "RedisSource", "RedisStats", "RedisStatsSource", "queue_keys"]
 
@@ -53,6 +54,7 @@ class RedisStats:
     queue_depths: Mapping[str, int] | None
     cooldown_seconds: Mapping[str, float] | None
     error: str | None = None  # why a part is missing, for the exporter's log
+    line_waiting: Mapping[str, int] | None = None  # parts in each account's line
 
     @property
     def up(self) -> bool:
@@ -77,8 +79,13 @@ class RedisSource:
         """Depth of each queue and cooldown left (seconds) of each account."""
         errors: list[str] = []
         depths = self._queue_depths(errors)
-        cooldowns = self._cooldowns(account_ids, errors)
-        return RedisStats(depths, cooldowns, "; ".join(errors) or None)
+        states = self._states(account_ids, errors)
+        return RedisStats(
+            depths,
+            None if states is None else {a: s.cooldown_seconds for a, s in states.items()},
+            "; ".join(errors) or None,
+            line_waiting=None if states is None else {a: s.waiting for a, s in states.items()},
+        )
 
     def _queue_depths(self, errors: list[str]) -> dict[str, int] | None:
         try:
@@ -95,9 +102,11 @@ class RedisSource:
             queue: sum(lengths[i * steps : (i + 1) * steps]) for i, queue in enumerate(self._queues)
         }
 
-    def _cooldowns(self, account_ids: Sequence[str], errors: list[str]) -> dict[str, float] | None:
+    def _states(
+        self, account_ids: Sequence[str], errors: list[str]
+    ) -> dict[str, AccountState] | None:
         try:
-            return {a: self._gate.state(a).cooldown_seconds for a in account_ids}
+            return {a: self._gate.state(a) for a in account_ids}
         except LimiterUnavailable as exc:
             errors.append(str(exc))
             return None

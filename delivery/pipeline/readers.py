@@ -16,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from delivery.ledger.attempts import AttemptResult
-from delivery.ledger.states import AttemptOutcome, ReaderState
+from delivery.ledger.states import AttemptOutcome, ClosedReason, ReaderState
 from delivery.pipeline.job import Job
 from delivery.policy.readers import Refusal, judge_refusal, notice_for, reader_state, sends_left
 from delivery.ratelimit.gate import AccountGate
@@ -43,6 +44,8 @@ class ReaderFacts(Protocol):
     def reader_sends_since_inbound(self) -> int: ...
     @property
     def reader_closed_reason(self) -> str | None: ...
+    @property
+    def reader_dropping_since(self) -> dt.datetime | None: ...
     @property
     def created_at(self) -> dt.datetime: ...
 
@@ -70,6 +73,7 @@ class ReaderView:
             now=now,
             window_seconds=settings.reader_window_seconds,
             budget=settings.reader_budget,
+            dropping_since=facts.reader_dropping_since,
         )
         left = sends_left(
             last_inbound_at=facts.reader_last_inbound_at,
@@ -80,8 +84,13 @@ class ReaderView:
 
     @property
     def waiting(self) -> bool:
-        """The platform would refuse a send: the chat waits for its reader to write."""
-        return self.state in (ReaderState.WINDOW_CLOSED, ReaderState.BUDGET_SPENT)
+        """The platform would refuse a send, or drop it silently: the chat waits for its
+        reader to write."""
+        return self.state in (
+            ReaderState.WINDOW_CLOSED,
+            ReaderState.BUDGET_SPENT,
+            ReaderState.DROPPING,
+        )
 
 
 def text_with_notice(text: str, *, view: ReaderView, parts_after: int, template: str) -> str:
@@ -99,12 +108,23 @@ def text_with_notice(text: str, *, view: ReaderView, parts_after: int, template:
 
 @dataclass(frozen=True)
 class Judged:
-    """A result after the verdict on a bare refusal, and what the verdict settled."""
+    """A result after the verdict on a bare refusal, and what the verdict settled.
+
+    ``confirmed``: held chats now known their readers' (a send was accepted after
+    them). ``released``: held chats now known the account's limit; they stay held
+    until the account's next accepted send. ``go_again``: chats released earlier,
+    free to go now that a send was accepted. ``streak_began``: when the first
+    refusal of this rate limit came (an earlier suspect's), s since the epoch."""
 
     result: AttemptResult
     verdict: Refusal | None = None
-    confirmed: dict[str, Suspect] = field(default_factory=dict)  # held chats: readers'
-    released: dict[str, Suspect] = field(default_factory=dict)  # held chats: rate limit
+    confirmed: dict[str, Suspect] = field(default_factory=dict)
+    released: dict[str, Suspect] = field(default_factory=dict)
+    go_again: dict[str, Suspect] = field(default_factory=dict)
+    streak_began: float | None = None
+    tentative: bool = False  # a rate limit judged from unknown readers alone: teach later,
+    # and hold this chat as well as the other suspects (it goes again after an accepted send)
+    released_reader: bool = False  # the reader was a released suspect (see readers policy)
 
 
 def judge(
@@ -115,9 +135,11 @@ def judge(
     gate: AccountGate,
     probe: RefusalProbe,
     probe_pause_seconds: float,
+    suspects_held: bool,
 ) -> Judged:
     """Decide a bare refusal (see :func:`~delivery.policy.readers.judge_refusal`), and
-    settle the suspects held before when this send decides them.
+    settle the suspects held before when this send decides them. ``suspects_held``:
+    the gate said readers are held on a bare refusal (else nothing is looked up).
 
     Raises:
         LimiterUnavailable: Redis is unreachable (the caller waits; nothing moved).
@@ -127,24 +149,53 @@ def judge(
         if outcome == AttemptOutcome.REFUSED:
             return Judged(dataclasses.replace(result, outcome=AttemptOutcome.RATE_LIMITED))
         return Judged(result)
-    if outcome == AttemptOutcome.ACCEPTED:
-        return Judged(result, confirmed=probe.settle(job.account_id))
+    released_reader = job.reader_closed_reason == ClosedReason.RELEASED
+    if outcome in (AttemptOutcome.ACCEPTED, AttemptOutcome.UNCONFIRMED):
+        if not suspects_held:
+            return Judged(result, released_reader=released_reader)
+        held, released = probe.settle(job.account_id)
+        return Judged(result, confirmed=held, go_again=released, released_reader=released_reader)
     if outcome == AttemptOutcome.RATE_LIMITED:
-        return Judged(result, released=probe.settle(job.account_id))
+        held = probe.release(job.account_id) if suspects_held else {}
+        return Judged(result, released=held, streak_began=_first(held))
     if outcome != AttemptOutcome.REFUSED:
         return Judged(result)
+    others = probe.held_others(job.account_id, job.to_user_id) if suspects_held else {}
+    released_reader = job.reader_closed_reason == ClosedReason.RELEASED
+    streak = job.cooldown_strikes > 0 or gate.state(job.account_id).strikes > 0
     verdict = judge_refusal(
         reader=view.state,
-        rate_limit_streak=gate.state(job.account_id).strikes > 0,
-        other_suspects=probe.others(job.account_id, job.to_user_id),
+        rate_limit_streak=streak,
+        other_suspects=len(others),
+        released=released_reader,
     )
     if verdict == Refusal.READER:
-        judged = _as(result, AttemptOutcome.READER_REFUSED, "this reader's window or budget")
-        return Judged(judged, verdict)
+        why = (
+            "refused again right after the account proved it can send: this reader's window"
+            if released_reader and view.state == ReaderState.UNKNOWN
+            else "this reader's window or budget"
+        )
+        judged = _as(result, AttemptOutcome.READER_REFUSED, why)
+        return Judged(judged, verdict, released_reader=released_reader)
     if verdict == Refusal.RATE_LIMIT:
         judged = _as(result, AttemptOutcome.RATE_LIMITED, "the account's rate limit")
-        return Judged(judged, verdict, released=probe.settle(job.account_id))
-    probe.suspect(job.account_id, job.to_user_id, Suspect(job.chunk_id, job.attempt_id))
+        held = probe.release(job.account_id) if others else {}
+        tentative = bool(others) and not streak and view.state == ReaderState.UNKNOWN
+        if tentative:
+            # this reader is a suspect as much as the others: held with them
+            probe.suspect(
+                job.account_id,
+                job.to_user_id,
+                Suspect(job.chunk_id, job.attempt_id, at=time.time(), released=True),
+            )
+        return Judged(
+            judged, verdict, released=held, streak_began=_first(held), tentative=tentative
+        )
+    probe.suspect(
+        job.account_id,
+        job.to_user_id,
+        Suspect(job.chunk_id, job.attempt_id, at=time.time()),
+    )
     if probe_pause_seconds > 0:
         gate.cool_down(job.account_id, probe_pause_seconds)
     log.info(
@@ -154,6 +205,10 @@ def judge(
         job.to_user_id,
     )
     return Judged(result, verdict)
+
+
+def _first(suspects: dict[str, Suspect]) -> float | None:
+    return min((s.at for s in suspects.values() if s.at), default=None)
 
 
 def _as(result: AttemptResult, outcome: AttemptOutcome, why: str) -> AttemptResult:

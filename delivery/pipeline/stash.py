@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 STASH_TTL_SECONDS = 7 * 86_400  # longer than any delivery deadline worth keeping
 # What the recording of an answer does not need, and a stash must not keep.
-_SECRETS = frozenset({"token", "text", "context_token", "base_url"})
+_SECRETS = frozenset({"token", "text", "context_token", "base_url", "client_id"})
 
 
 def _encoded(value: object) -> object:
@@ -109,7 +109,7 @@ class AnswerStash:
 def _loaded(payload: dict[str, Any]) -> tuple[Job, AttemptResult]:
     fields: dict[str, Any] = {name: _decoded(value) for name, value in payload["job"].items()}
     # The call is over: what it needed (token, text, context token) is not kept.
-    job = Job(**fields, base_url="", token="", text="", context_token=None)
+    job = Job(**fields, base_url="", token="", text="", client_id="", context_token=None)
     answer = payload["answer"]
     result = AttemptResult(
         outcome=AttemptOutcome(payload["outcome"]),

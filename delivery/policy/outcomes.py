@@ -4,6 +4,7 @@
 outcome                 next
 ======================  =====================================================
 accepted                chunk sent; message delivered if it was the last
+unconfirmed             the same (the API took it); the message ends unconfirmed
 rate_limited            account-wide cooldown; wait it out; no budget spent
 reader_refused          this chat waits for its reader (parked until they write
                         or the hold limit); no budget, no cooldown, nothing learned
@@ -76,7 +77,7 @@ def decide(
         ValueError: ``outcome`` is not the outcome of a finished attempt.
     """
     match outcome:
-        case AttemptOutcome.ACCEPTED:
+        case AttemptOutcome.ACCEPTED | AttemptOutcome.UNCONFIRMED:
             return Decision(Step.DELIVERED if last_chunk else Step.SENT)
         case AttemptOutcome.RATE_LIMITED:
             return Decision(Step.COOL_DOWN)

@@ -6,8 +6,10 @@ Pure functions; the pipeline and the views apply them.
 and while sends are left of ``budget`` per message; ``window_closed`` or
 ``budget_spent`` otherwise, or when the platform refused a send as theirs since
 they last wrote (``closed_reason`` "refused"; a "suspected" refusal the probe
-has not decided leaves the state as it was); ``unknown`` when they never wrote
-(the pipeline only sends).
+has not decided leaves the state as it was); ``dropping`` when the platform took
+their last sends without a ``message_id`` (silent drops, ``dropping_since``) and
+they have not written since; ``unknown`` when they never wrote (the pipeline only
+sends).
 
 **A bare ``{"ret": -2}``** is the account's rate limit *or* this reader's closed
 window or spent budget. :func:`judge_refusal` decides from evidence:
@@ -23,9 +25,22 @@ otherwise (unknown reader)                            suspect: hold the chat, pa
                                                       next send of another reader
                                                       decide
 ... that send accepted                                the suspects were readers'
-... refused by an open reader, or by the             rate limit: the suspects'
-    ``suspects_for_rate_limit``-th unknown one        chats go after the cooldown
+... refused by an open reader, or by a second        rate limit: the suspects'
+    unknown one (``suspects_for_rate_limit``)         chats stay held until the
+                                                      account's next accepted send
+a reader released by that send, refused again         theirs: the account had just
+                                                      proved it can send
 ====================================================  ==========================
+
+Why two unknown readers make a rate limit, not three: every send made during a
+lockout makes it longer, so the cheapest safe reading spends at most one more send
+on the question. Two unknown readers refused back to back, with nothing accepted
+between, are far likelier one lockout than two closed windows; a known-open reader
+decides at once. The suspects' chats do not go again when the cooldown ends (one
+of them would be the probe, and a closed window would pass for the lockout going
+on, cooldown after cooldown): they wait for the account's next accepted send, and
+are judged afresh then: refused again, right after the account proved it can send,
+they are the readers' (and what the verdict would have taught is dropped).
 
 A chat held as a suspect is looked at again after ``recheck_seconds`` if nothing
 decided (one reader only: no other send to probe with).
@@ -53,7 +68,7 @@ __all__ = [
 ]
 
 # Distinct unknown readers refused in a row (none accepted between) that make a rate limit.
-SUSPECTS_FOR_RATE_LIMIT = 3
+SUSPECTS_FOR_RATE_LIMIT = 2
 
 
 class Refusal(enum.StrEnum):
@@ -72,8 +87,11 @@ def reader_state(
     now: dt.datetime,
     window_seconds: float,
     budget: int,
+    dropping_since: dt.datetime | None = None,
 ) -> ReaderState:
     """The reader's state at ``now``; see the module docstring."""
+    if dropping_since is not None and (last_inbound_at is None or last_inbound_at < dropping_since):
+        return ReaderState.DROPPING
     if last_inbound_at is not None:
         if (now - last_inbound_at).total_seconds() >= window_seconds:
             return ReaderState.WINDOW_CLOSED
@@ -99,15 +117,19 @@ def judge_refusal(
     reader: ReaderState,
     rate_limit_streak: bool,
     other_suspects: int,
+    released: bool = False,
     suspects_for_rate_limit: int = SUSPECTS_FOR_RATE_LIMIT,
 ) -> Refusal:
     """What a bare refusal of a send to a reader in state ``reader`` means.
 
     ``rate_limit_streak``: the account's last verdict was a rate limit and no send
     was accepted since. ``other_suspects``: other readers held as suspects since
-    the last accepted send.
+    the last accepted send. ``released``: this reader was a suspect that a rate limit
+    released, and the account has accepted a send since.
     """
-    if reader in (ReaderState.WINDOW_CLOSED, ReaderState.BUDGET_SPENT):
+    if reader in (ReaderState.WINDOW_CLOSED, ReaderState.BUDGET_SPENT, ReaderState.DROPPING):
+        return Refusal.READER
+    if released and not rate_limit_streak:
         return Refusal.READER
     if rate_limit_streak or reader == ReaderState.OPEN:
         return Refusal.RATE_LIMIT

@@ -55,17 +55,19 @@ def cooldown_seconds(
     strikes: int,
     base_seconds: float,
     max_seconds: float,
+    growth: float = 2.0,
     rng: random.Random | None = None,
 ) -> float:
     """How long an account pauses after its ``strikes``-th consecutive rate limit.
 
-    Doubles per strike from ``base_seconds``, with up to 25% jitter, capped at
-    ``max_seconds``; never zero. Platform limits last minutes and grow when
-    hammered, so a cooldown is long and only one probe goes out when it ends.
+    ``base_seconds`` times ``growth`` per strike after the first (each one is a
+    refused probe), with up to 25% jitter, capped at ``max_seconds``; never zero.
+    Platform penalties last minutes to hours and grow with every send made during
+    one, so a cooldown is long and only one probe goes out when it ends.
     """
     if strikes < 1:
         raise ValueError(f"strikes must be at least 1, not {strikes}")
-    step = min(max_seconds, base_seconds * 2.0 ** min(strikes - 1, 62))
+    step = min(max_seconds, base_seconds * growth ** min(strikes - 1, 62))
     return min(max_seconds, step * (rng or _RNG).uniform(1.0, 1.0 + _COOLDOWN_JITTER))
 
 

@@ -1,80 +1,114 @@
 """The account gate: one send in flight per account, at the account's rate, never
-during a cooldown, for every worker process on every host.
+during a cooldown, for every worker process on every host, and a line that hands
+each slot to the next part instead of letting parts poll for it.
 
 Key schema (``{prefix}`` is ``DELIVERY_REDIS_KEY_PREFIX``; the account id sits in
 a hash tag, so one account's keys share a Redis Cluster slot)::
 
     {prefix}:acct:{<account>}:lock       token of the send in flight (PX = lock TTL)
-    {prefix}:acct:{<account>}:next       when the next send may start (ms)
-    {prefix}:acct:{<account>}:latency    moving average of a send's grant -> answer (ms)
-    {prefix}:acct:{<account>}:granted    when the send in flight was granted (ms)
-    {prefix}:acct:{<account>}:line       waiters (tickets) by order key: who goes next
-    {prefix}:acct:{<account>}:back       waiters by when they are expected back
-    {prefix}:acct:{<account>}:weight     waiters' sends still needed by their message
-    {prefix}:acct:{<account>}:per_send   moving average of the time between sends (ms)
-    {prefix}:acct:{<account>}:last_grant when the last send was granted (ms)
+    {prefix}:acct:{<account>}:holder     the next slot, reserved for one part (a published task)
+    {prefix}:acct:{<account>}:next       GCRA: when the next send may start (ms)
     {prefix}:acct:{<account>}:cooldown   exists while the account cools down (PX = left)
-    {prefix}:acct:{<account>}:strikes    consecutive rate-limit answers
+    {prefix}:acct:{<account>}:ready      parts due, by their place in the line
+    {prefix}:acct:{<account>}:later      parts not due yet, by when they are due
+    {prefix}:acct:{<account>}:waiters    each waiting part's generation, place and due time
     {prefix}:acct:{<account>}:sends      accepted sends of the last 10 minutes (evidence)
+    {prefix}:acct:{<account>}:strikes    consecutive rate-limit verdicts
+    {prefix}:acct:{<account>}:run        accepted sends at the account's pace since a refusal
+    {prefix}:acct:{<account>}:answered   when the last send was answered (ms)
+    {prefix}:acct:{<account>}:suspects   readers held on a bare refusal (``suspects.py``)
+    {prefix}:acct:{<account>}:streak_at  when the current streak's first refusal came (ms)
 
-**The line.** Waiters go in the order of their order key (:func:`order_key`): the
-next part of a message already started before any first part, and older messages
-first. A reader who saw part 1 gets part 2 at the account's next slot, not after
-the whole backlog; still one send in flight, never over the rate.
+**The line.** A part that may be sent joins its account's line (:meth:`offer`), in
+the order of its order key (:func:`order_key`): the next part of a message already
+started first, then first parts of replies, then first parts of pushes, older
+messages first within each. Nobody polls: when the account's next slot is free
+(no send in flight, none reserved), the first part due by then gets it, and the
+caller publishes that part's task to run at the slot's time (:class:`Pick`). The
+task's run takes the lock (:meth:`acquire`), sends, and hands the slot on
+(:meth:`handoff`), which reserves the next one for the next part. So a paced part
+is one task run, and the worker never idles while a part is due.
 
 **The rate.** Sends are spaced one interval apart, counted from the *answer* of the
-previous send as well as from its start: the platform counts a send when it
-arrives, which is somewhere between the two, so network jitter never lets two
-sends land closer than an interval. An account whose limit was learned
-(:mod:`delivery.ratelimit.learning`) passes its learned rate to :meth:`acquire`.
+previous send: the platform counts a send when it arrives, somewhere between the
+call and its answer, so network jitter never lets two sends land closer than an
+interval. An account whose limit was learned passes its learned rate.
 
-**Fails closed.** When Redis cannot be reached, :meth:`AccountGate.acquire`
-raises :class:`~delivery.errors.LimiterUnavailable` and nothing is sent. Sending
+**Cooldowns.** During a cooldown no slot is given out: the part holding the next
+slot waits for its end, and it alone goes then (the probe). Whatever the line holds,
+a cooldown costs at most one send.
+
+**Fails closed.** When Redis cannot be reached, every method raises
+:class:`~delivery.errors.LimiterUnavailable` and nothing is sent. Sending
 without the gate could put two sends of one account in flight and trip the
 platform's limit, which lasts minutes and grows when hammered; waiting costs
 only time, and the chunk stays pending in the ledger. Redis errors are
-translated at this boundary only.
+translated at this boundary only. The Lua scripts are in ``ratelimit/lua/``, each
+headed by its KEYS/ARGV contract.
 
 Example::
 
-    gate = AccountGate(redis.Redis.from_url(url), rate=Rate(per_minute=15, burst=2),
+    gate = AccountGate(redis.Redis.from_url(url), rate=Rate(per_minute=15),
                        lock_ttl_seconds=60)
-    decision = gate.acquire("bot-1", ticket="42", order=order_key(message_id=7, seq=1))
+    picks = gate.offer("bot-1", [Offer(ticket="42", generation=1, order=order_key(...))])
+    ...publish each pick's task, to run in pick.in_seconds...
+    decision = gate.acquire("bot-1", ticket="42", generation=1)   # in that task
     if decision.granted:
-        try:
-            ...send...
-            gate.answered("bot-1", accepted=True)
-        finally:
-            gate.release("bot-1", decision.token)
+        ...send...
+        picks = gate.handoff("bot-1", token=decision.token, answered=True, accepted=True)
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 
 import redis
 
 from delivery.errors import LimiterUnavailable
-from delivery.ratelimit import scripts
+from delivery.policy.order import order_key
 
-__all__ = ["AccountGate", "AccountState", "Decision", "Rate", "order_key"]
+__all__ = [
+    "AccountGate",
+    "AccountState",
+    "Decision",
+    "Handoff",
+    "Offer",
+    "Pick",
+    "Rate",
+    "order_key",
+]
 
-RESERVATION_GRACE_MS = 5_000  # a loaded worker may run a task this late
-LOOK_AHEAD = 8  # waiters this near the front check who is really coming before them
-BUSY_POLL_MS = 100  # a send in flight takes tens of ms; look again soon, not at its lock's TTL
+EARLY_MS = 3  # a task this close to its slot may go: never a retry for a few ms
 EVIDENCE_HORIZON_MS = 600_000  # accepted sends kept as evidence of the platform's limit
 EVIDENCE_MAX_SENDS = 5_000
-_STARTED = 0.0  # order class of the next part of a message already started
-_FIRST = 2.0**40  # ... of a first part (message ids stay far below 2**40)
+LINE_KEEP_MS = 7 * 86_400_000  # a line nobody touches for a week is gone (its parts are
+# pending in the ledger, and the reconciler offers them again)
+AT_PACE_FACTOR = 1.5  # an accepted send within this many intervals of the last answer is
+# a send at the account's pace (the line kept it busy)
+PREEMPT_MIN_MS = 500  # a reserved slot further away may go to a part that is better placed
+GRACE_MIN_MS = 5_000  # a reserved slot waits at least this long past its time for its task
 
+GRANTED, COOLING, PACED, QUEUED, STALE, UNKNOWN = 0, 1, 3, 4, 5, 6
 
-def order_key(*, message_id: int, seq: int) -> float:
-    """A waiter's place in its account's line: the next part of a started message
-    before any first part; older messages (smaller ids, enqueued first) first."""
-    return (_STARTED if seq > 1 else _FIRST) + message_id
+_KEYS = (
+    "lock",
+    "holder",
+    "next",
+    "cooldown",
+    "ready",
+    "later",
+    "waiters",
+    "sends",
+    "strikes",
+    "run",
+    "answered",
+    "suspects",
+    "streak_at",
+)
 
 
 @dataclass(frozen=True)
@@ -101,31 +135,84 @@ class Rate:
 
 
 @dataclass(frozen=True)
+class Offer:
+    """A part that joins its account's line: ``due_in_seconds`` from now (a chunk gap,
+    a backoff), in the place ``order`` (:func:`order_key`)."""
+
+    ticket: str
+    generation: int
+    order: str
+    due_in_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The next slot was reserved for this part: publish its task to run in
+    ``in_seconds``."""
+
+    ticket: str
+    generation: int
+    in_seconds: float
+
+
+@dataclass(frozen=True)
 class Decision:
-    """The gate's answer. ``granted`` with a lock ``token``, or why not and for how long."""
+    """What :meth:`AccountGate.acquire` said to a task.
+
+    ``granted`` with a lock ``token``: send now. ``wait_seconds`` > 0: the slot is
+    this task's, later (its own, or after a cooldown): run again then. Otherwise the
+    task has nothing to do: its part waits in the line (``queued``), a newer task
+    holds its slot (``stale``), or the line does not know it (``unknown``: the
+    caller looks at the ledger and offers it). ``pick``: a slot this call reserved
+    for another part, whose task the caller publishes. ``suspects``: readers are
+    held on a bare refusal, for this send to decide.
+    """
 
     status: int
-    wait_seconds: float
+    wait_seconds: float = 0.0
     token: str | None = None
+    pick: Pick | None = None
+    suspects: bool = False
 
     @property
     def granted(self) -> bool:
-        return self.status == scripts.GRANTED
+        return self.status == GRANTED
 
     @property
-    def scheduled(self) -> bool:
-        """The wait is this caller's own (its turn in the line, a short poll), not
-        shared with every other waiter of the account (a cooldown)."""
-        return self.status in (scripts.PACED, scripts.BUSY)
+    def waits(self) -> bool:
+        return self.status in (COOLING, PACED)
+
+    @property
+    def queued(self) -> bool:
+        return self.status == QUEUED
+
+    @property
+    def stale(self) -> bool:
+        return self.status == STALE
+
+    @property
+    def unknown(self) -> bool:
+        return self.status == UNKNOWN
 
     @property
     def reason(self) -> str:
         return {
-            scripts.GRANTED: "granted",
-            scripts.COOLING: "account cooling down after a rate limit",
-            scripts.BUSY: "another send of this account is in flight",
-            scripts.PACED: "waiting for its turn at the account's send rate",
+            GRANTED: "granted",
+            COOLING: "its slot comes when the account's cooldown ends",
+            PACED: "its slot comes at the account's rate",
+            QUEUED: "waits in the account's line; its task is published when its slot comes",
+            STALE: "a newer task holds its slot",
+            UNKNOWN: "not in the account's line",
         }[self.status]
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What :meth:`AccountGate.handoff` did: the slot reserved next (publish its
+    task), and the run of accepted sends at the account's pace so far."""
+
+    pick: Pick | None
+    run: int
 
 
 @dataclass(frozen=True)
@@ -135,7 +222,7 @@ class AccountState:
     cooldown_seconds: float
     strikes: int
     send_in_flight: bool
-    waiting: int  # waiters in the account's line
+    waiting: int  # parts in the account's line, the one holding the next slot included
 
 
 @contextmanager
@@ -144,6 +231,22 @@ def _translated() -> Iterator[None]:
         yield
     except redis.RedisError as exc:
         raise LimiterUnavailable(f"Redis for the rate limiter is unreachable: {exc}") from exc
+
+
+def _script(name: str) -> str:
+    folder = resources.files("delivery.ratelimit") / "lua"
+    return (folder / "line.lua").read_text("utf-8") + "\n" + (folder / name).read_text("utf-8")
+
+
+def _pick(values: Sequence[object]) -> Pick | None:
+    if len(values) < 3:
+        return None
+    ticket, generation, in_ms = values[:3]
+    return Pick(_text(ticket), int(str(generation)), max(0, int(str(in_ms))) / 1000)
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 class AccountGate:
@@ -162,102 +265,147 @@ class AccountGate:
         self.rate = rate
         self._lock_ttl_ms = max(1, round(lock_ttl_seconds * 1000))
         self._prefix = prefix
-        self._strikes_ttl_seconds = max(1, round(strikes_ttl_seconds))
-        self._acquire = client.register_script(scripts.ACQUIRE)
-        self._answered = client.register_script(scripts.ANSWERED)
-        self._leave = client.register_script(scripts.LEAVE)
-        self._expect = client.register_script(scripts.EXPECT)
-        self._release = client.register_script(scripts.RELEASE)
-        self._cool_down = client.register_script(scripts.COOL_DOWN)
+        self._strikes_ttl_ms = max(1000, round(strikes_ttl_seconds * 1000))
+        self._acquire = client.register_script(_script("acquire.lua"))
+        self._offer = client.register_script(_script("offer.lua"))
+        self._handoff = client.register_script(_script("handoff.lua"))
+        self._leave = client.register_script(_script("leave.lua"))
+        self._cool_down = client.register_script(_script("cool_down.lua"))
+        self._rate_limited = client.register_script(_script("rate_limited.lua"))
 
     def key(self, account_id: str, name: str) -> str:
-        """The Redis key ``name`` (lock, next, line, cooldown, ...) of an account."""
+        """The Redis key ``name`` (lock, next, ready, cooldown, ...) of an account."""
         return f"{self._prefix}:acct:{{{account_id}}}:{name}"
 
-    def acquire(
-        self,
-        account_id: str,
-        *,
-        ticket: str,
-        order: float = _FIRST,
-        weight: int = 1,
-        learned_per_minute: float | None = None,
-    ) -> Decision:
-        """Take the account's lock and a rate slot if ``ticket`` is first in line.
+    def _keys(self, account_id: str) -> list[str]:
+        return [self.key(account_id, name) for name in _KEYS]
 
-        ``ticket`` names the caller across retries (a chunk id), ``order`` its
-        place in the line (:func:`order_key`) and ``weight`` the sends its message
-        still needs (itself included): those behind it are told when their turn
-        should come from the weights before them. Not yet its turn: it is told when
-        to come back. ``learned_per_minute``: the account's learned limit, if lower
-        than the configured rate.
+    def _grace_ms(self, rate: Rate) -> int:
+        return max(self._lock_ttl_ms, 2 * rate.interval_ms, GRACE_MIN_MS)
+
+    def acquire(self, account_id: str, *, ticket: str, generation: int) -> Decision:
+        """A task of part ``ticket`` runs: take the send lock if the slot is its own.
 
         Raises:
             LimiterUnavailable: Redis is unreachable (fail closed: do not send).
         """
-        rate = self.rate.at_most(learned_per_minute)
         token = secrets.token_hex(8)
-        names = (
-            "cooldown",
-            "lock",
-            "next",
-            "line",
-            "back",
-            "latency",
-            "granted",
-            "weight",
-            "per_send",
-            "last_grant",
-        )
-        keys = [self.key(account_id, n) for n in names]
-        args: list[str | int | float] = [
+        args: list[str | int] = [
             ticket,
-            order,
+            generation,
             token,
             self._lock_ttl_ms,
+            EARLY_MS,
+            self.rate.tolerance_ms,
+            self._grace_ms(self.rate),
+            LINE_KEEP_MS,
+        ]
+        with _translated():
+            reply = self._acquire(keys=self._keys(account_id), args=args)
+        status, wait_ms, held = int(reply[0]), int(reply[1]), int(reply[2])
+        return Decision(
+            status,
+            wait_seconds=max(0, wait_ms) / 1000,
+            token=token if status == GRANTED else None,
+            pick=_pick(reply[3:]),
+            suspects=held > 0,
+        )
+
+    def offer(self, account_id: str, offers: Sequence[Offer]) -> Pick | None:
+        """Parts join the account's line; returns the slot reserved now, if any.
+
+        Raises:
+            LimiterUnavailable: Redis is unreachable.
+        """
+        args: list[str | int | float] = [
+            self.rate.tolerance_ms,
+            self._grace_ms(self.rate),
+            LINE_KEEP_MS,
+            PREEMPT_MIN_MS,
+            len(offers),
+        ]
+        for offer in offers:
+            due_ms = max(0, round(offer.due_in_seconds * 1000))
+            args += [offer.ticket, offer.generation, offer.order, due_ms]
+        with _translated():
+            reply = self._offer(keys=self._keys(account_id), args=args)
+        return _pick(reply)
+
+    def kick(self, account_id: str) -> Pick | None:
+        """Reserve the next slot if nobody holds it (a slot's task was lost)."""
+        return self.offer(account_id, [])
+
+    def handoff(
+        self,
+        account_id: str,
+        *,
+        token: str | None,
+        answered: bool,
+        accepted: bool = False,
+        learned_per_minute: float | None = None,
+        offers: Sequence[Offer] = (),
+    ) -> Handoff:
+        """The task is done with its slot: release the lock, move the rate on from
+        this answer (``answered``: the platform was called), keep an accepted send as
+        evidence, let ``offers`` join the line, and reserve the next slot.
+
+        Raises:
+            LimiterUnavailable: Redis is unreachable (the lock then expires by itself).
+        """
+        rate = self.rate.at_most(learned_per_minute)
+        args: list[str | int | float] = [
+            token or "",
+            int(answered),
+            int(accepted),
             rate.interval_ms,
             rate.tolerance_ms,
             self._grace_ms(rate),
-            BUSY_POLL_MS,
-            LOOK_AHEAD,
-            max(1, weight),
+            LINE_KEEP_MS,
+            EVIDENCE_HORIZON_MS,
+            EVIDENCE_MAX_SENDS,
+            round(AT_PACE_FACTOR * rate.interval_ms),
+            len(offers),
         ]
+        for offer in offers:
+            due_ms = max(0, round(offer.due_in_seconds * 1000))
+            args += [offer.ticket, offer.generation, offer.order, due_ms]
         with _translated():
-            status, wait_ms = self._acquire(keys=keys, args=args)
-        status, wait_ms = int(status), int(wait_ms)
-        return Decision(status, wait_ms / 1000, token if status == scripts.GRANTED else None)
+            reply = self._handoff(keys=self._keys(account_id), args=args)
+        return Handoff(pick=_pick(reply[1:]), run=int(reply[0]))
 
-    def expect(
-        self, account_id: str, *, ticket: str, order: float, in_seconds: float, weight: int = 1
-    ) -> None:
-        """``ticket`` will ask in ``in_seconds`` (the next part of a message, after its
-        gap): it takes its place in the line now, so no first part takes its slot."""
-        keys = [self.key(account_id, n) for n in ("line", "back", "weight")]
-        wait_ms = max(0, round(in_seconds * 1000))
-        ttl_ms = wait_ms + self._grace_ms(self.rate) + self.rate.interval_ms
+    def leave(self, account_id: str, tickets: Collection[str]) -> Pick | None:
+        """Parts no longer wait (final, parked, another task's); a slot one of them
+        held goes to the next in line, which is returned."""
+        if not tickets:
+            return None
+        args: list[str | int] = [self.rate.tolerance_ms, self._grace_ms(self.rate), *tickets]
         with _translated():
-            self._expect(keys=keys, args=[ticket, order, wait_ms, ttl_ms, max(1, weight)])
+            reply = self._leave(keys=self._keys(account_id), args=args)
+        return _pick(reply)
 
-    def leave(self, account_id: str, ticket: str) -> None:
-        """``ticket`` no longer waits (its chunk is final, parked, or another task's)."""
+    def rate_limited(
+        self, account_id: str, *, streak_began: float | None = None
+    ) -> tuple[int, float]:
+        """Count one more consecutive rate-limit verdict; returns the streak's length and
+        when it began (s since the epoch, Redis' clock). ``streak_began``: the time of
+        an earlier refusal now known to be the first of this streak (a suspect's)."""
+        began = "" if streak_began is None else str(round(streak_began * 1000))
         with _translated():
-            keys = [self.key(account_id, n) for n in ("line", "back", "weight")]
-            self._leave(keys=keys, args=[ticket])
+            strikes, began_ms = self._rate_limited(
+                keys=self._keys(account_id), args=[self._strikes_ttl_ms, began]
+            )
+        return int(strikes), int(began_ms) / 1000
 
-    @staticmethod
-    def _grace_ms(rate: Rate) -> int:
-        return max(2 * rate.interval_ms, RESERVATION_GRACE_MS)
+    def cool_down(self, account_id: str, seconds: float) -> float:
+        """Hold every send of the account for ``seconds`` (never shortens a longer one);
+        the part holding the next slot keeps it, for when the cooldown ends.
 
-    def answered(
-        self, account_id: str, *, accepted: bool, learned_per_minute: float | None = None
-    ) -> None:
-        """The send's call ended: the next send of the account starts one interval
-        after now. An accepted send is kept as evidence and ends a rate-limit streak."""
-        rate = self.rate.at_most(learned_per_minute)
-        keys = [self.key(account_id, n) for n in ("next", "sends", "strikes", "latency", "granted")]
-        args = [rate.interval_ms, int(accepted), EVIDENCE_HORIZON_MS, EVIDENCE_MAX_SENDS]
+        Returns the cooldown's time left, in seconds.
+        """
+        args = [max(1, round(seconds * 1000)), self._grace_ms(self.rate)]
         with _translated():
-            self._answered(keys=keys, args=args)
+            left_ms = self._cool_down(keys=self._keys(account_id), args=args)
+        return int(left_ms) / 1000
 
     def accepted_sends(self, account_id: str) -> tuple[list[float], float]:
         """Evidence: the times (s since the epoch) of the account's accepted sends of
@@ -269,44 +417,39 @@ class AccountGate:
             sends, (seconds, micros) = pipe.execute()
         return [score / 1000 for _, score in sends], seconds + micros / 1e6
 
-    def release(self, account_id: str, token: str) -> bool:
-        """Release the lock if still ours. False when it expired meanwhile (logged by caller)."""
+    def reset_run(self, account_id: str) -> None:
+        """Start counting the run at the account's pace again (its rate changed)."""
         with _translated():
-            return bool(self._release(keys=[self.key(account_id, "lock")], args=[token]))
+            self._client.delete(self.key(account_id, "run"))
 
-    def rate_limited(self, account_id: str) -> int:
-        """Count one more consecutive rate-limit answer; return the streak length."""
-        key = self.key(account_id, "strikes")
+    def in_line(self, account_id: str, tickets: Collection[str]) -> set[str]:
+        """Which of ``tickets`` wait in the account's line or hold its next slot."""
+        if not tickets:
+            return set()
+        ordered = sorted(tickets)
         with _translated():
             pipe = self._client.pipeline()
-            pipe.incr(key)
-            pipe.expire(key, self._strikes_ttl_seconds)
-            strikes, _ = pipe.execute()
-        return int(strikes)
-
-    def cool_down(self, account_id: str, seconds: float) -> float:
-        """Hold every send of the account for ``seconds`` (never shortens a longer one).
-
-        Returns the cooldown's time left, in seconds.
-        """
-        with _translated():
-            left_ms = self._cool_down(
-                keys=[self.key(account_id, "cooldown")], args=[max(1, round(seconds * 1000))]
-            )
-        return int(left_ms) / 1000
+            pipe.hmget(self.key(account_id, "waiters"), ordered)
+            pipe.get(self.key(account_id, "holder"))
+            found, holder = pipe.execute()
+        waiting = {ticket for ticket, meta in zip(ordered, found, strict=True) if meta}
+        if holder:
+            waiting.add(_text(holder).split("|", 1)[0])
+        return waiting & set(tickets)
 
     def state(self, account_id: str) -> AccountState:
-        """Cooldown left, strikes, whether a send is in flight, waiters in line."""
+        """Cooldown left, strikes, whether a send is in flight, parts in line."""
         with _translated():
             pipe = self._client.pipeline()
             pipe.pttl(self.key(account_id, "cooldown"))
             pipe.get(self.key(account_id, "strikes"))
             pipe.exists(self.key(account_id, "lock"))
-            pipe.zcard(self.key(account_id, "line"))
-            cooldown_ms, strikes, locked, waiting = pipe.execute()
+            pipe.hlen(self.key(account_id, "waiters"))
+            pipe.exists(self.key(account_id, "holder"))
+            cooldown_ms, strikes, locked, waiting, holding = pipe.execute()
         return AccountState(
             cooldown_seconds=max(0, int(cooldown_ms)) / 1000,
             strikes=int(strikes or 0),
             send_in_flight=bool(locked),
-            waiting=int(waiting),
+            waiting=int(waiting) + int(holding),
         )

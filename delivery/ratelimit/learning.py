@@ -1,101 +1,148 @@
-"""Learning an account's rate limit from the evidence at a refusal (pure functions).
+"""Learning an account's rate limit from a refusal, and unlearning it (pure functions).
 
 The platform does not publish its limit, so the operator's configured rate is a
-guess. When the account's own limit refuses a send (not a reader's window or
-budget: those are no evidence about the account), the gate's log of accepted sends
-says how fast the account was really going: the rate of the sends just before the
-refusal (the fastest run of 3 to 10 of them) is an upper bound of the limit. The
-limit itself is somewhere below it, and one refusal cannot say where: a sliding
-window of N sends in W seconds refuses the (N+1)th send however long W is. The
-learned ceiling is therefore half the rate that tripped, less a margin
-(:data:`LEARN_FACTOR`): a guess up to twice the limit costs one lockout and then
-drains at 90% of the limit; a guess further off costs one more lockout per
-halving. The ceiling never rises again by itself: only ``delivery account
-reset-pace`` or ``DELIVERY_PACE_MEMORY_SECONDS`` passing forgets it (and a later
-refusal only lowers it).
+guess. A refusal by the account's own limit (not a reader's window or budget:
+those say nothing about the account) teaches only what it proves:
+
+- **The evidence is the account's own accepted sends before the first refusal of
+  the streak** (:func:`lesson`): the fastest run of 3 to 10 of them, ending at that
+  refusal, is an upper bound of the limit. The limit is somewhere below it, and one
+  refusal cannot say where (a sliding window of N sends in W seconds refuses the
+  (N+1)th send however long W is), so the ceiling learned is half of it, less a
+  margin (:data:`LEARN_FACTOR`): a guess up to twice the limit costs one lockout and
+  then drains at 90% of the limit; further off, one more lockout per halving.
+- **No lesson without evidence.** No accepted send in the 10 minutes before the
+  refusal (a lockout this pipeline did not cause, a restart), fewer than three, or
+  sends slower than half the pace in force (a refusal at that pace says nothing of
+  the limit: 3 sends 3 minutes apart would teach 0.4 a minute) teach nothing. Nor
+  does a refusal of a cooldown's probe: the lockout was known already.
+- **A ceiling can rise again on evidence** (:func:`raised`): after a run of sends at
+  its pace without a refusal it rises by a quarter, up to the configured rate (then
+  it is forgotten); the rate of that run is *proven*, and a later refusal above it
+  falls back to it, not below. A ceiling's memory counts from when it was learned:
+  a refusal that teaches nothing lower does not renew it.
 
 Example::
 
-    estimate = estimate_limit(sends=[0.0, 0.3, 0.6, 0.9, 1.2], refused_at=1.5,
-                              current_per_minute=200.0)
-    estimate.per_minute     # 90.0: half of 200/min less 10%
+    found = lesson(sends=[0.0, 0.3, 0.6, 0.9, 1.2], refused_at=1.5,
+                   pace_per_minute=200.0, configured_per_minute=200.0)
+    found.per_minute     # 90.0: half of 200/min less 10%
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "EVIDENCE_WINDOWS_SECONDS",
     "LEARN_FACTOR",
-    "Estimate",
-    "estimate_limit",
+    "Lesson",
     "learned_rate",
+    "lesson",
+    "raised",
 ]
 
 LEARN_FACTOR = 0.45  # half the rate that tripped, less a 10% margin
 RUN_SENDS = 10  # the rate that tripped: the fastest run of 3 to 10 sends before the refusal
 MIN_RUN_SENDS = 3
+SLOW_SHARE = 0.5  # sends slower than this share of the pace in force prove nothing
 MIN_FRACTION = 0.05  # never below 5% of the configured rate
+EVIDENCE_HORIZON_SECONDS = 600
 EVIDENCE_WINDOWS_SECONDS = (1, 2, 5, 10, 30, 60, 120, 300, 600)
 
 
 @dataclass(frozen=True)
-class Estimate:
-    """A learned ceiling and the evidence it came from (for ``delivery status``)."""
+class Lesson:
+    """What one refusal taught: a ceiling (``per_minute``) or nothing (None), and
+    ``note``, the evidence or why there is none (``delivery status`` shows it)."""
 
-    per_minute: float
-    tripped_per_minute: float  # the rate the account was sending at when refused
-    counts: dict[int, int]  # accepted sends within each trailing window (seconds)
-
-    @property
-    def evidence(self) -> str:
-        windows = ", ".join(f"{n} in {w}s" for w, n in self.counts.items() if n)
-        return (
-            f"refused at {self.tripped_per_minute:.1f}/min "
-            f"(accepted before it: {windows or 'none in 10 min'}); "
-            f"ceiling {self.per_minute:.1f}/min"
-        )
+    per_minute: float | None
+    note: str
+    tripped_per_minute: float | None = None  # how fast the account sent before the refusal
+    counts: dict[int, int] = field(default_factory=dict)  # accepted sends per trailing window
 
 
-def estimate_limit(
+def _windows(counts: dict[int, int]) -> str:
+    return ", ".join(f"{n} in {w}s" for w, n in counts.items() if n) or "none in 10 min"
+
+
+def lesson(
     *,
     sends: Sequence[float],
     refused_at: float,
-    current_per_minute: float,
-    configured_per_minute: float | None = None,
+    pace_per_minute: float,
+    configured_per_minute: float,
     previous_per_minute: float | None = None,
-) -> Estimate:
-    """The ceiling to learn from a refusal at ``refused_at``.
+    proven_per_minute: float | None = None,
+    probe: bool = False,
+) -> Lesson:
+    """What the account learns from a refusal at ``refused_at`` (the first of its streak).
 
-    ``sends``: times (seconds, any epoch) of the account's accepted sends before the
-    refusal, oldest first. ``current_per_minute``: the rate the gate was granting
-    (configured or learned); it stands in for the evidence when there is too little
-    (fewer than two sends). The result is never above ``previous_per_minute`` and
-    never below 5% of ``configured_per_minute``.
+    ``sends``: times (seconds, any epoch) of the account's accepted sends, oldest
+    first. ``pace_per_minute``: the rate the gate was granting (configured or
+    learned). ``previous_per_minute``: a ceiling in force (the result never rises
+    above it); ``proven_per_minute``: a rate proven by a long run (the result never
+    falls below it unless it tripped too). ``probe``: the refusal answered a
+    cooldown's probe. The ceiling is never below 5% of ``configured_per_minute``.
     """
-    before = [s for s in sends if s <= refused_at]
+    if probe:
+        return Lesson(None, "a refused probe after a cooldown teaches nothing new")
+    before = [s for s in sends if refused_at - EVIDENCE_HORIZON_SECONDS < s <= refused_at]
     counts = {w: sum(1 for s in before if s > refused_at - w) for w in EVIDENCE_WINDOWS_SECONDS}
-    tripped = current_per_minute
+    if not before:
+        return Lesson(
+            None,
+            "refused with no accepted send in the 10 minutes before it (a lockout this "
+            "pipeline did not cause, or a restart): nothing learned",
+            counts=counts,
+        )
+    if len(before) < MIN_RUN_SENDS:
+        return Lesson(
+            None,
+            f"refused after only {len(before)} accepted send(s) in 10 minutes: too few to "
+            "tell a rate; nothing learned",
+            counts=counts,
+        )
     runs = [
         # k sends and the refused one: k intervals between the oldest and the refusal.
         60.0 * k / (refused_at - before[-k])
-        for k in range(min(MIN_RUN_SENDS, len(before)), min(RUN_SENDS, len(before)) + 1)
-        if k >= 2 and refused_at > before[-k]
+        for k in range(MIN_RUN_SENDS, min(RUN_SENDS, len(before)) + 1)
+        if refused_at > before[-k]
     ]
-    if runs:
-        tripped = min(current_per_minute, max(runs))
+    tripped = min(pace_per_minute, max(runs)) if runs else pace_per_minute
+    seen = f"refused at {tripped:.1f}/min (accepted before it: {_windows(counts)})"
+    if tripped < SLOW_SHARE * pace_per_minute:
+        return Lesson(
+            None,
+            f"{seen}, under half the pace in force ({pace_per_minute:.1f}/min): sending "
+            "slowly proves nothing of the limit; nothing learned",
+            round(tripped, 3),
+            counts,
+        )
     ceiling = tripped * LEARN_FACTOR
-    if previous_per_minute is not None:
-        ceiling = min(ceiling, previous_per_minute)
-    floor = MIN_FRACTION * (configured_per_minute or current_per_minute)
-    return Estimate(
-        per_minute=round(max(ceiling, floor), 3),
-        tripped_per_minute=round(tripped, 3),
-        counts=counts,
-    )
+    if proven_per_minute is not None and proven_per_minute < tripped:
+        ceiling = max(ceiling, proven_per_minute)
+    ceiling = max(ceiling, MIN_FRACTION * configured_per_minute)
+    if previous_per_minute is not None and ceiling >= previous_per_minute:
+        return Lesson(
+            None,
+            f"{seen}: the ceiling in force ({previous_per_minute:.1f}/min) is lower already; kept",
+            round(tripped, 3),
+            counts,
+        )
+    ceiling = round(ceiling, 3)
+    return Lesson(ceiling, f"{seen}; ceiling {ceiling:.1f}/min", round(tripped, 3), counts)
+
+
+def raised(*, per_minute: float, configured_per_minute: float, factor: float) -> float | None:
+    """The ceiling after a long run at it without a refusal: ``factor`` times higher,
+    or None when that reaches the configured rate (the ceiling is forgotten)."""
+    higher = per_minute * factor
+    if higher >= configured_per_minute:
+        return None
+    return round(higher, 3)
 
 
 def learned_rate(

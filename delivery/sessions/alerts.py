@@ -1,4 +1,5 @@
-"""Telling an operator that a session expired (once) and that it healed.
+"""Telling an operator that a session expired (once) and that it healed, and that a
+reader's sends are being dropped silently (once per episode).
 
 Two hooks, either or both: ``DELIVERY_ALERT_WEBHOOK_URL`` receives a JSON POST,
 ``DELIVERY_ALERT_CALLBACK`` (``module:function``) is called with the
@@ -24,7 +25,7 @@ from typing import Any
 
 import requests
 
-__all__ = ["Alerter", "SessionEvent"]
+__all__ = ["Alerter", "SessionEvent", "reader_dropping_event"]
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +36,38 @@ WEBHOOK_TIMEOUT_SECONDS = 5.0
 class SessionEvent:
     """What happened to an account's session, for a webhook or a callback."""
 
-    event: str  # "session_expired" or "session_recovered"
+    event: str  # "session_expired", "session_recovered" or "reader_dropping"
     account_id: str
-    expired_since: dt.datetime | None
+    expired_since: dt.datetime | None  # for a reader: since when their sends are dropped
     waiting_messages: int
     detail: str
     hint: str
+    peer_id: str | None = None  # the reader, for "reader_dropping"
 
     def to_json(self) -> dict[str, Any]:
         payload = asdict(self)
+        if self.peer_id is None:
+            del payload["peer_id"]
         if self.expired_since is not None:
             payload["expired_since"] = self.expired_since.isoformat()
         return payload
+
+
+def reader_dropping_event(
+    account_id: str, peer_id: str, *, since: dt.datetime, sends: int
+) -> SessionEvent:
+    """The event of a reader whose sends the platform accepts and drops silently."""
+    return SessionEvent(
+        event="reader_dropping",
+        account_id=account_id,
+        expired_since=since,
+        waiting_messages=0,
+        detail=f"{sends} sends in a row accepted without a message_id (silent drops); "
+        "their next messages wait until they write",
+        hint=f"ask the reader to write to the bot, or: delivery readers clear {account_id} "
+        f"{peer_id}",
+        peer_id=peer_id,
+    )
 
 
 def _load_callback(path: str) -> Callable[[SessionEvent], object]:

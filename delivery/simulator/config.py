@@ -36,6 +36,9 @@ class SimulatorConfig:
     send is refused and pushes the end of the lockout ``lockout_extend_seconds``
     further. ``rate_limit_errmsg`` is the errmsg of those refusals: ``None`` leaves
     the field out, ``""`` sends it empty (both variants are observed).
+    ``rate_limit_bare_refusals``: the first that many refusals of each lockout are a
+    bare ``{"ret": -2}`` whatever ``rate_limit_errmsg`` says (the platform sometimes
+    answers its limit that way, the same answer as a reader's closed window).
 
     ``expire_after_sends`` expires a token's session (``-14``) once it has had that
     many accepted sends; only a new token (``set_token``) cures it.
@@ -47,6 +50,11 @@ class SimulatorConfig:
     ``reader_window_seconds`` and ``reader_budget`` limit each reader (peer): a
     send is refused with a bare ``{"ret": -2}`` unless the reader wrote within the
     window, and beyond the budget of sends per inbound message (``None``: off).
+    ``message_ids``: accepted sends are answered with a ``message_id`` (the newest
+    platform does; ``False`` answers a bare ``{"ret": 0}`` as older reports show).
+    ``silent_drop_readers``: readers whose sends the platform accepts with a bare
+    ``{"ret": 0}`` (no ``message_id``) and never delivers (the silent drops users
+    report since 2026-08); such sends still count against the account's window.
     ``max_text_chars`` is the longest text accepted (in code points);
     ``longpolling_timeout_ms`` is what ``getupdates`` tells the client.
     """
@@ -56,11 +64,14 @@ class SimulatorConfig:
     lockout_seconds: float = 60.0
     lockout_extend_seconds: float = 5.0
     rate_limit_errmsg: str | None = "rate limited"
+    rate_limit_bare_refusals: int = 0
     expire_after_sends: int | None = None
     send_latency_seconds: float = 0.0
     send_jitter_seconds: float = 0.0
     reader_window_seconds: float | None = None
     reader_budget: int | None = None
+    message_ids: bool = True
+    silent_drop_readers: tuple[str, ...] = ()
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     longpolling_timeout_ms: int = DEFAULT_LONGPOLLING_TIMEOUT_MS
 
@@ -73,6 +84,14 @@ class SimulatorConfig:
             isinstance(window, bool) or not isinstance(window, int | float) or window <= 0
         ):
             raise ValueError(f"reader_window_seconds must be > 0 or null, got {window!r}")
+        bare = self.rate_limit_bare_refusals
+        if isinstance(bare, bool) or not isinstance(bare, int) or bare < 0:
+            raise ValueError(f"rate_limit_bare_refusals must be a whole number >= 0, got {bare!r}")
+        if not isinstance(self.message_ids, bool):
+            raise ValueError(f"message_ids must be true or false, got {self.message_ids!r}")
+        drops = self.silent_drop_readers
+        if isinstance(drops, str) or not all(isinstance(peer, str) and peer for peer in drops):
+            raise ValueError(f"silent_drop_readers must be a list of peer ids, got {drops!r}")
         _check_count("max_text_chars", self.max_text_chars)
         _check_count("longpolling_timeout_ms", self.longpolling_timeout_ms)
         for name in (
@@ -111,7 +130,10 @@ def apply_changes(config: SimulatorConfig, changes: Mapping[str, Any]) -> Simula
     unknown = sorted(set(changes) - known)
     if unknown:
         raise ValueError(f"unknown config fields: {', '.join(unknown)}")
-    return dataclasses.replace(config, **dict(changes))
+    values = dict(changes)
+    if isinstance(values.get("silent_drop_readers"), list):  # JSON has no tuples
+        values["silent_drop_readers"] = tuple(values["silent_drop_readers"])
+    return dataclasses.replace(config, **values)
 
 
 def config_to_json(config: SimulatorConfig) -> dict[str, Any]:

@@ -77,6 +77,7 @@ class PlatformModel:
         self._accepted = 0
         self._duplicates = 0
         self._rejected: Counter[str] = Counter()
+        self._dropped: Counter[str] = Counter()
         self._faults_fired: Counter[str] = Counter()
         self._log = RequestLog()
 
@@ -122,7 +123,9 @@ class PlatformModel:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
             raise ValueError(f"seconds must be a positive number, got {seconds!r}")
         with self._lock:
-            self._accounts[account_id].limiter.lockout_until = self._clock() + seconds
+            limiter = self._accounts[account_id].limiter
+            limiter.lockout_until = self._clock() + seconds
+            limiter.refusals = 0
 
     def queue_fault(self, fault: Fault, *, count: int = 1, account_id: str | None = None) -> None:
         """The next ``count`` requests to ``fault.endpoint`` (of ``account_id``) get ``fault``."""
@@ -412,9 +415,16 @@ class PlatformModel:
             )
         elif verdict == "duplicate":
             self._duplicates += 1
+        elif verdict == "silently_dropped":
+            self._dropped[send.to_user_id] += 1
         else:
             self._rejected[verdict] += 1
-        return reply_for(verdict, config=self._config, message_id=message_id)
+        bare = (
+            verdict == "rate_limited"
+            and account is not None
+            and account.limiter.bare(config=self._config)
+        )
+        return reply_for(verdict, config=self._config, message_id=message_id, bare=bare)
 
     def _serve(self, endpoint: str, token: str, answer: Callable[[AccountState], Reply]) -> Outcome:
         """An authenticated endpoint other than ``sendmessage``: fault, session, answer."""
@@ -462,6 +472,7 @@ class PlatformModel:
                     faults_fired=dict(self._faults_fired),
                     requests=dict(self._log.requests),
                     repeated_uins=self._log.repeated_uins,
+                    silently_dropped=dict(self._dropped),
                 ),
                 accounts={account.account_id: account.report(now) for account in self._accounts},
                 qr_codes={

@@ -31,6 +31,7 @@ class AccountLimiter:
     recent: deque[float] = field(default_factory=deque)
     lockout_until: float | None = None
     lockouts: int = 0  # lockouts started (a send over the window), not the sends during one
+    refusals: int = 0  # refusals of the current (or last) lockout, the one that started it too
 
     def locked_out(self, now: float, *, config: SimulatorConfig) -> bool:
         """Whether a send at ``now`` falls in a lockout; if so the lockout grows."""
@@ -38,6 +39,7 @@ class AccountLimiter:
             self.lockout_until = None
             return False
         self.lockout_until += config.lockout_extend_seconds
+        self.refusals += 1
         return True
 
     def over_limit(self, now: float, *, config: SimulatorConfig) -> bool:
@@ -51,7 +53,12 @@ class AccountLimiter:
             return False
         self.lockout_until = now + config.lockout_seconds
         self.lockouts += 1
+        self.refusals = 1
         return True
+
+    def bare(self, *, config: SimulatorConfig) -> bool:
+        """Whether the refusal just counted is answered with a bare ``-2``."""
+        return self.refusals <= config.rate_limit_bare_refusals
 
     def record(self, now: float) -> None:
         """Count an accepted send at ``now``."""

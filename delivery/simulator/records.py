@@ -17,7 +17,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
@@ -109,6 +109,8 @@ class Counters:
     that still delivered (``reset_after_delivery``) included. ``requests`` counts
     requests per endpoint; ``repeated_uins`` how often a client reused an
     ``X-WECHAT-UIN`` it had sent before (it should be fresh on every request).
+    ``silently_dropped`` counts, per reader, sends answered ``{"ret": 0}`` without a
+    ``message_id`` and never delivered (``silent_drop_readers``).
     """
 
     accepted: int
@@ -117,6 +119,7 @@ class Counters:
     faults_fired: dict[str, int]
     requests: dict[str, int]
     repeated_uins: int
+    silently_dropped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

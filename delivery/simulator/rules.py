@@ -13,12 +13,17 @@ the model):
 5. a reader outside their reply window or past their budget (when those are on):
    ``reader_refused``, a bare ``{"ret": -2}`` (it spends no rate budget);
 6. a send that would exceed the window: ``rate_limited``, and a lockout starts;
-7. otherwise ``accepted``; the ``expire_after_sends``-th accepted send of a token
+7. a reader in ``silent_drop_readers``: ``silently_dropped``, answered ``{"ret": 0}``
+   without a ``message_id`` and never delivered (it counts against the window);
+8. otherwise ``accepted``; the ``expire_after_sends``-th accepted send of a token
    expires the session right after it.
 
+A rate-limit refusal is worded (``rate_limit_errmsg``) unless it is one of the first
+``rate_limit_bare_refusals`` of its lockout: then it is a bare ``{"ret": -2}``.
 An accepted send is given a ``message_id``, a random uint64 past 2**53 (so that a
-client that parses it as a float loses digits and a test sees it); a duplicate is
-answered with the id of the send it repeats.
+client that parses it as a float loses digits and a test sees it), and answered
+with it unless ``message_ids`` is off; a duplicate is answered with the id of the
+send it repeats.
 
 Example::
 
@@ -51,7 +56,13 @@ from delivery.simulator.replies import (
 __all__ = ["AccountState", "Verdict", "judge_send", "new_message_id", "reply_for"]
 
 Verdict = Literal[
-    "accepted", "duplicate", "session_expired", "text_too_long", "rate_limited", "reader_refused"
+    "accepted",
+    "duplicate",
+    "session_expired",
+    "text_too_long",
+    "rate_limited",
+    "reader_refused",
+    "silently_dropped",
 ]
 
 
@@ -131,6 +142,9 @@ def judge_send(
     if account.limiter.over_limit(now, config=config):
         return "rate_limited"
     account.limiter.record(now)
+    if send.to_user_id in config.silent_drop_readers:
+        account.readers.sent(send.to_user_id)
+        return "silently_dropped"
     account.readers.sent(send.to_user_id)
     account.message_ids[send.client_id] = new_message_id()
     account.accepted_at.append(now)
@@ -140,11 +154,16 @@ def judge_send(
     return "accepted"
 
 
-def reply_for(verdict: Verdict, *, config: SimulatorConfig, message_id: str | None) -> Reply:
-    """The platform's answer to a verdict; an accepted one names ``message_id`` (a number)."""
+def reply_for(
+    verdict: Verdict, *, config: SimulatorConfig, message_id: str | None, bare: bool = False
+) -> Reply:
+    """The platform's answer to a verdict; an accepted one names ``message_id`` (a number)
+    when ``message_ids`` is on. ``bare``: a rate limit answered as a bare ``-2``."""
+    if verdict == "silently_dropped":
+        return json_reply({"ret": 0})
     if verdict in ("accepted", "duplicate"):
         answer: dict[str, Any] = {"ret": 0}
-        if message_id is not None:
+        if message_id is not None and config.message_ids:
             answer[MESSAGE_ID_FIELD] = int(message_id)  # a JSON number, as the platform sends
         return json_reply(answer)
     if verdict == "session_expired":
@@ -153,4 +172,6 @@ def reply_for(verdict: Verdict, *, config: SimulatorConfig, message_id: str | No
         return error_reply(ret=RET_FREQUENCY_LIMIT, errcode=None, errmsg=None)  # a bare -2
     if verdict == "text_too_long":
         return error_reply(ret=RET_REFUSED, errcode=RET_REFUSED, errmsg="text too long")
+    if bare:
+        return error_reply(ret=RET_FREQUENCY_LIMIT, errcode=None, errmsg=None)
     return rate_limited(config.rate_limit_errmsg)

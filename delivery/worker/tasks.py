@@ -59,14 +59,24 @@ def _outage(task: str, exc: Exception) -> str:
     retry_backoff_max=_settings.backoff_max_seconds,
     retry_jitter=_settings.retry_jitter,
 )
-def send_chunk(self: Task[Any, Any], chunk_id: int, generation: int | None = None) -> str:
-    """Send one chunk, or wait and retry; see ``delivery.pipeline.send``.
+def send_chunk(
+    self: Task[Any, Any],
+    chunk_id: int,
+    generation: int | None = None,
+    account_id: str | None = None,
+) -> str:
+    """Send one chunk whose slot came, or wait and retry; see ``delivery.pipeline.send``.
 
     ``generation`` is the chunk's generation when the task was published; a task
     of an older generation exits (tasks published before leases carry none).
+    ``account_id`` names the account's line (tasks from before the line carry none).
     """
     pipeline = runtime.pipeline(self.retry_backoff, self.retry_backoff_max, self.retry_jitter)
-    result = pipeline.process(int(chunk_id), None if generation is None else int(generation))
+    result = pipeline.process(
+        int(chunk_id),
+        None if generation is None else int(generation),
+        None if account_id is None else str(account_id),
+    )
     if isinstance(result, Wait):
         raise self.retry(countdown=result.seconds, max_retries=None)
     return result.summary
@@ -84,6 +94,7 @@ def reconcile() -> str:
             reader_window_seconds=settings.reader_window_seconds,
             reader_budget=settings.reader_budget,
             presence=_queued_tasks(settings.broker_url, settings.reconcile_grace_seconds),
+            lines=runtime.publisher(),
         )
     except LedgerError as exc:
         return _outage("reconcile", exc)
