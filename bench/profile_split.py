@@ -62,9 +62,10 @@ _MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("HTTP", ("/delivery/ilink/", "/requests/", "/urllib3/", "/http/client.py")),
     ("SQL", ("/sqlalchemy/", "/psycopg/", "/sqlite3/")),
     ("Redis: account gate", ("/delivery/ratelimit/",)),
-    ("Redis: publish next", ("/delivery/pipeline/dispatch.py",)),
+    ("Redis: publish next", ("/delivery/pipeline/dispatch.py", "/delivery/worker/publisher.py")),
 )
 _TASK_FILE = "/delivery/worker/tasks.py"
+_CONTROL = ("BEGIN", "SET LOCAL", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 _LIBRARIES = ("/celery/", "/kombu/", "/redis/", "/billiard/", "/vine/")
 _WAITS = frozenset({"poll", "select", "epoll", "wait", "_wait", "sleep"})
 
@@ -139,9 +140,11 @@ class Split:
     cpu_ms_per_chunk: dict[str, float]
     top_leaves: list[tuple[str, float]]  # innermost functions, wall ms per chunk
     top_sql_sites: list[tuple[str, float]]  # delivery functions issuing SQL, wall ms per chunk
-    statements_per_chunk: float
+    statements_per_chunk: float  # SQL statements of work (BEGIN and the like not counted)
     commits_per_chunk: float
     top_statements: list[tuple[str, float]]  # statement (first words), executions per chunk
+    transaction_control_per_chunk: float = 0.0  # BEGIN (IMMEDIATE), SET LOCAL ...
+    task_runs_per_chunk: float = 0.0  # runs of the send task (a retry is one more)
 
     @property
     def busy_wall_ms(self) -> float:
@@ -159,12 +162,14 @@ def split_samples(
     since: float = 0.0,
     statements: Sequence[tuple[float, str]] = (),
     commits: Sequence[float] = (),
+    task_runs: Sequence[float] = (),
 ) -> Split:
     """Add the samples up from the first to the last taken inside a task after ``since``.
 
     ``since`` (``time.monotonic()``) leaves out a warm-up; ``chunks`` is how many
-    chunks were sent in the window; ``statements`` and ``commits`` (their times)
-    are counted over the same window.
+    chunks were sent in the window; ``statements``, ``commits`` and ``task_runs``
+    (their times) are counted over the same window. Transaction control (``BEGIN``,
+    ``SET LOCAL``) is counted apart from the statements that do the work.
 
     Raises:
         ValueError: no sample inside a task after ``since``.
@@ -186,7 +191,10 @@ def split_samples(
         if sample.category == "SQL":
             sql_sites[sample.site] += sample.wall
     keys = (*CATEGORIES, IDLE)
-    executed = Counter(text for at, text in statements if first <= at <= last)
+    every = Counter(text for at, text in statements if first <= at <= last)
+    control = sum(n for text, n in every.items() if text.upper().startswith(_CONTROL))
+    executed = Counter({t: n for t, n in every.items() if not t.upper().startswith(_CONTROL)})
+    runs = sum(1 for at in task_runs if first - 0.05 <= at <= last)
     return Split(
         chunks=chunks,
         window_seconds=last - first,
@@ -198,6 +206,8 @@ def split_samples(
         statements_per_chunk=executed.total() / chunks,
         commits_per_chunk=sum(1 for at in commits if first <= at <= last) / chunks,
         top_statements=[(text, n / chunks) for text, n in executed.most_common(20)],
+        transaction_control_per_chunk=control / chunks,
+        task_runs_per_chunk=runs / chunks,
     )
 
 
@@ -210,4 +220,5 @@ def split_profile(path: Path, *, chunks: int, since: float = 0.0) -> Split:
         since=since,
         statements=[(float(at), str(text)) for at, text in recorded.get("statements", [])],
         commits=[float(at) for at in recorded.get("commits", [])],
+        task_runs=[float(at) for at in recorded.get("task_runs", [])],
     )

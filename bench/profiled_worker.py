@@ -91,13 +91,21 @@ class StatementLog:
     def __init__(self) -> None:
         self.statements: list[tuple[float, str]] = []  # (time.monotonic(), its first words)
         self.commits: list[float] = []
+        self.task_runs: list[float] = []  # when a send task started a run
 
     def install(self) -> None:
+        from celery.signals import task_prerun
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
 
         event.listen(Engine, "before_cursor_execute", self._statement)
         event.listen(Engine, "commit", self._commit)
+        task_prerun.connect(self._task_run, weak=False)
+
+    def _task_run(self, *args: Any, **kwargs: Any) -> None:
+        task = kwargs.get("task")
+        if getattr(task, "name", "") == "delivery.send_chunk":
+            self.task_runs.append(time.monotonic())
 
     def _statement(self, *args: Any) -> None:
         statement = str(args[2])
@@ -127,6 +135,7 @@ def main() -> None:
             "heaviest_stacks": sampler.heaviest_stacks(STACKS_KEPT),
             "statements": statements.statements,
             "commits": statements.commits,
+            "task_runs": statements.task_runs,
         }
         out.write_text(json.dumps(result))
 

@@ -28,7 +28,7 @@ from delivery.errors import (
     NotReplayable,
     UnknownAccount,
 )
-from delivery.inbound import record_inbound
+from delivery.inbound import clear_dropping, record_inbound
 from delivery.inbound.event import InboundEvent
 from delivery.inbox_view import InboxEntry, list_inbox
 from delivery.readers_view import ReaderInfo, list_readers
@@ -63,6 +63,7 @@ __all__ = [
     "UnknownAccount",
     "add_account",
     "app",
+    "clear_dropping",
     "enqueue",
     "enqueue_many",
     "get_attempts",

@@ -35,6 +35,8 @@ class ReaderInfo:
     sends_since_inbound: int
     sends_left: int | None  # of the budget; None when they never wrote
     has_context_token: bool
+    unconfirmed_in_row: int = 0  # accepted sends in a row without a message_id
+    dropping_since: dt.datetime | None = None  # their sends are dropped silently since
 
 
 def state_of(row: Reader, *, settings: Settings, now: dt.datetime) -> ReaderState:
@@ -46,6 +48,7 @@ def state_of(row: Reader, *, settings: Settings, now: dt.datetime) -> ReaderStat
         now=now,
         window_seconds=settings.reader_window_seconds,
         budget=settings.reader_budget,
+        dropping_since=row.dropping_since,
     )
 
 
@@ -71,6 +74,8 @@ def list_readers(account_id: str | None = None) -> list[ReaderInfo]:
                 ),
                 has_context_token=row.context_token is not None
                 and row.context_token_stale_at is None,
+                unconfirmed_in_row=row.unconfirmed_in_row,
+                dropping_since=row.dropping_since,
             )
             for row in db.scalars(query)
         ]

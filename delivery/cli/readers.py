@@ -13,7 +13,7 @@ import click
 from rich.table import Table
 
 from delivery.cli.output import console
-from delivery.inbound import record_inbound
+from delivery.inbound import clear_dropping, record_inbound
 from delivery.readers_view import list_readers
 
 __all__ = ["inbound", "readers"]
@@ -51,10 +51,13 @@ def inbound(account_id: str, peer_id: str, context_token: str | None, at_text: s
     click.echo(f"account {account_id}: {peer_id} wrote; their chat can go")
 
 
-@click.command("readers")
+@click.group("readers", invoke_without_command=True)
 @click.option("--account", "account_id", help="Only this account's readers.")
-def readers(account_id: str | None) -> None:
+@click.pass_context
+def readers(ctx: click.Context, account_id: str | None) -> None:
     """Readers: when they last wrote, how many sends are left, their state."""
+    if ctx.invoked_subcommand is not None:
+        return
     table = Table("account", "peer", "state", "last wrote (UTC)", "sent since", "left", "ctx")
     for info in list_readers(account_id):
         table.add_row(
@@ -67,3 +70,18 @@ def readers(account_id: str | None) -> None:
             "yes" if info.has_context_token else "",
         )
     console().print(table)
+
+
+@readers.command("clear")
+@click.argument("account_id")
+@click.argument("peer_id")
+def clear(account_id: str, peer_id: str) -> None:
+    """PEER_ID no longer drops ACCOUNT_ID's sends silently: their messages go now.
+
+    A reader is held as dropping after DELIVERY_READER_DROPS_BEFORE_HOLD sends in a row
+    accepted without a message_id; their writing to the bot clears it too.
+    """
+    if clear_dropping(account_id, peer_id):
+        click.echo(f"account {account_id}: {peer_id} cleared; their waiting messages go now")
+    else:
+        click.echo(f"account {account_id}: {peer_id} was not held as dropping; nothing to do")

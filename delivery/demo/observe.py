@@ -35,6 +35,7 @@ class Progress:
     messages: int
     delivered: int
     dead: int
+    unconfirmed: int  # ended with parts accepted without a message_id (silent drops)
     chunks: int
     chunks_sent: int
     chunks_accepted: int  # as the platform saw them
@@ -47,7 +48,7 @@ class Progress:
 
     @property
     def final(self) -> int:
-        return self.delivered + self.dead
+        return self.delivered + self.dead + self.unconfirmed
 
 
 class Watcher:
@@ -116,6 +117,7 @@ class Watcher:
             messages=sum(by_status.values()),
             delivered=by_status[MessageStatus.DELIVERED],
             dead=by_status[MessageStatus.DEAD],
+            unconfirmed=by_status[MessageStatus.UNCONFIRMED],
             chunks=sum(chunk_counts.values()),
             chunks_sent=chunk_counts[ChunkStatus.SENT],
             chunks_accepted=self.platform().counters.accepted,

@@ -188,7 +188,9 @@ def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit
             heal_seconds=told.heal_seconds,
             reader_waited=told.quiet_waited,
             reader_delivered_seconds=told.quiet_delivered_after,
+            dropping_reader=story.DROPPING_READER,
         ),
+        account_id=story.ACCOUNT,
     )
     console.print("\n[bold]report[/bold]")
     for line in render(report):
@@ -249,6 +251,11 @@ def _narrate(told: _Story, before: Progress, now: Progress) -> None:
             told.say("session check: the new token is valid; sends resume by themselves")
     if now.briefing_runs > before.briefing_runs:
         told.say(f"beat: briefing '{story.PULSE}' slot produced its messages")
+    if now.unconfirmed > before.unconfirmed:
+        told.say(
+            f"platform: accepted a send to {story.DROPPING_READER} without a message_id (a "
+            "silent drop); that message ends unconfirmed, not delivered"
+        )
     if now.awaiting_reader > before.awaiting_reader and told.quiet_wrote_at is None:
         told.say(
             f"platform: a bare -2 for {story.QUIET_READER}, silent for a day: their chat "
@@ -318,7 +325,11 @@ def _status_line(told: _Story, now: Progress) -> str:
 def _panel(told: _Story, now: Progress) -> Group:
     table = Table(show_header=False, box=None)
     table.add_row("elapsed", f"{time.monotonic() - told.started:.1f} s")
-    table.add_row("messages", f"{now.delivered} delivered / {now.messages}, {now.dead} dead")
+    table.add_row(
+        "messages",
+        f"{now.delivered} delivered / {now.messages}, {now.unconfirmed} unconfirmed, "
+        f"{now.dead} dead",
+    )
     table.add_row("chunks", f"{now.chunks_accepted} accepted by the platform / {now.chunks}")
     table.add_row("rate limits", f"{now.rate_limited} answer(s)")
     table.add_row("session", now.session_state)

@@ -9,6 +9,9 @@ a "pulse" briefing fires on its own schedule. One reader has not written to
 the bot for a day: the platform refuses their messages with the same bare
 ``-2`` as its rate limit; the pipeline tells the two apart, holds that reader's
 chat without slowing the others, and sends it the moment they write back.
+Another reader's sends the platform accepts and drops silently (a bare
+``{"ret": 0}`` without a ``message_id``): none of their messages is reported
+delivered, and after two such answers their next messages would wait for them.
 
 Everything runs ten times faster than on the real clock (``COMPRESSION``).
 """
@@ -25,6 +28,7 @@ from delivery.simulator import SimulatorConfig
 __all__ = [
     "ACCOUNT",
     "COMPRESSION",
+    "DROPPING_READER",
     "PULSE",
     "QUIET_READER",
     "READERS",
@@ -38,6 +42,7 @@ COMPRESSION = 10  # one second of the demo is ten on the real clock
 ACCOUNT = "demo-bot"
 READERS = tuple(f"reader{n:02d}@im.wechat" for n in range(1, 13))
 QUIET_READER = READERS[-1]  # has not written for a day
+DROPPING_READER = READERS[6]  # the platform accepts their sends and drops them silently
 PULSE = "pulse"
 DAY_SECONDS = 86_400 / COMPRESSION
 
@@ -58,7 +63,7 @@ def scenario() -> Scenario:
     # a 6 s lockout (a minute) growing 0.5 s per send during it, and a session
     # that expires after 45 accepted sends. Its refusals are a bare -2, whether of
     # the rate or of a reader outside their reply window (a day); this demo's
-    # platform counts no per-message budget.
+    # platform counts no per-message budget. It drops one reader's sends silently.
     return Scenario(
         simulator=SimulatorConfig(
             rate_limit_sends=5,
@@ -69,6 +74,7 @@ def scenario() -> Scenario:
             expire_after_sends=45,
             send_latency_seconds=0.01,
             reader_window_seconds=DAY_SECONDS,
+            silent_drop_readers=(DROPPING_READER,),
         ),
         initial_lockout_seconds=8.0,
         allowed_sends_per_second=5.0,
@@ -90,8 +96,10 @@ def demo_settings(*, directory: Path, broker_url: str) -> dict[str, str]:
         "DELIVERY_CHUNK_GAP_SECONDS": "0.15",
         "DELIVERY_CHUNK_GAP_BASE_SECONDS": "0.2",
         "DELIVERY_CHUNK_GAP_PER_CHUNK_SECONDS": "0.03",
-        "DELIVERY_COOLDOWN_BASE_SECONDS": "3",
-        "DELIVERY_COOLDOWN_MAX_SECONDS": "90",
+        # The demo's platform locks out for 8 s (80 s real), far shorter than the hour users
+        # report: the first probe comes just after it, not after the default 10 minutes.
+        "DELIVERY_COOLDOWN_BASE_SECONDS": "9.5",
+        "DELIVERY_COOLDOWN_MAX_SECONDS": "180",
         "DELIVERY_BACKOFF_BASE_SECONDS": "0.2",
         "DELIVERY_BACKOFF_MAX_SECONDS": "60",
         "DELIVERY_BACKOFF_FLOOR_SECONDS": "0.05",

@@ -15,6 +15,6 @@ Example::
     delivery.record_inbound("bot-1", "o9cq80...@im.wechat", context_token=ctx)
 """
 
-from delivery.inbound.record import CLOCK_SKEW_SECONDS, record_inbound
+from delivery.inbound.record import CLOCK_SKEW_SECONDS, clear_dropping, record_inbound
 
-__all__ = ["CLOCK_SKEW_SECONDS", "record_inbound"]
+__all__ = ["CLOCK_SKEW_SECONDS", "clear_dropping", "record_inbound"]

@@ -36,7 +36,13 @@ from delivery.pipeline.dispatch import Publisher, wake_parked
 from delivery.settings import get_settings
 from delivery.validation import validate_account_id, validate_context_token, validate_recipient
 
-__all__ = ["CLOCK_SKEW_SECONDS", "note_heard", "record_inbound", "wake_reader"]
+__all__ = [
+    "CLOCK_SKEW_SECONDS",
+    "clear_dropping",
+    "note_heard",
+    "record_inbound",
+    "wake_reader",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +92,28 @@ def record_inbound(
         )
     log.info("account %s: %s wrote (at %s)", account_id, peer_id, f"{heard_at:%H:%M:%S}")
     wake_reader(engine, runtime.publisher(), account_id=account_id, peer_id=peer_id)
+
+
+def clear_dropping(account_id: str, peer_id: str) -> bool:
+    """An operator says ``peer_id`` no longer drops the account's sends silently (they
+    were told, or the platform's protective measure ended): their messages that waited
+    go now. Returns False when the reader was not held as dropping.
+
+    Raises:
+        InvalidInput: unknown account or a malformed peer. Nothing is written.
+        LedgerError: the database is unreachable.
+    """
+    validate_account_id(account_id)
+    validate_recipient(peer_id)
+    engine = runtime.engine()
+    with session_scope(engine) as db:
+        if db.get(Account, account_id) is None:
+            raise UnknownAccount(f"unknown account {account_id!r}")
+        cleared = readers.clear_dropping(db, account_id=account_id, peer_id=peer_id)
+    if cleared:
+        log.warning("account %s: %s is no longer held as dropping (operator)", account_id, peer_id)
+        wake_reader(engine, runtime.publisher(), account_id=account_id, peer_id=peer_id)
+    return cleared
 
 
 def note_heard(

@@ -106,13 +106,21 @@ class AttemptRunner:
     def __init__(self, ctx: PipelineContext) -> None:
         self._ctx = ctx
 
-    def run(self, chunk_id: int, generation: int | None, *, suspects_held: bool) -> Turn:
-        """Admit, call and record; see the module docstring."""
+    def run(
+        self,
+        chunk_id: int,
+        generation: int | None,
+        *,
+        suspects_held: bool,
+        lesson_pending: bool = False,
+    ) -> Turn:
+        """Admit, call and record; see the module docstring. ``lesson_pending``: a
+        lesson of the limit waits to be proven; its ceiling is the pace meanwhile."""
         admitted = self._admit(chunk_id, generation)
         if isinstance(admitted, Turn):
             return admitted
         job, stashed = admitted
-        pace = self._pace(job)
+        pace = self._pace(job, lesson_pending=lesson_pending)
         if stashed is not None:
             log.warning(
                 "%s: recording the answer of attempt %d kept while the ledger was away "
@@ -373,13 +381,22 @@ class AttemptRunner:
                 result = dataclasses.replace(result, outcome=AttemptOutcome.RATE_LIMITED)
             return Judged(result)
 
-    def _pace(self, job: Job) -> float | None:
-        return learned_rate(
+    def _pace(self, job: Job, *, lesson_pending: bool = False) -> float | None:
+        """The learned ceiling in force, lowered to a pending lesson's while it waits."""
+        pace = learned_rate(
             job.learned_rate_per_minute,
             job.learned_at,
             now=utcnow(),
             memory_seconds=self._ctx.settings.pace_memory_seconds,
         )
+        if lesson_pending:
+            try:
+                pending = self._ctx.probe.pending_pace(job.account_id)
+            except LimiterUnavailable:
+                pending = None
+            if pending is not None:
+                pace = min(pace or pending, pending)
+        return pace
 
     def _account_effects(self, job: Job, judged: Judged, *, pace: float | None) -> Effects:
         """A rate limit counts a strike and starts a cooldown (growing with each refused

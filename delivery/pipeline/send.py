@@ -128,7 +128,12 @@ class SendPipeline:
         """The slot is this task's: take the turn, then hand the slot on, whatever happened."""
         turn = Turn(Done(f"chunk {chunk_id}: the turn failed"))
         try:
-            turn = self._attempts.run(chunk_id, generation, suspects_held=decision.suspects)
+            turn = self._attempts.run(
+                chunk_id,
+                generation,
+                suspects_held=decision.suspects,
+                lesson_pending=decision.lesson_pending,
+            )
         finally:
             self._hand_off(account_id, decision.token, turn)
         return turn.result

@@ -18,6 +18,7 @@ a hash tag, so one account's keys share a Redis Cluster slot)::
     {prefix}:acct:{<account>}:answered   when the last send was answered (ms)
     {prefix}:acct:{<account>}:suspects   readers held on a bare refusal (``suspects.py``)
     {prefix}:acct:{<account>}:streak_at  when the current streak's first refusal came (ms)
+    {prefix}:acct:{<account>}:lesson     a lesson of the limit, waiting to be proven
 
 **The line.** A part that may be sent joins its account's line (:meth:`offer`), in
 the order of its order key (:func:`order_key`): the next part of a message already
@@ -108,6 +109,7 @@ _KEYS = (
     "answered",
     "suspects",
     "streak_at",
+    "lesson",
 )
 
 
@@ -165,7 +167,8 @@ class Decision:
     holds its slot (``stale``), or the line does not know it (``unknown``: the
     caller looks at the ledger and offers it). ``pick``: a slot this call reserved
     for another part, whose task the caller publishes. ``suspects``: readers are
-    held on a bare refusal, for this send to decide.
+    held on a bare refusal, for this send to decide. ``lesson_pending``: a lesson of
+    the account's limit waits to be proven; its pace holds meanwhile.
     """
 
     status: int
@@ -173,6 +176,7 @@ class Decision:
     token: str | None = None
     pick: Pick | None = None
     suspects: bool = False
+    lesson_pending: bool = False
 
     @property
     def granted(self) -> bool:
@@ -302,13 +306,14 @@ class AccountGate:
         ]
         with _translated():
             reply = self._acquire(keys=self._keys(account_id), args=args)
-        status, wait_ms, held = int(reply[0]), int(reply[1]), int(reply[2])
+        status, wait_ms, held, lesson = (int(v) for v in reply[:4])
         return Decision(
             status,
             wait_seconds=max(0, wait_ms) / 1000,
             token=token if status == GRANTED else None,
-            pick=_pick(reply[3:]),
+            pick=_pick(reply[4:]),
             suspects=held > 0,
+            lesson_pending=lesson > 0,
         )
 
     def offer(self, account_id: str, offers: Sequence[Offer]) -> Pick | None:

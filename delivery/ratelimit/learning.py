@@ -5,17 +5,22 @@ guess. A refusal by the account's own limit (not a reader's window or budget:
 those say nothing about the account) teaches only what it proves:
 
 - **The evidence is the account's own accepted sends before the first refusal of
-  the streak** (:func:`lesson`): the fastest run of 3 to 10 of them, ending at that
-  refusal, is an upper bound of the limit. The limit is somewhere below it, and one
-  refusal cannot say where (a sliding window of N sends in W seconds refuses the
-  (N+1)th send however long W is), so the ceiling learned is half of it, less a
-  margin (:data:`LEARN_FACTOR`): a guess up to twice the limit costs one lockout and
-  then drains at 90% of the limit; further off, one more lockout per halving.
+  the streak** (:func:`lesson`): counted in trailing windows of 1 s to 10 minutes
+  ending at that refusal, the fastest of those windows' rates (with at least three
+  sends in it) is an upper bound of the limit: a sliding window of N sends in W
+  seconds refused the (N+1)th, so the W-second window held N, and a window's rate is
+  the limit's for the platform's own W. The limit is somewhere at or below it, and
+  one refusal cannot say where, so the ceiling learned is half of it, less a margin
+  (:data:`LEARN_FACTOR`): a guess up to twice the limit costs one lockout and then
+  drains at 90% of the limit; further off, one more lockout per halving. Windows of
+  a second or more keep a few sends that the network bunched up from reading as a
+  rate the account never kept.
 - **No lesson without evidence.** No accepted send in the 10 minutes before the
   refusal (a lockout this pipeline did not cause, a restart), fewer than three, or
-  sends slower than half the pace in force (a refusal at that pace says nothing of
-  the limit: 3 sends 3 minutes apart would teach 0.4 a minute) teach nothing. Nor
-  does a refusal of a cooldown's probe: the lockout was known already.
+  sends far apart (the last three spread over more than ten times what the pace in
+  force would take: an account sending slowly proves nothing of its limit, and 3
+  sends 3 minutes apart would teach 0.4 a minute) teach nothing. Nor does a refusal
+  of a cooldown's probe: the lockout was known already.
 - **A ceiling can rise again on evidence** (:func:`raised`): after a run of sends at
   its pace without a refusal it rises by a quarter, up to the configured rate (then
   it is forgotten); the rate of that run is *proven*, and a later refusal above it
@@ -45,9 +50,8 @@ __all__ = [
 ]
 
 LEARN_FACTOR = 0.45  # half the rate that tripped, less a 10% margin
-RUN_SENDS = 10  # the rate that tripped: the fastest run of 3 to 10 sends before the refusal
-MIN_RUN_SENDS = 3
-SLOW_SHARE = 0.5  # sends slower than this share of the pace in force prove nothing
+MIN_RUN_SENDS = 3  # a window's rate counts only with this many accepted sends in it
+SLOW_FACTOR = 10  # the last sends spread over more than this many times their pace: idle
 MIN_FRACTION = 0.05  # never below 5% of the configured rate
 EVIDENCE_HORIZON_SECONDS = 600
 EVIDENCE_WINDOWS_SECONDS = (1, 2, 5, 10, 30, 60, 120, 300, 600)
@@ -105,19 +109,17 @@ def lesson(
             "tell a rate; nothing learned",
             counts=counts,
         )
-    runs = [
-        # k sends and the refused one: k intervals between the oldest and the refusal.
-        60.0 * k / (refused_at - before[-k])
-        for k in range(MIN_RUN_SENDS, min(RUN_SENDS, len(before)) + 1)
-        if refused_at > before[-k]
-    ]
-    tripped = min(pace_per_minute, max(runs)) if runs else pace_per_minute
+    rates = [60.0 * n / w for w, n in counts.items() if n >= MIN_RUN_SENDS]
+    tripped = min(pace_per_minute, max(rates)) if rates else pace_per_minute
     seen = f"refused at {tripped:.1f}/min (accepted before it: {_windows(counts)})"
-    if tripped < SLOW_SHARE * pace_per_minute:
+    last = before[-MIN_RUN_SENDS:]
+    spread = refused_at - last[0]
+    if spread > SLOW_FACTOR * MIN_RUN_SENDS * 60.0 / pace_per_minute:
         return Lesson(
             None,
-            f"{seen}, under half the pace in force ({pace_per_minute:.1f}/min): sending "
-            "slowly proves nothing of the limit; nothing learned",
+            f"{seen}; its last {MIN_RUN_SENDS} sends spread over {spread:.0f} s, far slower "
+            f"than the pace in force ({pace_per_minute:.1f}/min): sending slowly proves "
+            "nothing of the limit; nothing learned",
             round(tripped, 3),
             counts,
         )

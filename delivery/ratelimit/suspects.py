@@ -139,6 +139,12 @@ class RefusalProbe:
                 self._key(account_id, "lesson"), json.dumps(lesson), ex=self._memory_seconds
             )
 
+    def pending_pace(self, account_id: str) -> float | None:
+        """The ceiling a pending lesson would set: the pace to keep until it is decided."""
+        with _translated():
+            found = self._client.get(self._key(account_id, "lesson"))
+        return None if found is None else float(json.loads(_text(found))["per_minute"])
+
     def take_lesson(self, account_id: str) -> dict[str, Any] | None:
         """The pending lesson, now proven (or dropped): it is forgotten here."""
         key = self._key(account_id, "lesson")

@@ -128,7 +128,7 @@ class Stack:
     def wait_final(self, message_ids: list[str], *, timeout: float) -> dict[str, str]:
         def final() -> dict[str, str] | None:
             states = self.statuses(message_ids)
-            done = all(s in ("delivered", "dead") for s in states.values())
+            done = all(s in ("delivered", "unconfirmed", "dead") for s in states.values())
             return states if done and len(states) == len(message_ids) else None
 
         def progress() -> str:

@@ -22,6 +22,7 @@
 -- KEYS[11] answered   when the last send was answered (ms)
 -- KEYS[12] suspects   hash of readers held on a bare refusal (delivery.ratelimit.suspects)
 -- KEYS[13] streak_at  when the first refusal of the current streak came (ms)
+-- KEYS[14] lesson     a lesson of the limit that waits to be proven (delivery.ratelimit.suspects)
 --
 -- An order key is a decimal string (see gate.order_key); a ticket is a chunk id.
 
