@@ -304,6 +304,46 @@ def test_a_webhook_that_is_down_gets_the_message_once_it_is_back_with_the_same_k
     assert [len(CALLED)] == [3]  # the callback was not held up by the webhook
 
 
+def test_a_webhook_behind_a_redirect_is_refused_recorded_and_retried_never_followed(
+    owned: str, platform: PlatformSimulator, receiver: InboundReceiver, ledger: Ledger
+) -> None:
+    # Given the agent's webhook behind a redirect to another host (an http-to-https
+    # redirect in front of it, say), which answers a GET with 200
+    with InboundReceiver() as elsewhere:
+        receiver.redirect(elsewhere.url)
+        with relay_in_thread():
+            sent = platform.model.inbound(owned, from_user_id=PEER, text="behind a redirect")
+
+            # When the relay hands the message over, then each attempt is refused and
+            # recorded with why, and tried again
+            wait_until(
+                lambda: _failed_attempts(ledger) >= 2, timeout=15, message="refused attempts"
+            )
+            assert receiver.counts() == {}
+
+            # And once the operator points the webhook at the final URL (here: the
+            # redirect goes), the message arrives, once, with its key
+            receiver.redirect(None)
+            wait_until(handed_over, timeout=15, message="handed over")
+
+    # And nothing, not even the signature, ever went to the other host
+    assert elsewhere.requests == []
+    assert receiver.counts() == {f"{owned}:{sent.message_id}": 1}
+    assert all(r.method == "POST" for r in receiver.requests)
+    with session_scope(ledger.engine) as db:
+        attempts = list(
+            db.scalars(select(HandoverAttempt).where(HandoverAttempt.channel == "webhook"))
+        )
+    refused = [a for a in attempts if a.outcome == "failed"]
+    assert {(a.http_status, a.detail) for a in refused} == {
+        (
+            301,
+            f"HTTP 301 redirect to 127.0.0.1:{elsewhere.port} refused: configure the final URL",
+        )
+    }
+    assert [a.outcome for a in attempts][-1] == "delivered"
+
+
 def _failed_attempts(ledger: Ledger) -> int:
     with session_scope(ledger.engine) as db:
         return len(
