@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -36,12 +35,6 @@ READERS = [f"reader{n}@im.wechat" for n in range(50)]
 PER_READER = 4
 LONG_POLL_MS = 500
 WOKEN_WITHIN_SECONDS = 5.0  # held chats are looked at again after 30 s (the stack's setting)
-
-
-@pytest.fixture
-def receiver() -> Iterator[InboundReceiver]:
-    with InboundReceiver() as webhook:
-        yield webhook
 
 
 def relay_ready(stack: Stack, receiver: InboundReceiver) -> tuple[str, AgentWorker]:
