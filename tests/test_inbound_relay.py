@@ -156,7 +156,12 @@ def test_an_account_that_does_not_own_its_inbound_side_is_never_polled(
             settings=get_settings(),
             backoff=lambda failures: 0.1,
         )
-        poller = AccountPoller(OTHER, context=context, after_poll=lambda account, record: None)
+        poller = AccountPoller(
+            OTHER,
+            context=context,
+            after_poll=lambda account, record: None,
+            holds_lease=lambda: True,
+        )
         step = poller.poll_once()
 
     # Then it is never polled: its message is still the agent's to take

@@ -3,8 +3,9 @@ inbound|all``) that polls the accounts it leases and hands their messages over.
 
 Every tick (``DELIVERY_INBOUND_SCAN_SECONDS``, and at least three times per lease):
 
-1. renew the lease of each account it polls; a poller whose lease was lost stops
-   after the poll in flight (another relay has the account now);
+1. renew the lease of each account it polls; a poller whose lease was lost records
+   nothing of the poll in flight and stops (another relay has the account now; it
+   checks the lease again itself before it records);
 2. start a poller for each account that owns its inbound side, whose session is
    not expired, and whose lease it can take; so a session that heals starts its
    poller again within a tick, and exactly one relay polls an account;
@@ -228,7 +229,7 @@ class InboundRelay:
                 held = False
             if not held:
                 log.warning(
-                    "account %s: the poller lost its lease; it stops after the poll in flight",
+                    "account %s: the poller lost its lease; it records nothing more and stops",
                     account_id,
                 )
                 running.stop.set()
@@ -270,8 +271,22 @@ class InboundRelay:
             self._start(account_id, lease)
 
     def _start(self, account_id: str, lease: RedisLease) -> None:
-        poller = AccountPoller(account_id, context=self._context, after_poll=self._after_poll)
         running = _Running(thread=threading.Thread(), lease=lease)
+
+        def holds_lease() -> bool:
+            if running.stop.is_set():
+                return False  # lost at a tick, or the relay stops
+            try:
+                return lease.hold()
+            except LimiterUnavailable:
+                return False  # cannot be proved: as if lost
+
+        poller = AccountPoller(
+            account_id,
+            context=self._context,
+            after_poll=self._after_poll,
+            holds_lease=holds_lease,
+        )
 
         def poll() -> None:
             try:
