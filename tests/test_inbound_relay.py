@@ -19,17 +19,23 @@ from sqlalchemy import select
 import delivery
 from delivery import runtime
 from delivery.cli import cli
-from delivery.inbound.poller import AccountPoller, PollerContext, Stop
+from delivery.inbound.poller import Stop
 from delivery.ledger import handovers, readers
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Handover, HandoverAttempt
 from delivery.ledger.types import utcnow
-from delivery.settings import get_settings
 from delivery.simulator import PlatformSimulator
 from tests.conftest import INBOUND_ACCOUNT as ACCOUNT
 from tests.conftest import INBOUND_TOKEN as TOKEN
 from tests.conftest import Ledger
-from tests.support.inbound import CALLED, FAST, InboundReceiver, handed_over, relay_in_thread
+from tests.support.inbound import (
+    CALLED,
+    FAST,
+    InboundReceiver,
+    handed_over,
+    poller_by_hand,
+    relay_in_thread,
+)
 from tests.support.own_redis import OwnRedis
 from tests.support.waiting import wait_until
 from tests.test_retention_inbound import receive
@@ -149,20 +155,7 @@ def test_an_account_that_does_not_own_its_inbound_side_is_never_polled(
         wait_until(handed_over, timeout=15)
 
         # And a poller is even started for it by hand
-        context = PollerContext(
-            engine=runtime.engine(),
-            clients=runtime.clients(),
-            publisher=runtime.publisher(),
-            settings=get_settings(),
-            backoff=lambda failures: 0.1,
-        )
-        poller = AccountPoller(
-            OTHER,
-            context=context,
-            after_poll=lambda account, record: None,
-            holds_lease=lambda: True,
-        )
-        step = poller.poll_once()
+        step = poller_by_hand(OTHER).poll_once()
 
     # Then it is never polled: its message is still the agent's to take
     assert step == Stop("the account does not own its inbound side")

@@ -6,7 +6,8 @@ A poll, step by step:
 1. Read the account from the ledger. **An account that does not own its inbound
    side is never polled** (``getupdates`` consumes: it would steal the agent's
    messages): the poller stops. So does it for an expired session (the relay
-   starts it again once the session is valid).
+   starts it again once the session is valid), and when no hand-over is
+   configured (what it consumed would reach nobody; the platform keeps it).
 2. ``getupdates`` with the cursor the ledger holds, waiting as long as the
    platform said it holds a poll (``longpolling_timeout_ms``, 35 s until it says),
    plus ``DELIVERY_HTTP_TIMEOUT_SECONDS``. An empty cursor (the account's first
@@ -17,9 +18,10 @@ A poll, step by step:
    then poll again with the same cursor.
 4. Before recording, the poller makes sure it still may (else it records nothing,
    and stops): it still holds its lease (``holds_lease``, which renews it); and,
-   in the recording transaction, the cursor is still the one the poll was sent
-   with. What a poll that may not record was handed stays at the platform, since
-   no poll carried its cursor: the next poll gets it again.
+   in the recording transaction, the account still owns its inbound side and the
+   cursor is still the one the poll was sent with. What a poll that may not record
+   was handed stays at the platform, since no poll carried its cursor: the next
+   poll, the relay's that holds the lease or the agent's own, gets it again.
 5. Record the whole answer and move the cursor in one transaction
    (:mod:`~delivery.inbound.recording`). If the ledger is unreachable the cursor
    stays, and the platform hands the same messages out again next time.
@@ -61,6 +63,7 @@ from delivery.settings import Settings
 
 __all__ = [
     "MAX_POLL_BACKOFF_SECONDS",
+    "NO_HANDOVER",
     "VALIDATED_REFRESH_SECONDS",
     "AccountPoller",
     "Polled",
@@ -77,6 +80,11 @@ VALIDATED_REFRESH_SECONDS = 60.0
 # A platform that fails polls is asked again at least this often (the official client
 # waits 30 s after three failures): the readers' messages wait at the platform meanwhile.
 MAX_POLL_BACKOFF_SECONDS = 30.0
+# Why a relay with no channel to the agent polls nothing.
+NO_HANDOVER = (
+    "no hand-over is configured (DELIVERY_INBOUND_TASK, DELIVERY_INBOUND_WEBHOOK_URL, "
+    "DELIVERY_INBOUND_CALLBACK): getupdates would consume messages nobody receives"
+)
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,8 @@ class AccountPoller:
             return Stop("the account does not own its inbound side")
         if account.session_state == SessionState.EXPIRED:
             return Stop("its session expired")
+        if not self._context.channels:
+            return Stop(NO_HANDOVER)
         if not account.cursor and not self._said_empty:
             log.info(
                 "account %s: no poll recorded yet; polling with an empty cursor, which the "
@@ -206,6 +216,12 @@ class AccountPoller:
             return Stop("it lost its lease while the poll was in flight; nothing recorded")
         try:
             with session_scope(self._context.engine) as db:
+                owned = db.scalar(select(Account.owns_inbound).where(Account.id == self.account_id))
+                if not owned:
+                    return Stop(
+                        "the account gave up its inbound side while the poll was in flight; "
+                        "nothing recorded"
+                    )
                 record = record_poll(
                     db,
                     account_id=self.account_id,

@@ -8,7 +8,8 @@ Every tick (``DELIVERY_INBOUND_SCAN_SECONDS``, and at least three times per leas
    checks the lease again itself before it records);
 2. start a poller for each account that owns its inbound side, whose session is
    not expired, and whose lease it can take; so a session that heals starts its
-   poller again within a tick, and exactly one relay polls an account;
+   poller again within a tick, and exactly one relay polls an account. A relay
+   with no hand-over configured polls nothing: what it consumed would reach nobody;
 3. if a task channel is configured and the broker restarted (its run id changed),
    hand the tasks it may have lost over again (same keys); and for as long as a
    hand-over can take (its claim), again each tick, for a publish to the old
@@ -47,7 +48,7 @@ from sqlalchemy import select
 
 from delivery.errors import LedgerError, LimiterUnavailable
 from delivery.inbound.handover import Claimed, HandoverRunner
-from delivery.inbound.poller import AccountPoller, PollerContext, wake_readers
+from delivery.inbound.poller import NO_HANDOVER, AccountPoller, PollerContext, wake_readers
 from delivery.inbound.recording import PollRecord
 from delivery.leases import RedisLease
 from delivery.ledger import handovers
@@ -135,9 +136,7 @@ class InboundRelay:
         log.info("relay: hands inbound messages over by: %s", channels)
         if not self._runner.channels:
             log.warning(
-                "relay: no hand-over configured (DELIVERY_INBOUND_TASK, "
-                "DELIVERY_INBOUND_WEBHOOK_URL, DELIVERY_INBOUND_CALLBACK): inbound messages "
-                "are recorded (delivery inbox) and readers updated, and the agent is told nothing"
+                "relay: polls nothing: %s; the platform keeps the readers' messages", NO_HANDOVER
             )
         try:
             while not stop.is_set():
@@ -235,6 +234,8 @@ class InboundRelay:
                 running.stop.set()
 
     def _start_pollers(self) -> None:
+        if not self._runner.channels:
+            return  # what it polled would reach nobody (said at start)
         with session_scope(self._context.engine, readonly=True) as db:
             eligible = list(
                 db.scalars(

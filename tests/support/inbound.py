@@ -28,7 +28,9 @@ from delivery.devstack.inbound import (
     start_relay_process,
 )
 from delivery.inbound.event import InboundEvent
+from delivery.inbound.poller import AccountPoller, PollerContext
 from delivery.inbound.relay import InboundRelay
+from delivery.settings import get_settings
 
 __all__ = [
     "CALLED",
@@ -39,6 +41,7 @@ __all__ = [
     "agent_settings",
     "handed_over",
     "paced",
+    "poller_by_hand",
     "relay_in_thread",
     "remember",
     "start_relay_process",
@@ -84,6 +87,22 @@ def paced(count: int, *, per_second: float) -> Iterator[int]:
         if delay > 0:
             time.sleep(delay)
         yield n
+
+
+def poller_by_hand(account: str) -> AccountPoller:
+    """A poller of this process's settings, as the relay makes one (a webhook to hand
+    over to, its lease taken for granted), driven by ``poll_once()``."""
+    context = PollerContext(
+        engine=runtime.engine(),
+        clients=runtime.clients(),
+        publisher=runtime.publisher(),
+        settings=get_settings(),
+        backoff=lambda failures: 0.1,
+        channels=("webhook",),
+    )
+    return AccountPoller(
+        account, context=context, after_poll=lambda account, record: None, holds_lease=lambda: True
+    )
 
 
 @contextmanager
