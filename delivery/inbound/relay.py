@@ -23,8 +23,8 @@ Lease key (``{prefix}`` is ``DELIVERY_REDIS_KEY_PREFIX``)::
 
     {prefix}:inbound:{<account>}:poller   the polling relay's identity (PX = lease TTL)
 
-Fails closed: without Redis no lease can be proved, so nothing is polled (the
-platform keeps the messages); hand-overs from the ledger go on.
+Fails closed: without Redis no lease can be proved, so nothing is polled or
+recorded (the platform keeps the messages); hand-overs from the ledger go on.
 
 Example::
 
@@ -197,7 +197,7 @@ class InboundRelay:
 
         A poller that ends within :data:`CLOSE_WAIT_SECONDS` gives its lease up, so
         another relay takes over at once; one still held in a long poll keeps it
-        until it runs out, so that two polls of one account never overlap.
+        until it runs out, and records nothing of that poll (it is stopped).
         """
         for running in self._running.values():
             running.stop.set()
