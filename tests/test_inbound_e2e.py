@@ -234,8 +234,10 @@ def test_inbound_during_an_outbound_burst_reaches_the_agent_once_and_wakes_held_
         ),
         100: lambda: receiver.slow(CLAIM_SECONDS + 0.5),
         120: lambda: receiver.slow(0),
-        140: lambda: switched.append(owns_inbound(stack, account, owned=False)),
-        160: lambda: switched.append(owns_inbound(stack, account, owned=True)),
+        # (for half a second: the first messages of the readers who write meanwhile
+        # are all recorded at once when it is on again, and their chats go together)
+        180: lambda: switched.append(owns_inbound(stack, account, owned=False)),
+        185: lambda: switched.append(owns_inbound(stack, account, owned=True)),
     }
     arrivals: list[tuple[str, Injected, float]] = []
     for n in paced(len(READERS) * PER_READER, per_second=10):
