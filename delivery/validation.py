@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import urlsplit
 
@@ -32,6 +33,7 @@ __all__ = [
     "MAX_CONTEXT_TOKEN_CHARS",
     "MAX_IDEMPOTENCY_KEY_CHARS",
     "MAX_RECIPIENT_CHARS",
+    "is_loopback",
     "mask_token",
     "parse_message_id",
     "validate_account_id",
@@ -218,3 +220,15 @@ def parse_message_id(value: object) -> int:
     if not text.isascii() or not text.isdigit() or text.startswith("0") or len(text) > 19:
         raise InvalidMessageId(f"message id {text[:40]!r} is not a message id")
     return int(text)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` serves this machine alone: ``localhost`` or a
+    loopback IP address. Names are not resolved: any other one counts as remote, as
+    do ``0.0.0.0`` and ``""`` (every interface)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

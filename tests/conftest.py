@@ -19,11 +19,14 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 
+import delivery
 from delivery.ledger.db import engine_for, upgrade_head
 from delivery.ledger.models import Base
 from delivery.settings import get_settings
+from delivery.simulator import PlatformSimulator, SimulatorConfig
 from delivery.worker.app import app, use_broker_url
 from tests.support import services
+from tests.support.inbound import CALLED, FAST, InboundReceiver
 from tests.support.own_redis import OwnRedis
 from tests.support.qr_login import Terminal
 from tests.support.stack import Stack, running_stack
@@ -251,3 +254,48 @@ def pg_stack(
     get_settings.cache_clear()
     yield from running_stack(result.url, tmp_path)
     get_settings.cache_clear()
+
+
+# -- the inbound relay in this process (tests.support.inbound.relay_in_thread) -----------
+
+INBOUND_ACCOUNT = "bot-1"
+INBOUND_TOKEN = "tok-inbound-0000-secret"
+
+
+@pytest.fixture
+def platform() -> Iterator[PlatformSimulator]:
+    """The simulator, holding an empty long poll for 0.3 s."""
+    with PlatformSimulator(config=SimulatorConfig(longpolling_timeout_ms=300)) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def receiver() -> Iterator[InboundReceiver]:
+    """The agent's webhook (:mod:`delivery.devstack.receiver`)."""
+    with InboundReceiver() as webhook:
+        yield webhook
+
+
+@pytest.fixture
+def owned(
+    ledger: Ledger,
+    redis_db: RedisInfo,
+    platform: PlatformSimulator,
+    receiver: InboundReceiver,
+    set_env: Callable[..., None],
+    tmp_path: Path,
+) -> str:
+    """An account whose inbound side this service owns; webhook and callback
+    (``tests.support.inbound.remember``) set, on the relay's compressed clock."""
+    CALLED.clear()
+    set_env(
+        **FAST,
+        **receiver.settings(),
+        DELIVERY_INBOUND_CALLBACK="tests.support.inbound:remember",
+        DELIVERY_ACCOUNT_STORE_DIR=str(tmp_path / "store"),
+    )
+    delivery.add_account(
+        INBOUND_ACCOUNT, token=INBOUND_TOKEN, base_url=platform.base_url, owns_inbound=True
+    )
+    platform.model.register_account(INBOUND_ACCOUNT, token=INBOUND_TOKEN)
+    return INBOUND_ACCOUNT

@@ -4,30 +4,37 @@ and PostgreSQL; and the faults it must survive.
 
 What every scenario checks at the receivers: every inbound message reached the
 agent's task and its webhook, and nothing came under a key that is not the key of
-a message the platform sent (a message handed over twice comes with the same key).
+a message the platform sent (a message handed over twice comes with the same key,
+and the receivers, de-duplicating on it as the README tells agents to, handle it
+once).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import select
 
 import delivery
-from delivery.devstack import LocalRedis
-from delivery.ledger import readers
+from delivery.devstack import LocalRedis, ManagedProcess
+from delivery.errors import LedgerError
+from delivery.ledger import inbox, readers
 from delivery.ledger.db import engine_for, session_scope
-from delivery.ledger.models import Attempt, Chunk, Message
+from delivery.ledger.models import Attempt, Chunk, HandoverAttempt, Message
 from delivery.ledger.types import utcnow
 from delivery.simulator import Fault, Injected
+from delivery.simulator.inbound import decode_cursor
 from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 from tests.support import services
 from tests.support.bursts import burst
 from tests.support.inbound import AgentWorker, InboundReceiver, agent_settings, paced
-from tests.support.stack import Stack
+from tests.support.stack import COMPRESSED, TOKEN, Stack
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -36,10 +43,13 @@ READERS = [f"reader{n}@im.wechat" for n in range(50)]
 PER_READER = 4
 LONG_POLL_MS = 500
 WOKEN_WITHIN_SECONDS = 5.0  # held chats are looked at again after 30 s (the stack's setting)
+# A hand-over not recorded by then is taken for lost with its relay (twice the timeout).
+CLAIM_SECONDS = 2 * float(COMPRESSED["DELIVERY_INBOUND_WEBHOOK_TIMEOUT_SECONDS"])
 
 
 @pytest.fixture
-def receiver() -> Iterator[InboundReceiver]:
+def elsewhere() -> Iterator[InboundReceiver]:
+    """Another host, that a redirect in front of the agent's webhook names."""
     with InboundReceiver() as webhook:
         yield webhook
 
@@ -80,8 +90,96 @@ def assert_none_lost_no_new_key(
     assert {e["task_id"] for e in agent.received()} == keys  # the task id is the key
 
 
+class CursorWatch:
+    """The account's cursor, read from the ledger every 20 ms in a thread, as the
+    sequence number the simulator's cursor names: it must never go down."""
+
+    def __init__(self, database_url: str, account: str) -> None:
+        self._engine = engine_for(database_url)
+        self._account = account
+        self.seen: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.02):
+            try:
+                with session_scope(self._engine, readonly=True) as db:
+                    cursor = inbox.cursor_of(db, self._account)
+            except LedgerError:
+                return  # the test is over (its ledger gone)
+            if cursor and (not self.seen or decode_cursor(cursor) != self.seen[-1]):
+                self.seen.append(decode_cursor(cursor))
+
+    def stop(self) -> list[int]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.seen
+
+
+def lose_the_lease_mid_poll(
+    stack: Stack, account: str, leader: ManagedProcess, standby: ManagedProcess
+) -> tuple[float, float]:
+    """The leader's poll is handed messages and held; the leader stalls (SIGSTOP) past
+    its lease, the standby takes the account over, and the leader goes on (SIGCONT).
+    Returns when (on the simulator's clock) no relay could record, from first to last."""
+    began = stack.snapshot().now
+    stack.simulator.model.queue_fault(
+        Fault.hang(2, deliver=True, endpoint="getupdates"), account_id=account
+    )
+    wait_until(
+        lambda: stack.snapshot().counters.faults_fired.get("hang", 0) == 1,
+        timeout=15,
+        message="the leader's poll held",
+    )
+    os.killpg(leader.pid, signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: "polling its inbound side" in standby.log_text(),
+            timeout=15,
+            message="the standby taking over",
+        )
+    finally:
+        os.killpg(leader.pid, signal.SIGCONT)
+    return began, stack.snapshot().now
+
+
+def in_thread(work: Callable[[], tuple[float, float]]) -> Callable[[], tuple[float, float]]:
+    """Run ``work`` in a thread now; the returned call waits for it and returns what it
+    returned, or raises what it raised."""
+    done: list[tuple[float, float]] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(work())
+        except BaseException as exc:  # re-raised in the test's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def join() -> tuple[float, float]:
+        thread.join(timeout=60)
+        if failed:
+            raise failed[0]
+        return done[0]
+
+    return join
+
+
+def recordable_from(written_at: float, stalls: list[tuple[float, float]]) -> float:
+    """When a message written at ``written_at`` could first be recorded: at once, or at
+    the end of a stall the test made (no relay could record meanwhile, by design)."""
+    for began, ended in stalls:
+        if began <= written_at <= ended:
+            return ended
+    return written_at
+
+
 def test_inbound_during_an_outbound_burst_reaches_the_agent_once_and_wakes_held_chats(
-    any_stack: Stack, receiver: InboundReceiver
+    any_stack: Stack, receiver: InboundReceiver, elsewhere: InboundReceiver
 ) -> None:
     # Given 50 readers the pipeline knows last wrote two hours ago (their one-hour
     # window is closed), each with a message held for them, and an account whose
@@ -98,10 +196,13 @@ def test_inbound_during_an_outbound_burst_reaches_the_agent_once_and_wakes_held_
     stack.simulator.model.inbound(bystander, from_user_id=READERS[0], text="for the agent")
     for peer in READERS:
         delivery.record_inbound(account, peer, at=utcnow() - dt.timedelta(hours=2))
-    # As `delivery worker` runs them: the send queue in a worker of its own
+    # As `delivery worker` runs them: the send queue in a worker of its own; and two
+    # relays, one polling, one standing by
     stack.start_worker(queues=SEND_QUEUE)
     stack.start_worker(queues=DEFAULT_QUEUE, beat=True)
-    stack.start_relay()
+    leader = stack.start_relay("relay-a")
+    wait_until(lambda: "polling its inbound side" in leader.log_text(), timeout=30)
+    standby = stack.start_relay("relay-b")
     held = delivery.enqueue_many(
         delivery.OutboundMessage(account, peer, f"the answer for {peer}") for peer in READERS
     )
@@ -110,6 +211,9 @@ def test_inbound_during_an_outbound_burst_reaches_the_agent_once_and_wakes_held_
         timeout=60,
         message="the 50 messages held for their readers",
     )
+    # And the agent's webhook behind a redirect to another host, for a start
+    receiver.redirect(elsewhere.url)
+    cursor = CursorWatch(stack.database_url, account)
 
     # When an outbound burst to 2 other readers goes out, and meanwhile the 50 write
     # 4 messages each (200, 10 a second)
@@ -117,25 +221,64 @@ def test_inbound_during_an_outbound_burst_reaches_the_agent_once_and_wakes_held_
         burst(account, messages=20, recipients=2, seed=15, max_chunks=2)
     )
     wait_until(lambda: stack.snapshot().counters.accepted >= 5, timeout=60, message="the burst")
+    # And meanwhile: the redirect goes (the operator configured the final URL); the
+    # polling relay stalls mid-poll past its lease and the other takes over; the webhook
+    # answers later than the relay's claims last; the inbound side is switched off
+    # mid-run and on again
+    lease_lost: list[Callable[[], tuple[float, float]]] = []
+    switched: list[float] = []
+    faults: dict[int, Callable[[], object]] = {
+        30: lambda: receiver.redirect(None),
+        60: lambda: lease_lost.append(
+            in_thread(lambda: lose_the_lease_mid_poll(stack, account, leader, standby))
+        ),
+        100: lambda: receiver.slow(CLAIM_SECONDS + 0.5),
+        120: lambda: receiver.slow(0),
+        # (for half a second: the first messages of the readers who write meanwhile
+        # are all recorded at once when it is on again, and their chats go together)
+        180: lambda: switched.append(owns_inbound(stack, account, owned=False)),
+        185: lambda: switched.append(owns_inbound(stack, account, owned=True)),
+    }
     arrivals: list[tuple[str, Injected, float]] = []
     for n in paced(len(READERS) * PER_READER, per_second=10):
+        faults.get(n, lambda: None)()
         peer = READERS[n // PER_READER]
         sent = stack.simulator.model.inbound(account, from_user_id=peer, text=f"{peer} says {n}")
         arrivals.append((peer, sent, stack.snapshot().now))
+    stalls = [join() for join in lease_lost] + [(switched[0], switched[1])]
     keys = {key(account, sent) for _, sent, _ in arrivals}
 
-    # Then every one reaches the agent's task and its webhook, none twice
+    # Then every one reaches the agent's task and its webhook; whatever came twice came
+    # with its own key (the webhook slower than the relay's timeout got repeats), and
+    # each is handled once after the agent's de-duplication
     assert_none_lost_no_new_key(receiver, agent, keys)
-    assert_each_once(receiver.counts(), keys)
-    assert_each_once(agent.counts(), keys)
-    # And every held message went as soon as its reader's first message arrived: well
+    assert sum(receiver.counts().values()) > len(keys)
+    assert receiver.handled() == Counter(dict.fromkeys(keys, 1))
+    assert agent.handled() == Counter(dict.fromkeys(keys, 1))
+    # And the cursor never went back
+    seen = cursor.stop()
+    assert seen == sorted(seen), seen
+    # And nothing, not even the signature, went to the host the redirect named; the
+    # refusals are on record, with why
+    assert elsewhere.requests == []
+    refused = f"HTTP 301 redirect to 127.0.0.1:{elsewhere.port} refused: configure the final URL"
+    assert refused in webhook_failures(stack)
+    # And the relay that lost its lease recorded nothing of its poll in flight; and the
+    # one polling when the inbound side was switched off stopped
+    assert "lost its lease while the poll was in flight; nothing recorded" in leader.log_text()
+    logs = leader.log_text() + standby.log_text()
+    assert "inbound poller stopped (the account gave up its inbound side" in logs or (
+        "inbound poller stopped (the account does not own its inbound side)" in logs
+    )
+    # And every held message went as soon as its reader's first message could be
+    # recorded (at once, or once the stall or the switch made here was over): well
     # inside the 30 s after which held chats are looked at again anyway (the 1 s target
     # is measured by `python -m bench inbound`, on a machine running nothing else)
     assert set(stack.wait_final(held + outbound, timeout=120).values()) == {"delivered"}
     snapshot = stack.snapshot()
     first_written: dict[str, float] = {}
     for peer, _, at in arrivals:
-        first_written.setdefault(peer, at)
+        first_written.setdefault(peer, recordable_from(at, stalls))
     lags = {peer: snapshot.messages[peer][0].arrived_at - first_written[peer] for peer in READERS}
     assert max(lags.values()) < WOKEN_WITHIN_SECONDS, _breakdown(stack, account)
     # And each reader's state is exact: open, their last message's time and token
@@ -155,7 +298,25 @@ def test_inbound_during_an_outbound_burst_reaches_the_agent_once_and_wakes_held_
     assert tokens == {peer: sent.context_token for peer, sent in last.items()}
     # And the account that does not own its inbound side was never polled
     assert snapshot.accounts[bystander].polls == 0
-    assert snapshot.accounts[account].max_polls_in_flight == 1
+
+
+def owns_inbound(stack: Stack, account: str, *, owned: bool) -> float:
+    """The operator switches the account's inbound side (``delivery account add``);
+    returns when (the simulator's clock)."""
+    base_url = stack.simulator.base_url
+    delivery.add_account(account, token=TOKEN, base_url=base_url, owns_inbound=owned)
+    return stack.snapshot().now
+
+
+def webhook_failures(stack: Stack) -> set[str]:
+    """Why the webhook's failed attempts failed."""
+    with session_scope(engine_for(stack.database_url)) as db:
+        rows = db.scalars(
+            select(HandoverAttempt.detail).where(
+                HandoverAttempt.channel == "webhook", HandoverAttempt.outcome == "failed"
+            )
+        )
+        return {detail for detail in rows if detail}
 
 
 def test_two_relays_one_polls_and_a_kill_9_mid_poll_loses_nothing(

@@ -1,4 +1,5 @@
-"""Reading what ``getupdates`` hands out, and signing what the webhook gets: pure, no I/O."""
+"""Reading what ``getupdates`` hands out, signing what the webhook gets, and what its answer
+means: pure, no I/O."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
+from delivery.inbound.channels import webhook_answer
 from delivery.inbound.items import (
     InboundItem,
     Malformed,
@@ -133,3 +137,53 @@ def test_a_signature_verifies_only_with_the_same_secret_body_and_a_recent_time()
     assert not verify(secret=secret, body=b'{"text":"hi!"}', header=header, now=1_764_489_610)
     assert not verify(secret=secret, body=body, header=header, now=1_764_489_600 + 3600)
     assert not verify(secret=secret, body=body, header=None, now=1_764_489_600)
+
+
+URL = "http://agent.example:8080/in?key=s3cr3t"
+
+
+@pytest.mark.parametrize(
+    ("status", "location", "delivered", "detail"),
+    [
+        (204, None, True, "HTTP 204"),
+        (
+            301,
+            "https://agent.example/in?key=s3cr3t",
+            False,
+            "HTTP 301 redirect to agent.example refused: configure the final URL",
+        ),
+        (
+            307,
+            "https://user:pw@other.example:8443/x?key=s3cr3t",
+            False,
+            "HTTP 307 redirect to other.example:8443 refused: configure the final URL",
+        ),
+        (
+            302,
+            "/moved?key=s3cr3t",
+            False,
+            "HTTP 302 redirect to agent.example:8080 refused: configure the final URL",
+        ),
+        (
+            308,
+            "http://[::1",
+            False,
+            "HTTP 308 redirect to an unreadable location refused: configure the final URL",
+        ),
+        (304, None, False, "HTTP 304 from the webhook"),
+        (503, None, False, "HTTP 503 from the webhook"),
+    ],
+)
+def test_only_a_2xx_is_a_receipt_and_a_redirect_says_where_it_pointed(
+    status: int, location: str | None, delivered: bool, detail: str
+) -> None:
+    handed = webhook_answer(status=status, location=location, url=URL)
+    assert (handed.delivered, handed.detail, handed.http_status) == (delivered, detail, status)
+    assert "s3cr3t" not in handed.detail and "pw" not in handed.detail
+
+
+@given(status=st.integers(min_value=300, max_value=399), location=st.text())
+def test_any_redirect_is_a_failure_that_never_raises(status: int, location: str) -> None:
+    assume("s3cr3t" not in location)
+    handed = webhook_answer(status=status, location=location, url=URL)
+    assert not handed.delivered and "s3cr3t" not in handed.detail

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,83 +19,29 @@ from sqlalchemy import select
 import delivery
 from delivery import runtime
 from delivery.cli import cli
-from delivery.inbound.event import InboundEvent
-from delivery.inbound.poller import AccountPoller, PollerContext, Stop
+from delivery.inbound.poller import Stop
 from delivery.ledger import handovers, readers
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Handover, HandoverAttempt
 from delivery.ledger.types import utcnow
-from delivery.settings import get_settings
-from delivery.simulator import PlatformSimulator, SimulatorConfig
-from tests.conftest import Ledger, RedisInfo
-from tests.support.inbound import InboundReceiver, relay_in_thread
+from delivery.simulator import PlatformSimulator
+from tests.conftest import INBOUND_ACCOUNT as ACCOUNT
+from tests.conftest import INBOUND_TOKEN as TOKEN
+from tests.conftest import Ledger
+from tests.support.inbound import (
+    CALLED,
+    FAST,
+    InboundReceiver,
+    handed_over,
+    poller_by_hand,
+    relay_in_thread,
+)
 from tests.support.own_redis import OwnRedis
 from tests.support.waiting import wait_until
 from tests.test_retention_inbound import receive
 
-ACCOUNT = "bot-1"
 OTHER = "bot-2"
-TOKEN = "tok-inbound-0000-secret"
 PEER = "o9cq80reader@im.wechat"
-# The relay on a compressed clock: it looks around every 0.1 s, a lease lasts 1 s.
-FAST = {
-    "DELIVERY_INBOUND_SCAN_SECONDS": "0.1",
-    "DELIVERY_INBOUND_LEASE_SECONDS": "1",
-    "DELIVERY_BACKOFF_BASE_SECONDS": "0.1",
-    "DELIVERY_BACKOFF_MAX_SECONDS": "0.5",
-    "DELIVERY_BACKOFF_FLOOR_SECONDS": "0.05",
-    "DELIVERY_OUTAGE_RETRY_SECONDS": "0.2",
-    "DELIVERY_HTTP_TIMEOUT_SECONDS": "2",
-    "DELIVERY_SEND_LOCK_TTL_SECONDS": "5",
-}
-CALLED: list[InboundEvent] = []
-
-
-def remember(event: InboundEvent) -> None:
-    """The agent's callback (``DELIVERY_INBOUND_CALLBACK``)."""
-    CALLED.append(event)
-
-
-@pytest.fixture
-def platform() -> Iterator[PlatformSimulator]:
-    with PlatformSimulator(config=SimulatorConfig(longpolling_timeout_ms=300)) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def receiver() -> Iterator[InboundReceiver]:
-    with InboundReceiver() as webhook:
-        yield webhook
-
-
-@pytest.fixture
-def owned(
-    ledger: Ledger,
-    redis_db: RedisInfo,
-    platform: PlatformSimulator,
-    receiver: InboundReceiver,
-    set_env: Callable[..., None],
-    tmp_path: Path,
-) -> str:
-    """An account whose inbound side this service owns; webhook and callback set."""
-    CALLED.clear()
-    set_env(
-        **FAST,
-        **receiver.settings(),
-        DELIVERY_INBOUND_CALLBACK=f"{__name__}:remember",
-        DELIVERY_ACCOUNT_STORE_DIR=str(tmp_path / "store"),
-    )
-    delivery.add_account(ACCOUNT, token=TOKEN, base_url=platform.base_url, owns_inbound=True)
-    platform.model.register_account(ACCOUNT, token=TOKEN)
-    return ACCOUNT
-
-
-def handed_over(account: str = ACCOUNT) -> list[delivery.InboxEntry]:
-    """The account's inbox once every message received is handed over (else [])."""
-    entries = delivery.list_inbox(account)
-    received = [e for e in entries if e.status == "received"]
-    done = received and all(set(e.handovers.values()) == {"done"} for e in received)
-    return entries if done else []
 
 
 def test_a_readers_message_is_recorded_then_handed_over_by_every_channel(
@@ -209,15 +155,7 @@ def test_an_account_that_does_not_own_its_inbound_side_is_never_polled(
         wait_until(handed_over, timeout=15)
 
         # And a poller is even started for it by hand
-        context = PollerContext(
-            engine=runtime.engine(),
-            clients=runtime.clients(),
-            publisher=runtime.publisher(),
-            settings=get_settings(),
-            backoff=lambda failures: 0.1,
-        )
-        poller = AccountPoller(OTHER, context=context, after_poll=lambda account, record: None)
-        step = poller.poll_once()
+        step = poller_by_hand(OTHER).poll_once()
 
     # Then it is never polled: its message is still the agent's to take
     assert step == Stop("the account does not own its inbound side")
@@ -302,6 +240,46 @@ def test_a_webhook_that_is_down_gets_the_message_once_it_is_back_with_the_same_k
     assert {a.outcome for a in attempts} == {"failed", "delivered"}
     assert all(a.detail == "no answer: ConnectionError" for a in attempts if a.outcome == "failed")
     assert [len(CALLED)] == [3]  # the callback was not held up by the webhook
+
+
+def test_a_webhook_behind_a_redirect_is_refused_recorded_and_retried_never_followed(
+    owned: str, platform: PlatformSimulator, receiver: InboundReceiver, ledger: Ledger
+) -> None:
+    # Given the agent's webhook behind a redirect to another host (an http-to-https
+    # redirect in front of it, say), which answers a GET with 200
+    with InboundReceiver() as elsewhere:
+        receiver.redirect(elsewhere.url)
+        with relay_in_thread():
+            sent = platform.model.inbound(owned, from_user_id=PEER, text="behind a redirect")
+
+            # When the relay hands the message over, then each attempt is refused and
+            # recorded with why, and tried again
+            wait_until(
+                lambda: _failed_attempts(ledger) >= 2, timeout=15, message="refused attempts"
+            )
+            assert receiver.counts() == {}
+
+            # And once the operator points the webhook at the final URL (here: the
+            # redirect goes), the message arrives, once, with its key
+            receiver.redirect(None)
+            wait_until(handed_over, timeout=15, message="handed over")
+
+    # And nothing, not even the signature, ever went to the other host
+    assert elsewhere.requests == []
+    assert receiver.counts() == {f"{owned}:{sent.message_id}": 1}
+    assert all(r.method == "POST" for r in receiver.requests)
+    with session_scope(ledger.engine) as db:
+        attempts = list(
+            db.scalars(select(HandoverAttempt).where(HandoverAttempt.channel == "webhook"))
+        )
+    refused = [a for a in attempts if a.outcome == "failed"]
+    assert {(a.http_status, a.detail) for a in refused} == {
+        (
+            301,
+            f"HTTP 301 redirect to 127.0.0.1:{elsewhere.port} refused: configure the final URL",
+        )
+    }
+    assert [a.outcome for a in attempts][-1] == "delivered"
 
 
 def _failed_attempts(ledger: Ledger) -> int:

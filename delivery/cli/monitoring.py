@@ -10,7 +10,6 @@ Flower's own ``/metrics`` stays open even with auth; see :mod:`delivery.monitori
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 from collections.abc import Mapping
@@ -19,21 +18,13 @@ import click
 
 from delivery.monitoring import build_registry, serve
 from delivery.settings import FLOWER_BASIC_AUTH_PATTERN, get_settings
+from delivery.validation import is_loopback
 
 __all__ = ["flower", "flower_invocation", "metrics"]
 
 LOCALHOST = "127.0.0.1"
 DEFAULT_FLOWER_PORT = 5555
 _CREDENTIALS_VARIABLE = "FLOWER_BASIC_AUTH"  # Flower reads its options from FLOWER_*
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @click.command("metrics")
@@ -56,7 +47,7 @@ def metrics(host: str, port: int | None) -> None:
         server, thread = serve(host=host, port=wanted, registry=registry)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{wanted}: {exc}") from None
-    if not _loopback(host):
+    if not is_loopback(host):
         click.echo(f"warning: the exporter has no authentication and listens on {host}", err=True)
     click.echo(f"delivery metrics at http://{host}:{server.server_port}/metrics", err=True)
     try:
@@ -130,7 +121,7 @@ def flower(port: int, address: str, basic_auth: str | None, localhost_only: bool
     if credentials is not None:
         user = credentials.partition(":")[0]
         click.echo(f"Flower at http://{address}:{port}/ (basic auth, user {user!r})", err=True)
-        if not _loopback(address):
+        if not is_loopback(address):
             click.echo(
                 "warning: basic auth over plain HTTP sends the password in the clear; "
                 "put a TLS proxy in front of Flower",

@@ -3,8 +3,11 @@ inbound message the relay hands over (``DELIVERY_INBOUND_TASK=agent.on_inbound``
 ``DELIVERY_INBOUND_TASK_QUEUE=agent.inbound``). The tests and benchmarks run it.
 
 It appends what it got to ``AGENT_RECEIVED_FILE``, one JSON line per run (the task
-id, the message, and the wall-clock time it arrived), so what reached the agent is
-counted at the receiver, whatever happens to Redis meanwhile.
+id, the message, the wall-clock time it arrived, and whether it is a repeat), so
+what reached the agent is counted at the receiver, whatever happens to Redis
+meanwhile. Like any agent, it de-duplicates on the ``idempotency_key`` in the
+message (the relay hands over at least once): a repeat is noted, not handled
+again, also across a restart of the worker (the file is what it handled).
 
 Run: ``celery -A delivery.devstack.agent worker -Q agent.inbound``.
 """
@@ -37,10 +40,28 @@ app.conf.update(
     worker_hijack_root_logger=False,
 )
 _lock = threading.Lock()
+_handled: set[str] | None = None  # the keys handled, read from the file on the first run
+
+
+def _first_time(key: str, path: str) -> bool:
+    """Whether ``key`` is new to this agent (call under ``_lock``)."""
+    global _handled
+    if _handled is None:
+        with open(path, encoding="utf-8") as lines:
+            _handled = {
+                json.loads(line)["message"]["idempotency_key"] for line in lines if line.strip()
+            }
+    if key in _handled:
+        return False
+    _handled.add(key)
+    return True
 
 
 @app.task(bind=True, name=AGENT_TASK)
 def on_inbound(self: Task[Any, Any], message: dict[str, Any]) -> None:
-    line = json.dumps({"task_id": self.request.id, "message": message, "at": time.time()})
-    with _lock, open(os.environ["AGENT_RECEIVED_FILE"], "a", encoding="utf-8") as out:
-        out.write(line + "\n")
+    path = os.environ["AGENT_RECEIVED_FILE"]
+    with _lock:
+        repeat = not _first_time(message["idempotency_key"], path)
+        entry = {"task_id": self.request.id, "message": message, "at": time.time()}
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({**entry, "repeat": repeat}) + "\n")

@@ -1,6 +1,6 @@
 """The agent's side of the inbound relay, for the tests and benchmarks: a webhook
-receiver that checks signatures (and can go down), the agent's Celery worker, and
-a ``delivery relay`` process.
+receiver (:mod:`delivery.devstack.receiver`), the agent's Celery worker, and a
+``delivery relay`` process.
 
 Example::
 
@@ -9,24 +9,22 @@ Example::
         agent = AgentWorker(env=env, log_dir=workdir)
         relay = start_relay_process(env, workdir / "relay.log")
         ...
-        receiver.counts()       # Counter({'bot-1:9223...': 1, ...})
+        receiver.counts()       # Counter({'bot-1:9223...': 1, ...}), repeats included
+        agent.handled()         # each key once: the agent de-duplicates
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import threading
-import time
 import uuid
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from delivery.devstack.agent import AGENT_QUEUE, AGENT_TASK
 from delivery.devstack.processes import ManagedProcess
-from delivery.inbound.signing import SIGNATURE_HEADER, verify
+from delivery.devstack.receiver import DEFAULT_SECRET, InboundReceiver
 
 __all__ = [
     "DEFAULT_SECRET",
@@ -37,96 +35,9 @@ __all__ = [
     "start_relay_process",
 ]
 
-DEFAULT_SECRET = "inbound-webhook-secret-0123"  # noqa: S105 - for local runs, not a credential
 # What `delivery relay` logs once it runs.
 RELAY_READY = "relay: hands inbound messages over by"
 _READY_SECONDS = 60.0
-
-
-class InboundReceiver:
-    """The agent's webhook: every POST whose signature holds is kept, with the
-    wall-clock time it came; a bad signature is answered 401. ``down()`` closes the
-    port (a refused connection), ``up()`` opens it again."""
-
-    def __init__(self, *, secret: str = DEFAULT_SECRET) -> None:
-        self.secret = secret
-        self.received: list[tuple[float, dict[str, Any]]] = []
-        self.refused_signatures = 0
-        self._lock = threading.Lock()
-        self._server = self._serve(("127.0.0.1", 0))
-        self.port: int = self._server.server_address[1]
-
-    def _serve(self, address: tuple[str, int]) -> ThreadingHTTPServer:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                arrived = time.time()
-                header = self.headers.get(SIGNATURE_HEADER)
-                good = verify(secret=receiver.secret, body=body, header=header, now=arrived)
-                payload = json.loads(body)
-                good = good and self.headers.get("Idempotency-Key") == payload["idempotency_key"]
-                receiver._note(arrived, payload, good=good)
-                self.send_response(204 if good else 401)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer(address, Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server
-
-    def _note(self, arrived: float, payload: dict[str, Any], *, good: bool) -> None:
-        with self._lock:
-            if good:
-                self.received.append((arrived, payload))
-            else:
-                self.refused_signatures += 1
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/inbound?key=k-123"
-
-    def settings(self, *, timeout_seconds: float = 2.0) -> dict[str, str]:
-        """The relay's settings that point its webhook here."""
-        return {
-            "DELIVERY_INBOUND_WEBHOOK_URL": self.url,
-            "DELIVERY_INBOUND_WEBHOOK_SECRET": self.secret,
-            "DELIVERY_INBOUND_WEBHOOK_TIMEOUT_SECONDS": f"{timeout_seconds:g}",
-        }
-
-    def down(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def up(self) -> None:
-        self._server = self._serve(("127.0.0.1", self.port))
-
-    def payloads(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [payload for _, payload in self.received]
-
-    def counts(self) -> Counter[str]:
-        """How often each idempotency key came."""
-        return Counter(p["idempotency_key"] for p in self.payloads())
-
-    def first_arrival(self) -> dict[str, float]:
-        """When each key first came (wall clock, ``time.time()``)."""
-        with self._lock:
-            arrivals: dict[str, float] = {}
-            for at, payload in self.received:
-                arrivals.setdefault(payload["idempotency_key"], at)
-            return arrivals
-
-    def __enter__(self) -> InboundReceiver:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.down()
 
 
 class AgentWorker:
@@ -148,8 +59,13 @@ class AgentWorker:
         return [json.loads(line) for line in lines if line.strip()]
 
     def counts(self) -> Counter[str]:
-        """How often each idempotency key came."""
+        """How often each idempotency key came, repeats included."""
         return Counter(entry["message"]["idempotency_key"] for entry in self.received())
+
+    def handled(self) -> Counter[str]:
+        """The keys the agent handled, after its de-duplication (once each)."""
+        entries = self.received()
+        return Counter(e["message"]["idempotency_key"] for e in entries if not e.get("repeat"))
 
     def first_arrival(self) -> dict[str, float]:
         """When each key first came (wall clock)."""

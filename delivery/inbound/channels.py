@@ -7,8 +7,8 @@ channel            what it does                                   done when
                    ``DELIVERY_INBOUND_TASK_QUEUE``: one argument,
                    the message as JSON; the task id is the key
 ``webhook``        POSTs the JSON to ``DELIVERY_INBOUND_WEBHOOK_  the receiver answered 2xx
-                   URL``, signed (``delivery.inbound.signing``),
-                   with ``Idempotency-Key``
+                   URL``, signed (``delivery.inbound.signing``),  (a redirect is a failure:
+                   with ``Idempotency-Key``                       never followed)
 ``callback``       calls ``DELIVERY_INBOUND_CALLBACK``            it returned
                    (``module:function``) with the
                    :class:`~delivery.inbound.event.InboundEvent`
@@ -17,6 +17,13 @@ channel            what it does                                   done when
 A channel never raises: a failure is a :class:`Handed` that says why (the relay
 retries it with backoff). Errors of requests, kombu and the callback are
 translated here. A webhook URL may carry a key: it is never logged or recorded.
+
+**Redirects are refused, never followed.** Followed, a 301/302 turns the POST into
+a GET without a body, whose 200 would read as delivered while the agent saw
+nothing, and the signature would go to whatever host the redirect names. A 3xx is
+a failed attempt that names the host it pointed to (never its path or query) and
+asks for the final URL; the relay tries again with backoff, so the operator sees
+why in ``delivery inbox`` and the messages go once the URL is fixed.
 
 Example::
 
@@ -32,6 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -46,9 +54,11 @@ __all__ = [
     "Handed",
     "TaskChannel",
     "WebhookChannel",
+    "webhook_answer",
 ]
 
 _DETAIL_CHARS = 300
+_HOST_CHARS = 100
 # A publish must not hang the relay while the broker is down: the ledger has the message.
 _PUBLISH_RETRY_POLICY = {
     "max_retries": 2,
@@ -147,15 +157,53 @@ class WebhookChannel:
         }
         try:
             response = self._http.post(
-                self._url, data=body, headers=headers, timeout=self._timeout_seconds
+                self._url,
+                data=body,
+                headers=headers,
+                timeout=self._timeout_seconds,
+                allow_redirects=False,  # see the module docstring
             )
         except requests.RequestException as exc:
             # Not the exception's text: it holds the URL, and webhook URLs carry keys.
             return Handed(False, f"no answer: {type(exc).__name__}")
-        status = response.status_code
-        if 200 <= status < 300:
-            return Handed(True, f"HTTP {status}", http_status=status)
-        return Handed(False, f"HTTP {status} from the webhook", http_status=status)
+        return webhook_answer(
+            status=response.status_code, location=response.headers.get("Location"), url=self._url
+        )
+
+
+def webhook_answer(*, status: int, location: str | None, url: str) -> Handed:
+    """What the webhook's answer means: 2xx delivered, anything else (a redirect
+    included) a failure that says why. ``location`` is a redirect's ``Location``,
+    ``url`` the webhook's own (a relative location is resolved against it); only the
+    host is ever said, since paths and queries may carry keys.
+
+    Example::
+
+        webhook_answer(status=301, location="https://agent.example/in", url=url).detail
+        # 'HTTP 301 redirect to agent.example refused: configure the final URL'
+    """
+    if 200 <= status < 300:
+        return Handed(True, f"HTTP {status}", http_status=status)
+    if 300 <= status < 400 and location:
+        where = _host_of(url, location)
+        return Handed(
+            False,
+            f"HTTP {status} redirect to {where} refused: configure the final URL",
+            http_status=status,
+        )
+    return Handed(False, f"HTTP {status} from the webhook", http_status=status)
+
+
+def _host_of(url: str, location: str) -> str:
+    try:
+        parts = urlsplit(urljoin(url, location))
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "an unreadable location"
+    if not host:
+        return "an unreadable location"
+    shown = "".join(c if c.isprintable() and c.isascii() else "?" for c in host)[:_HOST_CHARS]
+    return f"{shown}:{port}" if port is not None else shown
 
 
 class CallbackChannel:

@@ -7,13 +7,20 @@ relay hands the message over again, with the same key (at least once, never
 under a new key). If the ledger goes away between the call and the record, the
 same happens: the agent may see the key twice, and handles it once.
 
+A poll's new messages are claimed when they are recorded, and may wait for a
+hand-over thread (behind a slow webhook) longer than the claim lasts; so just
+before the call the claim is renewed (:func:`~delivery.ledger.handovers.hold`),
+and an attempt whose claim another relay took meanwhile makes no call. Only the
+attempt that holds the claim records the hand-over's outcome.
+
 Example::
 
     runner = HandoverRunner(engine=engine, channels={"webhook": channel},
                             backoff=lambda attempts: 2.0 ** attempts, claim_seconds=20,
                             host="relay-1")
     runner.attempt(42, "webhook")      # Handed(delivered=True, ...), or None if not due
-    runner.hand_over(claimed)          # one the caller claimed already (a poll's new message)
+    runner.hand_over(claimed)          # one the caller claimed already (a poll's new
+                                       # message); None if another relay took it over
 """
 
 from __future__ import annotations
@@ -98,10 +105,37 @@ class HandoverRunner:
             if attempt_no is None:
                 return None
             event = _event(db.get_one(InboundMessage, inbound_id))
-        return self.hand_over(Claimed(event=event, channel=channel, attempt_no=attempt_no))
+        return self._call(Claimed(event=event, channel=channel, attempt_no=attempt_no))
 
-    def hand_over(self, claimed: Claimed) -> Handed:
-        """Make the attempt the caller claimed, and record what it did."""
+    def hand_over(self, claimed: Claimed) -> Handed | None:
+        """Make the attempt the caller claimed, and record what it did; ``None`` (no
+        call) when its claim ran out and another attempt took the hand-over over.
+
+        Raises:
+            LedgerError: the claim could not be renewed (nothing was handed over).
+        """
+        with session_scope(self._engine) as db:
+            held = handovers.hold(
+                db,
+                inbound_id=claimed.event.inbound_id,
+                channel=claimed.channel,
+                attempt_no=claimed.attempt_no,
+                now=utcnow(),
+                claim_seconds=self._claim_seconds,
+            )
+        if not held:
+            log.info(
+                "inbound %d (%s): attempt %d waited past its claim and another relay took "
+                "the hand-over over; not made",
+                claimed.event.inbound_id,
+                claimed.channel,
+                claimed.attempt_no,
+            )
+            return None
+        return self._call(claimed)
+
+    def _call(self, claimed: Claimed) -> Handed:
+        """Call the channel for an attempt that holds its claim; record what it did."""
         inbound_id, channel, attempt_no = (
             claimed.event.inbound_id,
             claimed.channel,
@@ -113,7 +147,7 @@ class HandoverRunner:
         now = utcnow()
         try:
             with session_scope(self._engine) as db:
-                handovers.finish(
+                held = handovers.finish(
                     db,
                     inbound_id=inbound_id,
                     channel=channel,
@@ -138,7 +172,16 @@ class HandoverRunner:
                 exc,
             )
             return handed
-        if handed.delivered:
+        if not held:
+            log.warning(
+                "inbound %d (%s): attempt %d (%s) outlived its claim; another attempt holds "
+                "the hand-over and decides it",
+                inbound_id,
+                channel,
+                attempt_no,
+                handed.detail,
+            )
+        elif handed.delivered:
             log.info("inbound %d: handed over by %s (%s)", inbound_id, channel, handed.detail)
         else:
             log.warning(

@@ -1,27 +1,37 @@
 """One account's inbound poller: ``getupdates`` long polls, each recorded before the
-cursor moves.
+cursor moves, and only by a poller that may still record it.
 
 A poll, step by step:
 
 1. Read the account from the ledger. **An account that does not own its inbound
    side is never polled** (``getupdates`` consumes: it would steal the agent's
    messages): the poller stops. So does it for an expired session (the relay
-   starts it again once the session is valid).
+   starts it again once the session is valid), and when no hand-over is
+   configured (what it consumed would reach nobody; the platform keeps it).
 2. ``getupdates`` with the cursor the ledger holds, waiting as long as the
    platform said it holds a poll (``longpolling_timeout_ms``, 35 s until it says),
-   plus ``DELIVERY_HTTP_TIMEOUT_SECONDS``.
+   plus ``DELIVERY_HTTP_TIMEOUT_SECONDS``. An empty cursor (the account's first
+   recorded poll) is answered, as far as known, with everything no poll has
+   acknowledged yet.
 3. ``-14``: the account is marked expired exactly as a send marks it (its sends
    park), and the poller stops. Another refusal or no answer: wait (backoff),
    then poll again with the same cursor.
-4. Record the whole answer and move the cursor in one transaction
+4. Before recording, the poller makes sure it still may (else it records nothing,
+   and stops): it still holds its lease (``holds_lease``, which renews it); and,
+   in the recording transaction, the account still owns its inbound side and the
+   cursor is still the one the poll was sent with. What a poll that may not record
+   was handed stays at the platform, since no poll carried its cursor: the next
+   poll, the relay's that holds the lease or the agent's own, gets it again.
+5. Record the whole answer and move the cursor in one transaction
    (:mod:`~delivery.inbound.recording`). If the ledger is unreachable the cursor
    stays, and the platform hands the same messages out again next time.
-5. After the commit: hand the new messages over, wake the chats of the readers
+6. After the commit: hand the new messages over, wake the chats of the readers
    who wrote (the relay does both on threads of its own; the poller polls again).
 
 Example::
 
-    poller = AccountPoller("bot-1", context=context, after_poll=relay_after_poll)
+    poller = AccountPoller("bot-1", context=context, after_poll=relay_after_poll,
+                           holds_lease=lambda: lease.hold())
     poller.run(stop=threading.Event())      # until stopped, or it must stop
 """
 
@@ -53,6 +63,7 @@ from delivery.settings import Settings
 
 __all__ = [
     "MAX_POLL_BACKOFF_SECONDS",
+    "NO_HANDOVER",
     "VALIDATED_REFRESH_SECONDS",
     "AccountPoller",
     "Polled",
@@ -69,6 +80,11 @@ VALIDATED_REFRESH_SECONDS = 60.0
 # A platform that fails polls is asked again at least this often (the official client
 # waits 30 s after three failures): the readers' messages wait at the platform meanwhile.
 MAX_POLL_BACKOFF_SECONDS = 30.0
+# Why a relay with no channel to the agent polls nothing.
+NO_HANDOVER = (
+    "no hand-over is configured (DELIVERY_INBOUND_TASK, DELIVERY_INBOUND_WEBHOOK_URL, "
+    "DELIVERY_INBOUND_CALLBACK): getupdates would consume messages nobody receives"
+)
 
 
 @dataclass(frozen=True)
@@ -113,7 +129,8 @@ class AccountPoller:
     """Polls one account until stopped. ``after_poll(account_id, record)`` gets what
     each recorded poll wrote, after its commit: the relay hands the new messages
     over and wakes the readers' chats (:func:`wake_readers`) off the poller's thread,
-    so the next poll goes at once."""
+    so the next poll goes at once. ``holds_lease()`` says whether this poller still
+    holds the account's lease (renewing it); ``False`` when it cannot tell."""
 
     def __init__(
         self,
@@ -121,13 +138,16 @@ class AccountPoller:
         *,
         context: PollerContext,
         after_poll: Callable[[str, PollRecord], None],
+        holds_lease: Callable[[], bool],
     ) -> None:
         self.account_id = account_id
         self._context = context
         self._after_poll = after_poll
+        self._holds_lease = holds_lease
         self._hold_seconds = TIMEOUT_GETUPDATES_SECONDS
         self._failures = 0
         self._validated_at: dt.datetime | None = None
+        self._said_empty = False
 
     def run(self, stop: threading.Event) -> str:
         """Poll until ``stop`` is set or a poll says to stop; returns why it ended."""
@@ -157,6 +177,15 @@ class AccountPoller:
             return Stop("the account does not own its inbound side")
         if account.session_state == SessionState.EXPIRED:
             return Stop("its session expired")
+        if not self._context.channels:
+            return Stop(NO_HANDOVER)
+        if not account.cursor and not self._said_empty:
+            log.info(
+                "account %s: no poll recorded yet; polling with an empty cursor, which the "
+                "platform answers with what no poll has acknowledged",
+                self.account_id,
+            )
+            self._said_empty = True
         client = self._context.clients.get(
             account_id=self.account_id,
             token=account.token,
@@ -183,12 +212,21 @@ class AccountPoller:
             self._hold_seconds = updates.longpolling_timeout_ms / 1000
         now = utcnow()
         items = [read_item(raw, received_at=now) for raw in updates.items]
+        if not self._holds_lease():
+            return Stop("it lost its lease while the poll was in flight; nothing recorded")
         try:
             with session_scope(self._context.engine) as db:
+                owned = db.scalar(select(Account.owns_inbound).where(Account.id == self.account_id))
+                if not owned:
+                    return Stop(
+                        "the account gave up its inbound side while the poll was in flight; "
+                        "nothing recorded"
+                    )
                 record = record_poll(
                     db,
                     account_id=self.account_id,
                     items=items,
+                    started_from=account.cursor,
                     cursor=updates.cursor,
                     channels=self._context.channels,
                     received_at=now,
@@ -200,6 +238,8 @@ class AccountPoller:
         except LedgerError as exc:
             # The cursor stayed: the platform hands the same messages out again.
             return Wait(settings.outage_retry_seconds, str(exc))
+        if record is None:
+            return Stop("another poller recorded a poll since this one started")
         self._failures = 0
         self._after_commit(record, self._session_valid(account, now))
         return Polled(record)

@@ -1,7 +1,11 @@
-"""Recording one poll: every item a ledger row, readers heard, the cursor moved,
-all in the caller's one transaction.
+"""Recording one poll: the cursor moved, every item a ledger row, readers heard, all
+in the caller's one transaction.
 
-For each item ``getupdates`` handed out:
+First the cursor moves from the one the poll was sent with (``started_from``) to
+the one it answered, as a compare-and-set (:func:`~delivery.ledger.inbox.advance_cursor`):
+if another poll was recorded since this one started, nothing is written and
+:func:`record_poll` returns ``None``; the cursor never moves back. Then, for each
+item ``getupdates`` handed out:
 
 ==========================  ================================================================
 the item                    what is written
@@ -15,19 +19,20 @@ malformed                   a ``malformed`` row with the reason and an excerpt
 the bot's own message       nothing
 ==========================  ================================================================
 
-Then the cursor moves to the one the poll answered. The caller commits; only
-after that are chats woken and messages handed over (so nothing is handed over
-that the ledger does not hold). The account's row is not touched here: a send
-locks it before the chat's messages and readers, this after them.
+The caller commits; only after that are chats woken and messages handed over (so
+nothing is handed over that the ledger does not hold). The account's row is not
+touched here: a send locks it before the chat's messages and readers, this after
+them (and the cursor's row, which no send touches, before both).
 
 Example::
 
     with session_scope(engine) as db:
-        done = record_poll(db, account_id="bot-1", items=items,
+        done = record_poll(db, account_id="bot-1", items=items, started_from=sent_cursor,
                            cursor=updates.cursor, channels=("webhook",), received_at=now,
                            dedupe_seconds=10, deadline_seconds=86400, claim_seconds=20,
                            host="relay-1")
-    for peer in done.peers: wake_reader(engine, publisher, account_id="bot-1", peer_id=peer)
+    if done is not None:     # None: another poll was recorded since this one started
+        for peer in done.peers: wake_reader(engine, publisher, account_id="bot-1", peer_id=peer)
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ def record_poll(
     *,
     account_id: str,
     items: Sequence[InboundItem | Malformed | NotInbound],
+    started_from: str,
     cursor: str | None,
     channels: Sequence[str],
     received_at: dt.datetime,
@@ -77,11 +83,23 @@ def record_poll(
     deadline_seconds: float,
     claim_seconds: float,
     host: str,
-) -> PollRecord:
-    """Record what one poll handed out (see the module docstring); never commits.
+) -> PollRecord | None:
+    """Record what one poll sent with ``started_from`` handed out (see the module
+    docstring); never commits. ``None``, with nothing written, when another poll
+    was recorded since this one started. ``cursor`` is the one it answered
+    (``None``: the cursor stays).
 
     The first hand-over of each new message is claimed for the caller for
     ``claim_seconds``, by ``host``."""
+    moved = inbox.advance_cursor(
+        db,
+        account_id=account_id,
+        cursor=started_from if cursor is None else cursor,
+        expected=started_from,
+        now=received_at,
+    )
+    if not moved:
+        return None
     done = PollRecord()
     for item in items:
         if isinstance(item, NotInbound):
@@ -125,8 +143,6 @@ def record_poll(
                 now=received_at,
                 deadline_seconds=deadline_seconds,
             )
-    if cursor is not None:
-        inbox.advance_cursor(db, account_id=account_id, cursor=cursor, now=received_at)
     return done
 
 

@@ -3,11 +3,13 @@ inbound|all``) that polls the accounts it leases and hands their messages over.
 
 Every tick (``DELIVERY_INBOUND_SCAN_SECONDS``, and at least three times per lease):
 
-1. renew the lease of each account it polls; a poller whose lease was lost stops
-   after the poll in flight (another relay has the account now);
+1. renew the lease of each account it polls; a poller whose lease was lost records
+   nothing of the poll in flight and stops (another relay has the account now; it
+   checks the lease again itself before it records);
 2. start a poller for each account that owns its inbound side, whose session is
    not expired, and whose lease it can take; so a session that heals starts its
-   poller again within a tick, and exactly one relay polls an account;
+   poller again within a tick, and exactly one relay polls an account. A relay
+   with no hand-over configured polls nothing: what it consumed would reach nobody;
 3. if a task channel is configured and the broker restarted (its run id changed),
    hand the tasks it may have lost over again (same keys); and for as long as a
    hand-over can take (its claim), again each tick, for a publish to the old
@@ -21,8 +23,8 @@ Lease key (``{prefix}`` is ``DELIVERY_REDIS_KEY_PREFIX``)::
 
     {prefix}:inbound:{<account>}:poller   the polling relay's identity (PX = lease TTL)
 
-Fails closed: without Redis no lease can be proved, so nothing is polled (the
-platform keeps the messages); hand-overs from the ledger go on.
+Fails closed: without Redis no lease can be proved, so nothing is polled or
+recorded (the platform keeps the messages); hand-overs from the ledger go on.
 
 Example::
 
@@ -46,7 +48,7 @@ from sqlalchemy import select
 
 from delivery.errors import LedgerError, LimiterUnavailable
 from delivery.inbound.handover import Claimed, HandoverRunner
-from delivery.inbound.poller import AccountPoller, PollerContext, wake_readers
+from delivery.inbound.poller import NO_HANDOVER, AccountPoller, PollerContext, wake_readers
 from delivery.inbound.recording import PollRecord
 from delivery.leases import RedisLease
 from delivery.ledger import handovers
@@ -134,9 +136,7 @@ class InboundRelay:
         log.info("relay: hands inbound messages over by: %s", channels)
         if not self._runner.channels:
             log.warning(
-                "relay: no hand-over configured (DELIVERY_INBOUND_TASK, "
-                "DELIVERY_INBOUND_WEBHOOK_URL, DELIVERY_INBOUND_CALLBACK): inbound messages "
-                "are recorded (delivery inbox) and readers updated, and the agent is told nothing"
+                "relay: polls nothing: %s; the platform keeps the readers' messages", NO_HANDOVER
             )
         try:
             while not stop.is_set():
@@ -197,7 +197,7 @@ class InboundRelay:
 
         A poller that ends within :data:`CLOSE_WAIT_SECONDS` gives its lease up, so
         another relay takes over at once; one still held in a long poll keeps it
-        until it runs out, so that two polls of one account never overlap.
+        until it runs out, and records nothing of that poll (it is stopped).
         """
         for running in self._running.values():
             running.stop.set()
@@ -228,12 +228,14 @@ class InboundRelay:
                 held = False
             if not held:
                 log.warning(
-                    "account %s: the poller lost its lease; it stops after the poll in flight",
+                    "account %s: the poller lost its lease; it records nothing more and stops",
                     account_id,
                 )
                 running.stop.set()
 
     def _start_pollers(self) -> None:
+        if not self._runner.channels:
+            return  # what it polled would reach nobody (said at start)
         with session_scope(self._context.engine, readonly=True) as db:
             eligible = list(
                 db.scalars(
@@ -270,8 +272,22 @@ class InboundRelay:
             self._start(account_id, lease)
 
     def _start(self, account_id: str, lease: RedisLease) -> None:
-        poller = AccountPoller(account_id, context=self._context, after_poll=self._after_poll)
         running = _Running(thread=threading.Thread(), lease=lease)
+
+        def holds_lease() -> bool:
+            if running.stop.is_set():
+                return False  # lost at a tick, or the relay stops
+            try:
+                return lease.hold()
+            except LimiterUnavailable:
+                return False  # cannot be proved: as if lost
+
+        poller = AccountPoller(
+            account_id,
+            context=self._context,
+            after_poll=self._after_poll,
+            holds_lease=holds_lease,
+        )
 
         def poll() -> None:
             try:

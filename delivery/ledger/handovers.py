@@ -11,6 +11,14 @@ again, with the same idempotency key. Every function takes the caller's
 ``Session`` and never commits. Only :mod:`delivery.ledger.retention` deletes
 these rows, with their message, once none of its hand-overs is pending.
 
+**The claim's token is the attempt number.** Each claim counts the hand-over's
+``attempt_count`` up; the attempt whose number it is holds the claim, and no other.
+So :func:`hold` (just before the call: the claim is renewed, or it was lost) and
+:func:`finish` (after it) change the hand-over only for the attempt that holds it:
+an attempt that outlived its claim (a slow relay, a thread that waited behind a
+slow webhook) can neither finish the attempt that took over, which would let a
+third start beside it, nor be started beside it.
+
 Example::
 
     with session_scope(engine) as db:     # a retry; the first attempt is claimed by
@@ -19,7 +27,7 @@ Example::
     ...  # the POST
     with session_scope(engine) as db:
         finish(db, inbound_id=7, channel="webhook", attempt_no=attempt_no, now=now,
-               delivered=True, detail="HTTP 204", http_status=204, duration_ms=12)
+               delivered=True, detail="HTTP 204", http_status=204, duration_ms=12)  # True
 """
 
 from __future__ import annotations
@@ -27,14 +35,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from delivery.ledger.models import Handover, HandoverAttempt
 from delivery.ledger.states import HandoverChannel, HandoverOutcome, HandoverStatus
 from delivery.ledger.types import clean_text
 
-__all__ = ["claim", "due", "finish", "open_handovers", "reopen_tasks"]
+__all__ = ["claim", "due", "finish", "hold", "open_handovers", "reopen_tasks"]
 
 _DETAIL_CHARS = 2000
 
@@ -142,6 +150,36 @@ def claim(
     return attempt_no
 
 
+def _holding(inbound_id: int, channel: str, attempt_no: int) -> tuple[ColumnElement[bool], ...]:
+    """The hand-over, pending, while attempt ``attempt_no`` holds its claim."""
+    return (
+        Handover.inbound_id == inbound_id,
+        Handover.channel == channel,
+        Handover.status == HandoverStatus.PENDING,
+        Handover.attempt_count == attempt_no,
+    )
+
+
+def hold(
+    db: Session,
+    *,
+    inbound_id: int,
+    channel: str,
+    attempt_no: int,
+    now: dt.datetime,
+    claim_seconds: float,
+) -> bool:
+    """Just before the call: renew the claim of attempt ``attempt_no`` for
+    ``claim_seconds`` from ``now``. ``False`` when it no longer holds it (another
+    attempt took over after it ran out, or the hand-over is done): make no call."""
+    result = db.execute(
+        update(Handover)
+        .where(*_holding(inbound_id, channel, attempt_no))
+        .values(claimed_until=now + dt.timedelta(seconds=claim_seconds))
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 def finish(
     db: Session,
     *,
@@ -155,9 +193,33 @@ def finish(
     duration_ms: int | None = None,
     retry_at: dt.datetime | None = None,
     broker_run_id: str | None = None,
-) -> None:
-    """Record what the attempt did: ``done``, or pending again from ``retry_at``."""
+) -> bool:
+    """Record what the attempt did; if it still holds the claim, the hand-over is
+    ``done``, or pending again from ``retry_at``, and ``True`` is returned. An attempt
+    that no longer holds it changes only its own row (``False``)."""
     detail_text = clean_text(detail, limit=_DETAIL_CHARS)
+    values: dict[str, object] = {"claimed_until": None}
+    if delivered:
+        values.update(
+            status=HandoverStatus.DONE,
+            handed_over_at=now,
+            broker_run_id=broker_run_id,
+            last_error=None,
+        )
+    else:
+        values.update(next_attempt_at=retry_at or now, last_error=detail_text)
+    result = db.execute(
+        update(Handover).where(*_holding(inbound_id, channel, attempt_no)).values(**values)
+    )
+    held = bool(getattr(result, "rowcount", 0))
+    if not held:
+        current = db.scalar(
+            select(Handover.attempt_count).where(
+                Handover.inbound_id == inbound_id, Handover.channel == channel
+            )
+        )
+        late = f"attempt {current} took over" if current != attempt_no else "the hand-over was done"
+        detail_text = clean_text(f"{detail} (recorded after {late})", limit=_DETAIL_CHARS)
     db.execute(
         update(HandoverAttempt)
         .where(
@@ -172,25 +234,7 @@ def finish(
             duration_ms=duration_ms,
         )
     )
-    values: dict[str, object] = {"claimed_until": None}
-    if delivered:
-        values.update(
-            status=HandoverStatus.DONE,
-            handed_over_at=now,
-            broker_run_id=broker_run_id,
-            last_error=None,
-        )
-    else:
-        values.update(next_attempt_at=retry_at or now, last_error=detail_text)
-    db.execute(
-        update(Handover)
-        .where(
-            Handover.inbound_id == inbound_id,
-            Handover.channel == channel,
-            Handover.status == HandoverStatus.PENDING,
-        )
-        .values(**values)
-    )
+    return held
 
 
 def reopen_tasks(

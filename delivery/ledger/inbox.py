@@ -9,6 +9,14 @@ reason). Every function takes the caller's ``Session`` and never commits: the
 poller records a whole poll and moves the cursor in one transaction. Only
 :mod:`delivery.ledger.retention` deletes inbound messages, past retention.
 
+**The cursor only moves forward.** :func:`advance_cursor` is a compare-and-set on
+the cursor the poll was sent with: a poll that started before another one was
+recorded (two pollers overlapping after a lease loss, a stalled tick) finds the
+cursor moved, changes nothing, and its caller records nothing of it (the platform
+hands its messages out again to a poll sent with the newer cursor, or already
+did). Called first in the poll's transaction, it also takes the cursor's row lock
+before the messages are written, so two such polls never race on them.
+
 Example::
 
     with session_scope(engine) as db:
@@ -16,7 +24,7 @@ Example::
                           peer_id="u@im.wechat", text="hi", item_types="1",
                           fingerprint="ab12...", written_at=now, received_at=now,
                           dedupe_seconds=10)
-        advance_cursor(db, account_id="bot-1", cursor="c2ltOjE=", now=now)
+        advance_cursor(db, account_id="bot-1", cursor="c2ltOjE=", expected="", now=now)
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -67,17 +75,32 @@ def cursor_of(db: Session, account_id: str) -> str:
     return value or ""
 
 
-def advance_cursor(db: Session, *, account_id: str, cursor: str, now: dt.datetime) -> None:
-    """The poll that answered ``cursor`` is recorded: the next poll sends it."""
+def advance_cursor(
+    db: Session, *, account_id: str, cursor: str, expected: str, now: dt.datetime
+) -> bool:
+    """The poll sent with ``expected`` (the cursor it read, ``""`` for none) answered
+    ``cursor``: the next poll sends that. ``False``, and nothing changed, when the
+    cursor is no longer ``expected`` (another poll was recorded meanwhile)."""
+    moved = db.execute(
+        update(InboundCursor)
+        .where(InboundCursor.account_id == account_id, InboundCursor.cursor == expected)
+        .values(cursor=cursor, advanced_at=now)
+    )
+    if getattr(moved, "rowcount", 0):
+        return True
+    if expected:
+        return False
+    # The account's first recorded poll: only one can insert the row.
     insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
     values = {"account_id": account_id, "cursor": cursor, "advanced_at": now}
-    db.execute(
+    # RETURNING, not rowcount: an ORM session's INSERT reports -1 on PostgreSQL.
+    created = db.scalar(
         insert(InboundCursor)
         .values(**values)
-        .on_conflict_do_update(
-            index_elements=["account_id"], set_={"cursor": cursor, "advanced_at": now}
-        )
+        .on_conflict_do_nothing(index_elements=["account_id"])
+        .returning(InboundCursor.account_id)
     )
+    return created is not None
 
 
 def record(

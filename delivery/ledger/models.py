@@ -301,7 +301,8 @@ class InboundMessage(Base):
 
 class InboundCursor(Base):
     """The ``getupdates`` cursor of an account; moved only in the transaction that
-    records what the poll it came with handed out."""
+    records what the poll it came with handed out, and only from the cursor that
+    poll was sent with (a compare-and-set: it never moves back)."""
 
     __tablename__ = "inbound_cursors"
 
@@ -315,7 +316,8 @@ class Handover(Base):
 
     A claim (``claimed_until``) keeps two relays from handing it over at once; a
     claim that ran out belongs to a relay that died, and the next one hands it
-    over again, with the same idempotency key.
+    over again, with the same idempotency key. The attempt whose number is
+    ``attempt_count`` holds the claim, and only it may finish the hand-over.
     """
 
     __tablename__ = "inbound_handovers"

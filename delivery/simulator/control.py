@@ -6,7 +6,7 @@ simulator's own explanation.
 
 Example::
 
-    control = SimulatorControl("http://127.0.0.1:8321")
+    control = SimulatorControl("http://127.0.0.1:8321")   # token=... for one that has one
     control.reset()
     control.register_account("bot-1", token="t-1")
     control.queue_fault(Fault.http_error(503), count=2)
@@ -25,6 +25,7 @@ from delivery.simulator.faults import Fault
 from delivery.simulator.inbound import Injected
 from delivery.simulator.qr import DEFAULT_VERIFY_ATTEMPTS
 from delivery.simulator.records import Snapshot
+from delivery.simulator.routes import CONTROL_TOKEN_HEADER
 
 __all__ = ["SimulatorControl", "SimulatorControlError"]
 
@@ -42,7 +43,8 @@ class SimulatorControl:
     """Control and inspect the simulator at ``base_url``.
 
     ``session`` is injectable (a ``requests.Session``) so the caller decides pooling;
-    ``timeout_seconds`` bounds every call.
+    ``timeout_seconds`` bounds every call; ``token`` is the simulator's control token,
+    for one that has one (``delivery simulator --allow-remote`` prints it).
     """
 
     def __init__(
@@ -51,10 +53,15 @@ class SimulatorControl:
         *,
         session: requests.Session | None = None,
         timeout_seconds: float = DEFAULT_CONTROL_TIMEOUT_SECONDS,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._session = session or requests.Session()
         self._timeout_seconds = timeout_seconds
+        self._headers = {CONTROL_TOKEN_HEADER: token} if token is not None else {}
+
+    def __repr__(self) -> str:
+        return f"SimulatorControl({self.base_url!r})"
 
     def _call(
         self, method: str, route: str, payload: dict[str, Any] | None = None
@@ -62,7 +69,7 @@ class SimulatorControl:
         url = f"{self.base_url}/_sim/{route}"
         try:
             response = self._session.request(
-                method, url, json=payload, timeout=self._timeout_seconds
+                method, url, json=payload, headers=self._headers, timeout=self._timeout_seconds
             )
             answer = response.json()
         except (requests.RequestException, ValueError) as exc:

@@ -6,6 +6,14 @@ Every POST takes and every route answers a JSON object; success is
 ``{"ok": true, ...}``, a bad argument HTTP 400 and an unknown account or route
 HTTP 404, both as ``{"ok": false, "error": "..."}``.
 
+**Who may call them.** They can reset the simulator, replace its tokens and read
+every message it received. On a loopback address (the default) anyone on the
+machine may, as before; a simulator given a control token (it must have one to
+listen anywhere else, ``delivery simulator --allow-remote``) answers HTTP 401 to a
+call without ``X-Simulator-Token: <token>`` (:func:`control_permitted`), except
+``GET /_sim/qr/scan``: a phone opens that page, sends no header, and it shows
+nothing but the code's name.
+
 =========================  ======================================================
 ``GET  /_sim/received``    the :class:`~delivery.simulator.records.Snapshot`
 ``GET  /_sim/config``      ``{"ok": true, "config": {...}}``
@@ -36,6 +44,7 @@ Example::
 
 from __future__ import annotations
 
+import hmac
 import html
 import json
 from collections.abc import Callable, Mapping
@@ -47,9 +56,17 @@ from delivery.simulator.model import PlatformModel
 from delivery.simulator.qr import DEFAULT_VERIFY_ATTEMPTS
 from delivery.simulator.replies import Reply, html_reply, json_reply
 
-__all__ = ["CONTROL_PREFIX", "handle_control"]
+__all__ = [
+    "CONTROL_PREFIX",
+    "CONTROL_TOKEN_HEADER",
+    "control_permitted",
+    "control_refused",
+    "handle_control",
+]
 
 CONTROL_PREFIX = "/_sim/"
+CONTROL_TOKEN_HEADER = "X-Simulator-Token"  # noqa: S105 - a header's name
+_OPEN_ROUTES = frozenset({"qr/scan"})  # opened by a phone; shows nothing else
 
 _Handler = Callable[[PlatformModel, dict[str, Any]], dict[str, Any]]
 
@@ -162,6 +179,25 @@ _POST_ROUTES: dict[str, _Handler] = {
 
 def _failure(status: int, error: str) -> Reply:
     return json_reply({"ok": False, "error": error}, status=status)
+
+
+def control_permitted(*, path: str, token: str | None, presented: str | None) -> bool:
+    """Whether a call to ``path`` that ``presented`` this header value may go on, for
+    a simulator whose control token is ``token`` (``None``: no token, loopback only)."""
+    if token is None or path.removeprefix(CONTROL_PREFIX).rstrip("/") in _OPEN_ROUTES:
+        return True
+    if presented is None:
+        return False
+    return hmac.compare_digest(presented.encode("utf-8"), token.encode("utf-8"))
+
+
+def control_refused() -> Reply:
+    """The answer to a control call without the right token."""
+    return _failure(
+        401,
+        f"the control API needs the {CONTROL_TOKEN_HEADER} header: the token "
+        "`delivery simulator` printed at start",
+    )
 
 
 def handle_control(

@@ -7,7 +7,9 @@ sees a reset rather than a clean close.
 
 Routes: the iLink endpoints under ``/ilink/bot/`` (see
 :mod:`delivery.simulator.endpoints`) and the control API under ``/_sim/`` (see
-:mod:`delivery.simulator.routes`).
+:mod:`delivery.simulator.routes`). The control API drives everything, so a
+simulator listens on a loopback address unless it is given a control token, which
+every control call must then carry (:func:`delivery.validation.is_loopback`).
 
 Example::
 
@@ -37,7 +39,14 @@ from delivery.simulator.envelope import bearer_token
 from delivery.simulator.faults import SENDMESSAGE, endpoint_name
 from delivery.simulator.model import PlatformModel
 from delivery.simulator.replies import RET_REFUSED, Outcome, Reply, error_reply
-from delivery.simulator.routes import CONTROL_PREFIX, handle_control
+from delivery.simulator.routes import (
+    CONTROL_PREFIX,
+    CONTROL_TOKEN_HEADER,
+    control_permitted,
+    control_refused,
+    handle_control,
+)
+from delivery.validation import is_loopback
 
 __all__ = ["PlatformSimulator", "serve_forever"]
 
@@ -63,9 +72,12 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True  # a hanging request must never keep the process alive
 
-    def __init__(self, address: tuple[str, int], model: PlatformModel) -> None:
+    def __init__(
+        self, address: tuple[str, int], model: PlatformModel, control_token: str | None
+    ) -> None:
         super().__init__(address, _Handler)
         self.model = model
+        self.control_token = control_token
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
@@ -123,10 +135,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if url.path.startswith(CONTROL_PREFIX):
-                query = dict(parse_qsl(url.query))
-                reply = handle_control(
-                    self.server.model, method=method, path=url.path, query=query, body=body
-                )
+                presented = self.headers.get(CONTROL_TOKEN_HEADER)
+                if control_permitted(
+                    path=url.path, token=self.server.control_token, presented=presented
+                ):
+                    query = dict(parse_qsl(url.query))
+                    reply = handle_control(
+                        self.server.model, method=method, path=url.path, query=query, body=body
+                    )
+                else:
+                    reply = control_refused()
                 self._perform(Outcome(reply=reply))
             elif url.path.startswith(ILINK_PREFIX):
                 self._ilink(method, url.path.removeprefix(ILINK_PREFIX), url.query, body)
@@ -260,6 +278,13 @@ class PlatformSimulator:
     :meth:`start`. ``model`` is the state behind it, for direct control in-process;
     ``clock`` is the model's clock in seconds (inject one to compress time).
     :meth:`stop` never waits for requests still held by a hang or latency.
+    ``control_token``, when given, is required of every ``/_sim/`` call (header
+    ``X-Simulator-Token``).
+
+    Raises:
+        ValueError: ``host`` is not a loopback address and no ``control_token`` is
+            given (anyone who reached it could drive the simulator), or the token
+            is empty.
     """
 
     def __init__(
@@ -269,9 +294,17 @@ class PlatformSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        control_token: str | None = None,
     ) -> None:
+        if control_token is None and not is_loopback(host):
+            raise ValueError(
+                f"the simulator on {host!r}, not a loopback address, needs a control token: "
+                "anyone who reached its control API could reset it or read what it received"
+            )
+        if control_token is not None and not control_token.strip():
+            raise ValueError("the control token must not be empty")
         self.model = PlatformModel(config=config, clock=clock)
-        self._server = _Server((host, port), self.model)
+        self._server = _Server((host, port), self.model, control_token)
         bound_host, bound_port = self._server.server_address[:2]
         self.base_url = f"http://{bound_host!s}:{bound_port}"
         self._thread: threading.Thread | None = None
@@ -327,13 +360,15 @@ def serve_forever(
     port: int,
     config: SimulatorConfig,
     ready: Callable[[PlatformSimulator], None] | None = None,
+    control_token: str | None = None,
 ) -> None:
     """Run a simulator in this thread until interrupted (the ``delivery simulator`` command).
 
     ``ready`` is called once the socket is bound, e.g. to print ``simulator.base_url``.
-    ``KeyboardInterrupt`` propagates after the server is closed.
+    ``KeyboardInterrupt`` propagates after the server is closed. ``host`` and
+    ``control_token`` as for :class:`PlatformSimulator` (which raises ``ValueError``).
     """
-    simulator = PlatformSimulator(config=config, host=host, port=port)
+    simulator = PlatformSimulator(config=config, host=host, port=port, control_token=control_token)
     logger.info("iLink simulator listening on %s", simulator.base_url)
     if ready is not None:
         ready(simulator)

@@ -1,5 +1,6 @@
 """The inbound relay's helpers for tests: the agent's side (from
-:mod:`delivery.devstack.inbound`), paced arrivals, and a relay in this process.
+:mod:`delivery.devstack.inbound`), paced arrivals, and a relay in this process with
+its settings (:data:`FAST`) and the agent's callback (:func:`remember`).
 
 Example::
 
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import delivery
 from delivery import runtime
 from delivery.devstack.inbound import (
     DEFAULT_SECRET,
@@ -25,19 +27,52 @@ from delivery.devstack.inbound import (
     agent_settings,
     start_relay_process,
 )
+from delivery.inbound.event import InboundEvent
+from delivery.inbound.poller import AccountPoller, PollerContext
 from delivery.inbound.relay import InboundRelay
+from delivery.settings import get_settings
 
 __all__ = [
+    "CALLED",
+    "FAST",
     "SECRET",
     "AgentWorker",
     "InboundReceiver",
     "agent_settings",
+    "handed_over",
     "paced",
+    "poller_by_hand",
     "relay_in_thread",
+    "remember",
     "start_relay_process",
 ]
 
 SECRET = DEFAULT_SECRET
+# The relay on a compressed clock: it looks around every 0.1 s, a lease lasts 1 s.
+FAST = {
+    "DELIVERY_INBOUND_SCAN_SECONDS": "0.1",
+    "DELIVERY_INBOUND_LEASE_SECONDS": "1",
+    "DELIVERY_BACKOFF_BASE_SECONDS": "0.1",
+    "DELIVERY_BACKOFF_MAX_SECONDS": "0.5",
+    "DELIVERY_BACKOFF_FLOOR_SECONDS": "0.05",
+    "DELIVERY_OUTAGE_RETRY_SECONDS": "0.2",
+    "DELIVERY_HTTP_TIMEOUT_SECONDS": "2",
+    "DELIVERY_SEND_LOCK_TTL_SECONDS": "5",
+}
+CALLED: list[InboundEvent] = []
+
+
+def remember(event: InboundEvent) -> None:
+    """The agent's callback (``DELIVERY_INBOUND_CALLBACK=tests.support.inbound:remember``)."""
+    CALLED.append(event)
+
+
+def handed_over(account: str = "bot-1") -> list[delivery.InboxEntry]:
+    """The account's inbox once every message received is handed over (else [])."""
+    entries = delivery.list_inbox(account)
+    received = [e for e in entries if e.status == "received"]
+    done = received and all(set(e.handovers.values()) == {"done"} for e in received)
+    return entries if done else []
 
 
 def paced(count: int, *, per_second: float) -> Iterator[int]:
@@ -52,6 +87,22 @@ def paced(count: int, *, per_second: float) -> Iterator[int]:
         if delay > 0:
             time.sleep(delay)
         yield n
+
+
+def poller_by_hand(account: str) -> AccountPoller:
+    """A poller of this process's settings, as the relay makes one (a webhook to hand
+    over to, its lease taken for granted), driven by ``poll_once()``."""
+    context = PollerContext(
+        engine=runtime.engine(),
+        clients=runtime.clients(),
+        publisher=runtime.publisher(),
+        settings=get_settings(),
+        backoff=lambda failures: 0.1,
+        channels=("webhook",),
+    )
+    return AccountPoller(
+        account, context=context, after_poll=lambda account, record: None, holds_lease=lambda: True
+    )
 
 
 @contextmanager
