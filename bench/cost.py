@@ -23,6 +23,7 @@ pool child, read just before it stops.
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import subprocess
@@ -54,6 +55,9 @@ from delivery.simulator import PlatformSimulator, SimulatorConfig
 __all__ = ["PipelineRun", "run", "run_pipeline", "run_plain_loop", "workload"]
 
 MESSAGES, CHATS, SEED = 120, 30, 7
+# A cron burst where every message starts a chat of its own: 120 readers, 1 to 3 parts
+# each. Before the line handed slots on, first parts slept on estimated turns here.
+MANY_CHATS = {"messages": 120, "chats": 120, "seed": 11, "max_chunks": 3}
 WARMUP_MESSAGES = 4  # sent and waited for first: imports, connections, statement caches
 LOOP_REPEATS = 3
 # Other work on the machine only ever slows a run down: the best of a few is reported.
@@ -87,6 +91,8 @@ class PipelineRun:
     end_to_end_chunks_per_second: float
     peak_rss_kib: dict[str, int]
     measured_since: float  # time.monotonic() when the measured burst was enqueued
+    max_gap_ms: float = 0.0  # the longest time between two sends of the burst
+    p99_gap_ms: float = 0.0
 
 
 def _wait_accepted(simulator: PlatformSimulator, count: int) -> list[float]:
@@ -112,13 +118,16 @@ def run_pipeline(
     profile: Path | None = None,
     prepare: Callable[[str], None] | None = None,
     inspect: Callable[[str], None] | None = None,
+    batch: list[Briefing] | None = None,
 ) -> PipelineRun:
-    """A warm-up, then the burst through one worker; with ``profile``, under the sampler.
+    """A warm-up, then the burst (``batch``, the cost burst by default) through one
+    worker; with ``profile``, under the sampler.
 
     ``prepare`` gets the new ledger's URL before the worker starts (to fill it), and
     ``inspect`` after the burst's last commit, before anything is stopped.
     """
-    batch, warmup = workload(), briefings(messages=WARMUP_MESSAGES, chats=2, seed=1)
+    batch = workload() if batch is None else batch
+    warmup = briefings(messages=WARMUP_MESSAGES, chats=2, seed=1)
     chunks = sum(len(b.chunks) for b in batch)
     warm_chunks = sum(len(b.chunks) for b in warmup)
     with ExitStack() as stack:
@@ -152,6 +161,7 @@ def run_pipeline(
         roles = {"main": peaks.pop(worker.pid, 0)}
         if peaks:
             roles["pool child"] = max(peaks.values())
+    gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
     return PipelineRun(
         backend=backend,
         pool=pool,
@@ -162,6 +172,8 @@ def run_pipeline(
         end_to_end_chunks_per_second=len(arrivals) / (arrivals[-1] - started),
         peak_rss_kib=roles,
         measured_since=started,
+        max_gap_ms=1000 * gaps[-1],
+        p99_gap_ms=1000 * gaps[min(len(gaps) - 1, round(0.99 * len(gaps)))],
     )
 
 
@@ -190,7 +202,10 @@ def run() -> dict[str, Any]:
 
 
 def _run(profiles: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {"workload": {"messages": MESSAGES, "chats": CHATS, "seed": SEED}}
+    result: dict[str, Any] = {
+        "workload": {"messages": MESSAGES, "chats": CHATS, "seed": SEED},
+        "many_chats_workload": MANY_CHATS,
+    }
     print("cost: plain requests loop ...", flush=True)
     result["plain_loop"] = run_plain_loop()
     print(f"  {result['plain_loop']['median_chunks_per_second']:.0f} chunks/s", flush=True)
@@ -207,6 +222,13 @@ def _run(profiles: Path) -> dict[str, Any]:
                 flush=True,
             )
         best = max(runs, key=lambda r: r.steady_chunks_per_second)
+        print(f"cost: a burst of {MANY_CHATS['chats']} chats on {backend} ...", flush=True)
+        many = run_pipeline(backend, batch=briefings(**MANY_CHATS))
+        print(
+            f"  {many.chunks} parts, {many.steady_chunks_per_second:.1f} chunks/s; longest gap "
+            f"between two sends {many.max_gap_ms:.0f} ms (p99 {many.p99_gap_ms:.0f} ms)",
+            flush=True,
+        )
         print(f"cost: profiling the pipeline on {backend} (solo pool, stack sampling) ...")
         profile = profiles / f"{backend}-samples.json"
         profiled = run_pipeline(backend, pool="solo", profile=profile)
@@ -215,6 +237,7 @@ def _run(profiles: Path) -> dict[str, Any]:
         result[backend] = {
             "throughput": asdict(best),
             "throughput_runs": [asdict(r) for r in runs],
+            "many_chats": asdict(many),
             "profiled": asdict(profiled),
             "split": asdict(split)
             | {"busy_wall_ms": split.busy_wall_ms, "busy_cpu_ms": split.busy_cpu_ms},
@@ -229,4 +252,7 @@ def _split_text(split: Split) -> str:
     )
     return (
         f"  per chunk, ms wall/CPU (busy {split.busy_wall_ms:.1f}/{split.busy_cpu_ms:.1f}): {parts}"
+        f"\n  per chunk: {split.statements_per_chunk:.2f} statements (and "
+        f"{split.transaction_control_per_chunk:.2f} BEGIN), {split.commits_per_chunk:.2f} "
+        f"commits, {split.task_runs_per_chunk:.3f} task runs"
     )

@@ -17,6 +17,7 @@ import uuid
 import requests
 
 from delivery.ilink.client import ILinkClient
+from delivery.ilink.pool import settled_session
 
 __all__ = ["main"]
 
@@ -26,7 +27,9 @@ def main() -> None:
 
     base_url, token, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     sends = [(b.to_user_id, text) for b in workload() for text in b.chunks][:count]
-    client = ILinkClient(base_url=base_url, token=token, session=requests.Session())
+    # The HTTP session set up as the pipeline sets up its own (the environment read once)
+    session = settled_session(requests.Session(), base_url)
+    client = ILinkClient(base_url=base_url, token=token, session=session)
     started = time.perf_counter()
     for to_user_id, text in sends:
         reply = client.send_text(

@@ -42,8 +42,11 @@ task_ignore_result = True
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
+# Flower watches the workers' task events (received, started, succeeded, retried,
+# failed). The publisher's own "sent" event would cost every send task one more Redis
+# publish; Flower shows a task from the moment a worker receives it.
 worker_send_task_events = True
-task_send_sent_event = True
+task_send_sent_event = False
 worker_hijack_root_logger = False
 timezone = "UTC"
 enable_utc = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
@@ -10,7 +11,7 @@ import requests
 from delivery.ilink.client import ILinkClient
 from delivery.ilink.protocol import DEFAULT_CLIENT_VERSION, ClientVersion
 
-__all__ = ["ClientPool"]
+__all__ = ["ClientPool", "settled_session"]
 
 
 class ClientPool:
@@ -45,7 +46,7 @@ class ClientPool:
             client = ILinkClient(
                 base_url=base_url,
                 token=token,
-                session=self._session_factory(),
+                session=settled_session(self._session_factory(), base_url),
                 client_version=self._client_version,
                 timeout_seconds=self._timeout_seconds,
             )
@@ -65,3 +66,18 @@ class ClientPool:
             for _, _, client in self._clients.values():
                 client.close()
             self._clients.clear()
+
+
+def settled_session(session: requests.Session, base_url: str) -> requests.Session:
+    """``session`` with what the environment says of ``base_url`` read once: its proxy
+    (``HTTPS_PROXY``, ``NO_PROXY`` ...) and CA bundle (``REQUESTS_CA_BUNDLE``,
+    ``CURL_CA_BUNDLE``). requests otherwise reads the environment again on every call,
+    which costs a send more than the call itself on a local network."""
+    if not session.trust_env:
+        return session
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and session.verify is True:
+        session.verify = bundle
+    session.trust_env = False
+    return session

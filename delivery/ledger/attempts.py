@@ -22,11 +22,14 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, Update, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from delivery.ilink.classify import Answer
 from delivery.ledger import counters
@@ -80,28 +83,71 @@ def start(
     now: dt.datetime,
 ) -> int:
     """Write the ``in_flight`` row before the call; return its id."""
-    attempt_id: int | None = db.scalar(
-        insert(Attempt)
-        .values(
-            chunk_id=chunk_id,
-            attempt_no=attempt_no,
-            started_at=now,
-            outcome=AttemptOutcome.IN_FLIGHT,
-            used_context_token=context_token is not None,
-            context_token_fingerprint=fingerprint(context_token) if context_token else None,
-            worker_host=clean_text(host, limit=HOST_CHARS),
-        )
-        .returning(Attempt.id)
+    attempt_id: int | None = db.connection().scalar(
+        _start_statement(),
+        {
+            "chunk_id": chunk_id,
+            "attempt_no": attempt_no,
+            "started_at": now,
+            "outcome": AttemptOutcome.IN_FLIGHT.value,
+            "used_context_token": context_token is not None,
+            "context_token_fingerprint": fingerprint(context_token) if context_token else None,
+            "worker_host": clean_text(host, limit=HOST_CHARS),
+        },
     )
     assert attempt_id is not None
     return attempt_id
+
+
+# Statements of the send path, built once: a statement made anew costs more Python than
+# SQLite takes to run it.
+@functools.cache
+def _start_statement() -> ReturningInsert[int]:
+    table = _table()
+    names = (
+        "chunk_id",
+        "attempt_no",
+        "started_at",
+        "outcome",
+        "used_context_token",
+        "context_token_fingerprint",
+        "worker_host",
+    )
+    return insert(table).values({name: bindparam(name) for name in names}).returning(table.c.id)
+
+
+@functools.cache
+def _record_statement() -> Update:
+    table = _table()
+    return (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values({name: bindparam(name) for name in _RECORDED})
+    )
+
+
+_RECORDED = (
+    "outcome",
+    "duration_ms",
+    "http_status",
+    "ret",
+    "errcode",
+    "errmsg",
+    "platform_message_id",
+    "detail",
+)
+
+
+def _table() -> Table:
+    return cast(Table, Attempt.__table__)
 
 
 def record(db: Session, attempt_id: int, result: AttemptResult) -> None:
     """Complete the attempt row with the (cleaned) raw answer and its class."""
     answer = result.answer
     notes: list[str] = []
-    values: dict[str, object] = {"outcome": result.outcome, "duration_ms": result.duration_ms}
+    values: dict[str, object] = dict.fromkeys(_RECORDED)
+    values.update(outcome=result.outcome.value, duration_ms=result.duration_ms)
     if answer is not None:
         values.update(
             http_status=_clamped(answer.http_status, "HTTP status", notes),
@@ -118,7 +164,7 @@ def record(db: Session, attempt_id: int, result: AttemptResult) -> None:
     if notes:
         detail = "; ".join([detail, *notes] if detail else notes)
     values["detail"] = clean_text(detail, limit=DETAIL_CHARS)
-    done = db.execute(update(Attempt).where(Attempt.id == attempt_id).values(**values))
+    done = db.connection().execute(_record_statement(), {"b_id": attempt_id, **values})
     counters.add_attempts(db, result.outcome, n=_rowcount(done))
 
 

@@ -23,8 +23,9 @@ or ``reader_refused`` once a probe decides which it was (:func:`add_attempts`).
 
 **Same transaction, written at commit.** :func:`add` only notes a delta on the
 session; just before the session commits, the deltas go in one
-``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`` (rows in a fixed
-order, so two writers cannot deadlock on them). A rolled back transaction adds
+``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`` statement, executed for
+each of its rows (in a fixed order, so two writers cannot deadlock on them). A rolled
+back transaction adds
 nothing. No total is read and written back, so concurrent workers cannot lose
 each other's counts. Each commit writes to one of :data:`SHARDS` rows per total,
 picked at random, so busy workers rarely wait on one another's row lock; a
@@ -40,10 +41,11 @@ Example::
 from __future__ import annotations
 
 import bisect
+import functools
 import random
 from typing import Any, Final
 
-from sqlalchemy import Table, event, func, select
+from sqlalchemy import Table, bindparam, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -142,17 +144,23 @@ def _write_pending(db: Session) -> None:
         {"metric": metric, "label": label, "shard": shard, "n": int(n), "total": float(total)}
         for (metric, label), (n, total) in sorted(pending.items())
     ]
-    dialect = db.get_bind().dialect.name
+    connection = db.connection()
+    # One statement, built once per dialect; several rows go as one executemany.
+    connection.execute(_upsert_statement(connection.dialect.name), rows)
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
     insert: Any = (postgresql if dialect == "postgresql" else sqlite).insert(_table())
-    statement = insert.values(rows)
-    db.execute(
-        statement.on_conflict_do_update(
-            index_elements=["metric", "label", "shard"],
-            set_={
-                "n": _table().c.n + statement.excluded.n,
-                "total": _table().c.total + statement.excluded.total,
-            },
-        )
+    statement = insert.values(
+        {name: bindparam(name) for name in ("metric", "label", "shard", "n", "total")}
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["metric", "label", "shard"],
+        set_={
+            "n": _table().c.n + statement.excluded.n,
+            "total": _table().c.total + statement.excluded.total,
+        },
     )
 
 

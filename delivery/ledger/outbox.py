@@ -633,7 +633,7 @@ def look(db: Session, chunk_id: int, *, lock: bool = True) -> Look | None:
     not in the ledger. ``lock``: the account row is locked (on PostgreSQL; SQLite's
     write transaction locks the database), so a replay of the same account waits."""
     statement = _look_locked_statement() if lock else _look_statement()
-    row = db.execute(statement, {"chunk_id": chunk_id}).one_or_none()
+    row = db.connection().execute(statement, {"chunk_id": chunk_id}).one_or_none()
     if row is None:
         return None
     values = dict(row._mapping)
@@ -790,26 +790,26 @@ def accept(
     seq, message_id = look.seq, look.message_id
     if seq < look.chunk_count:
         due = now + dt.timedelta(seconds=gap_seconds)
-        rows = db.execute(
-            _accept_and_arm_statement(),
-            {
-                "b_chunk": look.chunk_id,
-                "b_message": message_id,
-                "b_next_seq": seq + 1,
-                "b_now": now,
-                "b_due": due,
-                "b_outcome": outcome,
-                "b_attempts": attempt_no,
-            },
-        ).all()
+        rows = (
+            db.connection()
+            .execute(
+                _accept_and_arm_statement(),
+                {
+                    "b_chunk": look.chunk_id,
+                    "b_message": message_id,
+                    "b_next_seq": seq + 1,
+                    "b_now": now,
+                    "b_due": due,
+                    "b_outcome": outcome,
+                    "b_attempts": attempt_no,
+                },
+            )
+            .all()
+        )
         following = [row for row in rows if row.seq == seq + 1]
         if following:
             if not look.message_sending:
-                db.execute(
-                    update(Message)
-                    .where(Message.id == message_id, Message.status == MessageStatus.QUEUED)
-                    .values(status=MessageStatus.SENDING)
-                )
+                db.connection().execute(_sending_statement(), {"b_message": message_id})
             part = Armed(
                 following[0].id,
                 following[0].generation,
@@ -819,8 +819,9 @@ def accept(
             )
             return Accepted([part], message_final=False, next_part=part)
     else:
-        db.execute(_sent_statement(), _sent_values(look.chunk_id, now, outcome, attempt_no))
-        ended = db.execute(
+        connection = db.connection()
+        connection.execute(_sent_statement(), _sent_values(look.chunk_id, now, outcome, attempt_no))
+        ended = connection.execute(
             _deliver_statement(), {"b_message": message_id, "b_now": now}
         ).one_or_none()
         if ended is not None:
@@ -842,6 +843,19 @@ def _count_ended(db: Session, status: str, *, latency_seconds: float) -> None:
 
 def _sent_values(chunk_id: int, now: dt.datetime, outcome: str, attempts: int) -> dict[str, Any]:
     return {"b_chunk": chunk_id, "b_now": now, "b_outcome": outcome, "b_attempts": attempts}
+
+
+@functools.cache
+def _sending_statement() -> Update:
+    messages = _table(Message)
+    return (
+        update(messages)
+        .where(
+            messages.c.id == bindparam("b_message"),
+            messages.c.status == MessageStatus.QUEUED.value,
+        )
+        .values(status=MessageStatus.SENDING.value)
+    )
 
 
 @functools.cache
@@ -932,7 +946,7 @@ def arm_next_head(
     On PostgreSQL a message enqueued into the chat while this runs is armed by its
     enqueuer, which waits for this transaction (see :func:`lock_chat_senders`).
     """
-    rows = db.execute(
+    rows = db.connection().execute(
         _arm_next_head_statement(), {"b_account": account_id, "b_peer": to_user_id, "b_now": now}
     )
     return _armed(rows, now)
