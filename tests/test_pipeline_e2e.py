@@ -14,7 +14,6 @@ from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Account, Chunk
 from delivery.ledger.queries import conversation_heads
 from delivery.simulator import Fault
-from delivery.worker.queues import SEND_QUEUE
 from tests.support.bursts import assert_delivered_exactly_once_in_order, burst, max_in_window
 from tests.support.stack import Stack, expected_texts
 from tests.support.waiting import wait_until
@@ -159,12 +158,12 @@ def test_flushall_mid_burst_loses_nothing(own_redis_stack: Stack, own_redis: obj
     redis_client = own_redis.client()  # type: ignore[attr-defined]
 
     def mid_burst() -> bool:
-        queued = redis_client.llen(SEND_QUEUE)
-        return stack.snapshot().counters.accepted >= 5 and queued > 0
+        waiting = redis_client.hlen(f"delivery:acct:{{{account}}}:waiters")
+        return stack.snapshot().counters.accepted >= 5 and waiting > 0
 
-    wait_until(mid_burst, timeout=60, message="sends under way and tasks still queued")
+    wait_until(mid_burst, timeout=60, message="sends under way and parts still in the line")
 
-    # When Redis loses everything: queued tasks, reservations, locks
+    # When Redis loses everything: the account's line, the slot's task, locks
     redis_client.flushall()
 
     # Then the reconciler re-publishes what was lost and everything is delivered once

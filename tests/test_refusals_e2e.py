@@ -77,10 +77,11 @@ def _lockout_run(stack: Stack, *, messages: int, lockout: float, extend: float, 
     refused = snapshot.counters.rejected.get("rate_limited", 0)
     assert snapshot.accounts[account].lockouts == 1, stack.worker_logs()[-3000:]
     assert refused <= 4, refused
-    # the limit learned from the sends before the first refusal: under the platform's,
-    # not a fraction of it (a log thinned by the lockout)
+    # the limit learned from the sends before the first refusal: under the platform's, at
+    # least the 45% of it one refusal proves (not a fraction read from a log the lockout
+    # thinned, nor nothing)
     learned, note = _learned(stack, account)
-    assert learned is not None and 0.6 * LIMIT_PER_MINUTE <= learned < LIMIT_PER_MINUTE, note
+    assert learned is not None and 0.45 * LIMIT_PER_MINUTE <= learned < LIMIT_PER_MINUTE, note
     # drained within twice the minimum plus the lockout as extended
     parts = sum(len(ms) for ms in snapshot.messages.values())
     minimum = parts * 60 / LIMIT_PER_MINUTE

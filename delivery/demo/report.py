@@ -92,6 +92,12 @@ def build_report(
             .join(Chunk, Chunk.message_id == Message.id)
             .order_by(Message.id, Chunk.seq)
         ).all()
+        # accepted without a message_id: the platform may have dropped them, as it did
+        dropped = set(
+            session.scalars(
+                select(Chunk.client_id).where(Chunk.last_outcome == AttemptOutcome.UNCONFIRMED)
+            )
+        )
         reasons = list(
             session.scalars(select(Message.dead_reason).where(Message.status == MessageStatus.DEAD))
         )
@@ -105,7 +111,7 @@ def build_report(
     expected: dict[str, list[str]] = {}
     missing = 0
     for _, message_status, to_user_id, client_id, chunk_status in rows:
-        if chunk_status == ChunkStatus.SENT:
+        if chunk_status == ChunkStatus.SENT and client_id not in dropped:
             expected.setdefault(to_user_id, []).append(client_id)
         if message_status == MessageStatus.DELIVERED and client_id not in arrived:
             missing += 1
