@@ -32,26 +32,16 @@ allowed rate.
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import delivery
-from bench.common import (
-    celery_worker,
-    compressed_settings,
-    delivery_env,
-    pipeline_env,
-    private_redis,
-    running_simulator,
-    scratch_dir,
-    temporary_ledger,
-)
-from bench.observe import Arrivals, LedgerProbe, LockoutSampler, tally
+from bench.common import bench_stack, ledger_probe, start_workers
+from bench.observe import Arrivals, LockoutSampler, tally
 from bench.seed_policies import SeedTiming, fix_policy, run_policy, seed_policy
 from bench.workload import ACCOUNT_ID, TOKEN, Briefing, briefings
-from delivery.simulator import SimulatorConfig
-from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
+from delivery.devstack import clock
+from delivery.simulator import PlatformSimulator, SimulatorConfig
 
 __all__ = ["FACTOR", "PlatformLimit", "PolicyRun", "run"]
 
@@ -142,31 +132,21 @@ def _policy_run(
 
 
 def _pipeline_overrides(limit: PlatformLimit) -> dict[str, str]:
-    env = compressed_settings(FACTOR)
     allowed_per_minute = limit.per_minute / FACTOR
-    env["DELIVERY_SEND_RATE_PER_MINUTE"] = f"{allowed_per_minute * RATE_FRACTION:.6g}"
-    env["DELIVERY_SEND_BURST"] = "1"
-    return env
+    return clock.bench(
+        FACTOR, send_rate_per_minute=allowed_per_minute * RATE_FRACTION, send_burst=1
+    )
 
 
 def run_pipeline(limit: PlatformLimit, batch: list[Briefing], min_drain: float) -> PolicyRun:
     """The pipeline with real workers, a private Redis and a SQLite ledger."""
     overrides = _pipeline_overrides(limit)
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir("burst"))
-        redis = stack.enter_context(private_redis(workdir))
-        database_url = stack.enter_context(temporary_ledger("sqlite", workdir))
-        simulator = stack.enter_context(running_simulator(limit.simulator_config(FACTOR)))
-        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
-        env = pipeline_env(database_url=database_url, redis_url=redis.url, overrides=overrides)
-        stack.enter_context(delivery_env(env))
-        delivery.add_account(ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url)
-        stack.enter_context(celery_worker(env, workdir / "send.log", queues=SEND_QUEUE))
-        stack.enter_context(
-            celery_worker(env, workdir / "default.log", queues=DEFAULT_QUEUE, beat=True)
-        )
-        probe = LedgerProbe(database_url)
-        stack.callback(probe.close)
+    config = limit.simulator_config(FACTOR)
+    with bench_stack("burst", settings=overrides, simulator=config) as stack:
+        simulator = stack.simulator
+        stack.add_account(ACCOUNT_ID, token=TOKEN)
+        start_workers(stack)
+        probe = ledger_probe(stack)
         messages = [delivery.OutboundMessage(ACCOUNT_ID, b.to_user_id, b.text) for b in batch]
         t0, t0_wall = time.monotonic(), time.time()
         with LockoutSampler(simulator, ACCOUNT_ID, t0=t0) as sampler:
@@ -182,7 +162,8 @@ def run_pipeline(limit: PlatformLimit, batch: list[Briefing], min_drain: float) 
         arrivals = tally(simulator.model.snapshot(), batch, t0=t0)
         # kombu publishes every task message with one LPUSH: first publishes, next
         # chunks, and every retry of a waiting chunk (the reconciler's few included).
-        lpush = redis.client().info("commandstats").get("cmdstat_lpush", {}).get("calls", 0)
+        assert stack.redis is not None
+        lpush = stack.redis.client().info("commandstats").get("cmdstat_lpush", {}).get("calls", 0)
         notes = {
             "enqueue_many_seconds": enqueued,
             "task_messages": lpush,
@@ -207,7 +188,7 @@ def run_seed(
     """The seed's policy (or its proposed fix) against a fresh simulator."""
     timing = SeedTiming(factor=FACTOR)
     policy = fix_policy(timing) if fixed else seed_policy(timing)
-    with running_simulator(limit.simulator_config(FACTOR)) as simulator:
+    with PlatformSimulator(config=limit.simulator_config(FACTOR)) as simulator:
         simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
         t0 = time.monotonic()
         with LockoutSampler(simulator, ACCOUNT_ID, t0=t0) as sampler:

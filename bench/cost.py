@@ -30,27 +30,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import delivery
-from bench.common import (
-    Backend,
-    celery_worker,
-    delivery_env,
-    peak_rss_kib,
-    pipeline_env,
-    private_redis,
-    running_simulator,
-    scratch_dir,
-    temporary_ledger,
-)
-from bench.observe import LedgerProbe
+from bench.common import QUIET, Backend, ledger_probe, peak_rss_kib, scratch_dir
 from bench.profile_split import Split, split_profile
 from bench.workload import ACCOUNT_ID, TOKEN, Briefing, briefings
-from delivery.simulator import PlatformSimulator, SimulatorConfig
+from delivery.devstack.stack import local_stack
+from delivery.simulator import PlatformSimulator
+from delivery.worker.queues import SEND_QUEUE
 
 __all__ = ["PipelineRun", "run", "run_pipeline", "run_plain_loop", "workload"]
 
@@ -130,20 +120,17 @@ def run_pipeline(
     warmup = briefings(messages=WARMUP_MESSAGES, chats=2, seed=1)
     chunks = sum(len(b.chunks) for b in batch)
     warm_chunks = sum(len(b.chunks) for b in warmup)
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir(f"cost-{backend}"))
-        redis_url = stack.enter_context(private_redis(workdir)).url
-        database_url = stack.enter_context(temporary_ledger(backend, workdir))
+    with (
+        scratch_dir(f"cost-{backend}") as workdir,
+        local_stack(workdir, settings=UNLIMITED, ledger=backend) as stack,
+    ):
+        simulator, database_url = stack.simulator, stack.database_url
         if prepare is not None:
             prepare(database_url)
-        simulator = stack.enter_context(running_simulator(SimulatorConfig()))
-        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
-        env = pipeline_env(database_url=database_url, redis_url=redis_url, overrides=UNLIMITED)
-        stack.enter_context(delivery_env(env))
-        delivery.add_account(ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url)
+        stack.add_account(ACCOUNT_ID, token=TOKEN)
         wrapper = ["-m", "bench.profiled_worker", str(profile)] if profile else None
-        worker = stack.enter_context(
-            celery_worker(env, workdir / "worker.log", pool=pool, wrapper=wrapper)
+        worker = stack.start_worker(
+            queues=SEND_QUEUE, log_name="worker", loglevel=QUIET, pool=pool, wrapper=wrapper
         )
         delivery.enqueue_many(_outbound(warmup))
         _wait_accepted(simulator, warm_chunks)
@@ -151,8 +138,7 @@ def run_pipeline(
         delivery.enqueue_many(_outbound(batch))
         enqueued = time.monotonic()
         arrivals = [t for t in _wait_accepted(simulator, warm_chunks + chunks) if t >= started]
-        probe = LedgerProbe(database_url)
-        stack.callback(probe.close)
+        probe = ledger_probe(stack)
         while probe.open_messages():  # the last commit
             time.sleep(0.02)
         if inspect is not None:
@@ -182,7 +168,7 @@ def run_plain_loop() -> dict[str, float]:
     chunks = sum(len(b.chunks) for b in workload())
     rates = []
     for _ in range(LOOP_REPEATS):
-        with running_simulator(SimulatorConfig()) as simulator:
+        with PlatformSimulator() as simulator:
             simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
             argv = [sys.executable, "-m", "bench.plain_loop", simulator.base_url, TOKEN]
             out = subprocess.run([*argv, str(chunks)], check=True, capture_output=True, text=True)

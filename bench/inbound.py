@@ -23,27 +23,16 @@ from __future__ import annotations
 
 import statistics
 import time
-from contextlib import ExitStack
 from typing import Any
 
 import delivery
-from bench.common import (
-    Backend,
-    delivery_env,
-    pipeline_env,
-    private_redis,
-    running_simulator,
-    scratch_dir,
-    temporary_ledger,
-)
+from bench.common import Backend, bench_stack
 from bench.workload import ACCOUNT_ID, TOKEN
 from delivery.devstack.inbound import (
     AgentWorker,
     InboundReceiver,
     agent_settings,
-    start_relay_process,
 )
-from delivery.simulator import SimulatorConfig
 
 __all__ = ["MESSAGES", "RATE_PER_SECOND", "READERS", "run"]
 
@@ -73,23 +62,13 @@ def _wait(condition: Any, *, what: str) -> None:
 
 
 def _run(backend: Backend) -> dict[str, Any]:
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir("inbound"))
-        server = stack.enter_context(private_redis(workdir))
-        database_url = stack.enter_context(temporary_ledger(backend, workdir))
-        simulator = stack.enter_context(running_simulator(SimulatorConfig()))
-        receiver = stack.enter_context(InboundReceiver())
-        overrides = {**receiver.settings(timeout_seconds=10), **agent_settings()}
-        env = pipeline_env(database_url=database_url, redis_url=server.url, overrides=overrides)
-        stack.enter_context(delivery_env(env))
-        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
-        delivery.add_account(
-            ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url, owns_inbound=True
-        )
-        agent = AgentWorker(env=env, log_dir=workdir)
-        stack.callback(agent.stop)
-        relay = start_relay_process(env, workdir / "relay.log")
-        stack.callback(relay.stop)
+    with bench_stack("inbound", ledger=backend) as stack, InboundReceiver() as receiver:
+        simulator = stack.simulator
+        stack.configure({**receiver.settings(timeout_seconds=10), **agent_settings()})
+        stack.add_account(ACCOUNT_ID, token=TOKEN, owns_inbound=True)
+        agent = AgentWorker(env=stack.env(), log_dir=stack.workdir)
+        stack.processes.append(agent.process)
+        stack.start_relay()
 
         def both_have(keys: set[str]) -> bool:
             return keys <= set(receiver.counts()) and keys <= set(agent.counts())

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -35,21 +34,12 @@ from sqlalchemy import create_engine, select
 
 import delivery
 from bench.burst import PlatformLimit
-from bench.common import (
-    celery_worker,
-    compressed_settings,
-    delivery_env,
-    pipeline_env,
-    private_redis,
-    running_simulator,
-    scratch_dir,
-    temporary_ledger,
-)
+from bench.common import bench_stack, ledger_probe, start_workers
 from bench.observe import LedgerProbe, LockoutSampler, tally
 from bench.workload import ACCOUNT_ID, TOKEN, Briefing, briefings
+from delivery.devstack import clock
 from delivery.ledger.models import Account
 from delivery.simulator import SimulatorConfig
-from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
 __all__ = ["run"]
 
@@ -102,27 +92,16 @@ def _wait_final(probe: LedgerProbe, count: int, *, deadline: float) -> None:
 
 def run_guess(guess: float, platform: Platform, batch: list[Briefing]) -> dict[str, Any]:
     """One burst with the rate configured at ``guess`` x the platform's limit."""
-    overrides = compressed_settings(FACTOR)
-    overrides["DELIVERY_SEND_RATE_PER_MINUTE"] = f"{platform.per_minute * guess / FACTOR:.6g}"
-    overrides["DELIVERY_SEND_BURST"] = "1"
+    overrides = clock.bench(
+        FACTOR, send_rate_per_minute=platform.per_minute * guess / FACTOR, send_burst=1
+    )
     parts = sum(len(b.chunks) for b in batch)
     minimum = parts / (platform.per_minute / 60.0)  # real seconds
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir("pace"))
-        redis = stack.enter_context(private_redis(workdir))
-        database_url = stack.enter_context(temporary_ledger("sqlite", workdir))
-        simulator = stack.enter_context(running_simulator(platform.config(FACTOR)))
-        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
-        env = pipeline_env(database_url=database_url, redis_url=redis.url, overrides=overrides)
-        stack.enter_context(delivery_env(env))
-        delivery.add_account(ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url)
-        for n in range(2):
-            stack.enter_context(celery_worker(env, workdir / f"send{n}.log", queues=SEND_QUEUE))
-        stack.enter_context(
-            celery_worker(env, workdir / "default.log", queues=DEFAULT_QUEUE, beat=True)
-        )
-        probe = LedgerProbe(database_url)
-        stack.callback(probe.close)
+    with bench_stack("pace", settings=overrides, simulator=platform.config(FACTOR)) as stack:
+        simulator, database_url = stack.simulator, stack.database_url
+        stack.add_account(ACCOUNT_ID, token=TOKEN)
+        start_workers(stack, send_workers=2)
+        probe = ledger_probe(stack)
         messages = [delivery.OutboundMessage(ACCOUNT_ID, b.to_user_id, b.text) for b in batch]
         t0 = time.monotonic()
         with LockoutSampler(simulator, ACCOUNT_ID, t0=t0) as sampler:
@@ -155,8 +134,7 @@ def run_guess(guess: float, platform: Platform, batch: list[Briefing]) -> dict[s
 
 def run_backlog() -> dict[str, Any]:
     """200 briefings enqueued at once into an account at its default rate."""
-    overrides = compressed_settings(BACKLOG_FACTOR)
-    overrides["DELIVERY_SEND_BURST"] = "1"
+    overrides = clock.bench(BACKLOG_FACTOR, send_burst=1)
     interval = 60.0 / 15.0  # real seconds between two sends at the default rate
     long_ones = [
         b
@@ -165,21 +143,11 @@ def run_backlog() -> dict[str, Any]:
     ][:BACKLOG_MESSAGES]
     # One chat each; ``index`` is the place in enqueue order.
     batch = [Briefing(i, f"user{i}@im.wechat", b.text, b.chunks) for i, b in enumerate(long_ones)]
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir("pace-backlog"))
-        redis = stack.enter_context(private_redis(workdir))
-        database_url = stack.enter_context(temporary_ledger("sqlite", workdir))
-        simulator = stack.enter_context(running_simulator(SimulatorConfig()))
-        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
-        env = pipeline_env(database_url=database_url, redis_url=redis.url, overrides=overrides)
-        stack.enter_context(delivery_env(env))
-        delivery.add_account(ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url)
-        stack.enter_context(celery_worker(env, workdir / "send.log", queues=SEND_QUEUE))
-        stack.enter_context(
-            celery_worker(env, workdir / "default.log", queues=DEFAULT_QUEUE, beat=True)
-        )
-        probe = LedgerProbe(database_url)
-        stack.callback(probe.close)
+    with bench_stack("pace-backlog", settings=overrides) as stack:
+        simulator = stack.simulator
+        stack.add_account(ACCOUNT_ID, token=TOKEN)
+        start_workers(stack)
+        probe = ledger_probe(stack)
         parts = sum(len(b.chunks) for b in batch)
         t0 = time.monotonic()
         delivery.enqueue_many(

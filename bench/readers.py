@@ -24,27 +24,17 @@ lockouts, refusals, refusals per lockout, drain time.
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
 
 import delivery
-from bench.common import (
-    celery_worker,
-    compressed_settings,
-    delivery_env,
-    pipeline_env,
-    private_redis,
-    running_simulator,
-    scratch_dir,
-    temporary_ledger,
-)
-from bench.observe import LedgerProbe, LockoutSampler
+from bench.common import bench_stack, ledger_probe, start_workers
+from bench.observe import LockoutSampler
 from bench.workload import ACCOUNT_ID, TOKEN, briefings
+from delivery.devstack import clock
 from delivery.simulator import PlatformSimulator, SimulatorConfig
-from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
 __all__ = ["FACTOR", "run"]
 
@@ -102,23 +92,13 @@ def _run(
     told: bool,
     closed: list[str],
 ) -> Run:
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir("readers"))
-        server = stack.enter_context(private_redis(workdir))
-        database_url = stack.enter_context(temporary_ledger("sqlite", workdir))
-        simulator = stack.enter_context(running_simulator(config))
-        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
-        env = pipeline_env(database_url=database_url, redis_url=server.url, overrides=overrides)
-        stack.enter_context(delivery_env(env))
-        delivery.add_account(ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url)
+    with bench_stack("readers", settings=overrides, simulator=config) as stack:
+        simulator = stack.simulator
+        stack.add_account(ACCOUNT_ID, token=TOKEN)
         for peer in sorted(open_readers):
             _writes(simulator, peer, told=told)
-        stack.enter_context(celery_worker(env, workdir / "send.log", queues=SEND_QUEUE))
-        stack.enter_context(
-            celery_worker(env, workdir / "default.log", queues=DEFAULT_QUEUE, beat=True)
-        )
-        probe = LedgerProbe(database_url)
-        stack.callback(probe.close)
+        start_workers(stack)
+        probe = ledger_probe(stack)
         t0 = time.monotonic()
         with LockoutSampler(simulator, ACCOUNT_ID, t0=t0) as sampler:
             ids = delivery.enqueue_many(messages)
@@ -133,7 +113,7 @@ def _run(
                 _until_delivered([message_id], t0=started, limit=30)
                 wakeups.append(time.monotonic() - started)
         rejected = simulator.model.snapshot().counters.rejected
-        gate = redis.Redis.from_url(server.url)
+        gate = redis.Redis.from_url(stack.redis_url)
         learned = any(
             gate.exists(f"delivery:acct:{{{ACCOUNT_ID}}}:{key}") for key in ("strikes", "pace")
         )
@@ -174,12 +154,9 @@ def _until_status(message_id: str, status: str, *, limit: float = 60) -> None:
 
 
 def _settings(rate_factor: float, **extra: str) -> dict[str, str]:
-    env = compressed_settings(FACTOR)
     allowed_per_minute = 20 / FACTOR  # 20 a minute on the compressed clock
-    env["DELIVERY_SEND_RATE_PER_MINUTE"] = f"{allowed_per_minute * rate_factor:.6g}"
-    env["DELIVERY_SEND_BURST"] = "1"
-    env.update(extra)
-    return env
+    env = clock.bench(FACTOR, send_rate_per_minute=allowed_per_minute * rate_factor, send_burst=1)
+    return env | extra
 
 
 def run() -> dict[str, Any]:

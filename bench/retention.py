@@ -16,14 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 import time
-from contextlib import ExitStack
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from bench.common import Backend, scratch_dir, temporary_ledger
+from bench.common import Backend, scratch_dir
 from bench.workload import ACCOUNT_ID, TOKEN
 from delivery import retention
+from delivery.devstack.stack import temporary_ledger
 from delivery.ledger import accounts, outbox
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Attempt, Chunk, Message
@@ -94,9 +94,10 @@ def _fill(url: str) -> None:
 
 def run_backend(backend: Backend) -> dict[str, Any]:
     """Fill one fresh ledger, then prune it and time every batch."""
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir(f"retention-{backend}"))
-        url = stack.enter_context(temporary_ledger(backend, workdir))
+    with (
+        scratch_dir(f"retention-{backend}") as workdir,
+        temporary_ledger(backend, workdir) as url,
+    ):
         _fill(url)
         engine = engine_for(url)
         batch_ms: list[float] = []
