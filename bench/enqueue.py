@@ -19,10 +19,11 @@ from typing import Any
 
 import delivery
 from bench.common import Backend, bench_stack
+from bench.markdown import stamp, table
 from bench.workload import ACCOUNT_ID, CHUNK_MAX_CHARS, TOKEN, briefings
 from delivery.chunking import split_text
 
-__all__ = ["EnqueueRun", "run"]
+__all__ = ["TITLE", "EnqueueRun", "render", "run"]
 
 CHATS = 50
 SINGLE_MESSAGES = 300
@@ -135,3 +136,34 @@ def run() -> dict[str, Any]:
             for r in runs
         ],
     }
+
+
+TITLE = "4. Enqueue"
+
+
+def render(r: dict[str, Any]) -> str:
+    """This benchmark's section of ``BENCHMARKS.md``, from its result."""
+    rows = [
+        [
+            run["backend"],
+            f"`{run['mode']}`",
+            f"{run['messages_per_second']:.0f}",
+            f"{run['chunks_per_second']:.0f}",
+            str(run["messages"]),
+            f"{run['seconds']:.2f}",
+        ]
+        for run in r["runs"]
+    ]
+    return f"""## {TITLE}
+
+{stamp(r)}
+
+Messages per second into a fresh ledger, publishing to a private redis-server (no worker
+runs). Each message is a briefing of 1–6 chunks of 1,500 characters (3.5 on average)
+for one of {r["chats"]} chats, with an idempotency key; `enqueue` is called once per
+message, `enqueue_many` with batches of 100 or 500. The time covers validation,
+chunking, the transaction and publishing new conversation heads. *chunker alone* is
+`split_text` on the same texts, with no ledger or broker.
+
+{table(["ledger", "call", "messages/s", "chunks/s", "messages", "seconds"], rows)}
+"""

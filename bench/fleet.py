@@ -48,7 +48,15 @@ from delivery.ledger.types import utcnow
 from delivery.ratelimit.gate import Rate
 from delivery.simulator import PlatformSimulator, Snapshot
 
-__all__ = ["Fleet", "FleetAccount", "FleetRun", "fleet_pipeline", "make_fleet", "verify"]
+__all__ = [
+    "Fleet",
+    "FleetAccount",
+    "FleetRun",
+    "checks_text",
+    "fleet_pipeline",
+    "make_fleet",
+    "verify",
+]
 
 ENQUEUE_BATCH = 500  # messages per enqueue_many call
 PRESET_MEMORY_SECONDS = 86_400.0  # the preset rate outlives any run
@@ -251,3 +259,18 @@ def _rate_excess(times: tuple[float, ...], interval: float) -> float:
         for j in range(i + 1, len(times)):
             worst = max(worst, ((j - i) * interval - (times[j] - times[i])) / interval)
     return worst
+
+
+def checks_text(c: dict[str, Any]) -> str:
+    """The guarantees :func:`verify` checked, as a sentence of ``BENCHMARKS.md``."""
+    excess = c["rate_excess_intervals"]
+    rate = "" if excess is None else f"; fastest against its own rate: {excess:+.2f} intervals"
+    rejected = sum(c["rejected"].values())
+    return (
+        f"{c['arrived']:,} of {c['parts']:,} parts arrived, {c['missing']} missing, "
+        f"{c['arrived_twice']} twice ({c['platform_duplicates']} duplicates seen by the "
+        f"platform), {rejected} refused, {c['wrong_chat_or_account']} in a wrong chat, "
+        f"{c['chats_out_of_order']} chats out of order, at most "
+        f"{c['max_in_flight_per_account']} send per account in flight{rate}; ledger: "
+        + ", ".join(f"{n:,} {s}" for s, n in c["ledger_statuses"].items())
+    )

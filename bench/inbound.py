@@ -27,6 +27,7 @@ from typing import Any
 
 import delivery
 from bench.common import Backend, bench_stack
+from bench.markdown import stamp, table
 from bench.workload import ACCOUNT_ID, TOKEN
 from delivery.devstack.inbound import (
     AgentWorker,
@@ -34,7 +35,7 @@ from delivery.devstack.inbound import (
     agent_settings,
 )
 
-__all__ = ["MESSAGES", "RATE_PER_SECOND", "READERS", "run"]
+__all__ = ["MESSAGES", "RATE_PER_SECOND", "READERS", "TITLE", "render", "run"]
 
 READERS = 50
 PER_READER = 4
@@ -123,3 +124,50 @@ def run() -> dict[str, Any]:
             flush=True,
         )
     return {"runs": runs}
+
+
+TITLE = "8. Inbound relay"
+
+
+def render(r: dict[str, Any]) -> str:
+    """This benchmark's section of ``BENCHMARKS.md``, from its result."""
+    runs = r["runs"]
+    readers, total, rate = runs[0]["readers"], runs[0]["messages"], runs[0]["rate_per_second"]
+    each = total // readers
+
+    def row(run: dict[str, Any], what: str, label: str) -> list[str]:
+        figures = run[what]
+        return [
+            run["backend"],
+            label,
+            f"{figures['median_ms']:.0f} ms",
+            f"{figures['p95_ms']:.0f} ms",
+            f"{figures['max_ms']:.0f} ms",
+        ]
+
+    rows = []
+    for run in runs:
+        rows.append(row(run, "recorded", "read by the relay"))
+        rows.append(row(run, "webhook", "**the agent's webhook got it**"))
+        rows.append(row(run, "task", "**the agent's task ran**"))
+    twice = "; ".join(
+        f"{run['backend']}: {run['twice_webhook']} by webhook, {run['twice_task']} by task"
+        for run in runs
+    )
+    return f"""## {TITLE}
+
+{stamp(r)}
+
+`python -m bench inbound`. An account whose inbound side the service owns; `delivery
+relay` in a process of its own, polling the simulator (the platform's 35 s long poll,
+answered as soon as a message arrives); the agent's Celery worker consuming
+`DELIVERY_INBOUND_TASK` and its webhook (every POST's HMAC-SHA256 signature checked).
+{readers} readers write {each} messages each, {total} in all, {rate:g} a second, on the
+real clock. Latency runs from the moment a message is queued at the platform; a
+message is recorded in the ledger (and its reader's state updated) before it is
+handed over.
+
+{table(["ledger", "until", "median", "p95", "max"], rows)}
+
+Handed over more than once: {twice}.
+"""

@@ -31,12 +31,13 @@ import redis
 
 import delivery
 from bench.common import bench_stack, ledger_probe, start_workers
+from bench.markdown import stamp, table
 from bench.observe import LockoutSampler
 from bench.workload import ACCOUNT_ID, TOKEN, briefings
 from delivery.devstack import clock
 from delivery.simulator import PlatformSimulator, SimulatorConfig
 
-__all__ = ["FACTOR", "run"]
+__all__ = ["FACTOR", "TITLE", "render", "run"]
 
 FACTOR = 1 / 25
 RATE_FRACTION = 0.95
@@ -228,3 +229,65 @@ def _row(r: Run) -> str:
             else ""
         )
     )
+
+
+TITLE = "5. Readers"
+
+
+def render(r: dict[str, Any]) -> str:
+    """This benchmark's section of ``BENCHMARKS.md``, from its result."""
+    scale = round(1 / r["factor"])
+    all_open, two_closed = r["closed_readers"]
+    wakeups = ", ".join(f"{s:.2f} s" for s in two_closed["reader_wakeup_seconds"])
+    closed_rows = [
+        [
+            run["name"],
+            f"{run['drain_seconds']:.2f} s",
+            str(run["refused_reader"]),
+            str(run["refused_rate"]),
+            str(run["lockouts"]),
+            "yes" if run["strikes_or_pace_left"] else "no",
+        ]
+        for run in (all_open, two_closed)
+    ]
+    closed_head = [
+        "run",
+        "open readers drained",
+        "reader refusals",
+        "rate refusals",
+        "lockouts",
+        "strikes or pace learned",
+    ]
+    limit_rows = [
+        [
+            run["name"],
+            str(run["lockouts"]),
+            str(run["refused_rate"] + run["refused_reader"]),
+            "-" if run["refusals_per_lockout"] is None else f"{run['refusals_per_lockout']:.1f}",
+            f"{run['drain_seconds']:.1f} s",
+        ]
+        for run in r["rate_limit"]
+    ]
+    return f"""## {TITLE}
+
+{stamp(r)}
+
+`python -m bench readers`. The simulator refuses a reader who did not write within a
+day (or past 10 sends per message) with a bare `{{"ret": -2}}`, the same answer as its
+rate limit (20 sends per 60 s, then a 5-minute lockout); the clock is compressed
+{scale}x. **Closed readers**: a burst of one message to each of 20 readers at 95% of
+the platform's rate; in *two closed*, two of them (back to back in the burst) did not
+write for a day, and the pipeline knows none of the 20.
+
+{table(closed_head, closed_rows)}
+
+The 18 open readers drained in **{r["drain_ratio_18_vs_20"]:.2f}x** the time the 20 took
+with everyone open (target: within 1.15x), with no cooldown and no pace change. Once
+the two wrote (`record_inbound`), their messages were delivered after {wakeups}.
+
+**A true rate limit among readers**: the burst of section 1 (40 messages, 141 chunks,
+8 chats) with the account configured at twice the platform's rate. *today*: without
+reader limits, a bare `-2` is the account's limit, as before readers existed.
+
+{table(["run", "lockouts", "refusals", "refusals per lockout", "drain"], limit_rows)}
+"""

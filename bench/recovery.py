@@ -28,13 +28,14 @@ from typing import Any
 
 import delivery
 from bench.common import QUIET, bench_stack
+from bench.markdown import stamp, table
 from delivery.devstack import clock
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Account
 from delivery.sessions.store import FileAccountStore, StoredCredentials
 from delivery.simulator import PlatformSimulator
 
-__all__ = ["FACTOR", "TRIALS", "run"]
+__all__ = ["FACTOR", "TITLE", "TRIALS", "render", "run"]
 
 FACTOR = 1 / 10
 TRIALS = 5
@@ -112,3 +113,41 @@ def run() -> dict[str, Any]:
                 flush=True,
             )
     return results
+
+
+TITLE = "3. Recovery"
+
+
+def render(r: dict[str, Any] | None) -> str:
+    """This benchmark's section of ``BENCHMARKS.md``, from its result."""
+    if not r or "paths" not in r:
+        return f"## {TITLE}\n\n**Not run.** `python -m bench recovery` measures it.\n"
+    scale = round(1 / r["factor"])
+    rows = [
+        [
+            via,
+            f"{p['median']:.2f} s",
+            f"{p['max']:.2f} s",
+            f"{p['median'] * scale:.0f} s",
+            ", ".join(f"{s:.2f}" for s in p["seconds"]),
+        ]
+        for via, p in r["paths"].items()
+    ]
+    return f"""## {TITLE}
+
+{stamp(r)}
+
+Time from a good token being stored to the platform's first accepted chunk, with
+sends parked on an expired session. Clock compressed {scale}x: the parked sends
+look again every {r["recheck_seconds"]:g} s (`DELIVERY_SESSION_RECHECK_SECONDS`,
+{r["recheck_seconds"] * scale:g} s by default) and beat checks sessions every
+{r["check_interval_seconds"]:g} s (`DELIVERY_SESSION_CHECK_INTERVAL_SECONDS`,
+{r["check_interval_seconds"] * scale:g} s by default). *rotation*: an operator
+stores the token in the ledger (`delivery account add`); *account store*: an agent
+writes it to its file and beat's check imports it. {r["trials"]} trials each.
+
+{table(["token stored by", "median", "max", "median, real clock", "trials (s)"], rows)}
+
+Expected: within one recheck for a rotation, within one check interval plus one
+recheck for the store.
+"""

@@ -39,6 +39,7 @@ from typing import Literal
 import psycopg
 
 import delivery
+from delivery.devstack import clock
 from delivery.devstack.inbound import start_relay_process
 from delivery.devstack.processes import ManagedProcess, celery_argv
 from delivery.devstack.redis_server import LocalRedis
@@ -73,16 +74,17 @@ class LocalStack:
 
     def env(self) -> dict[str, str]:
         """The environment of a child process started now."""
-        inherited = {
-            k: v for k, v in os.environ.items() if self.in_process is False or not _ours(k)
-        }
+        inherited = {k: v for k, v in os.environ.items() if not (self.in_process and _ours(k))}
         return inherited | self.settings
 
-    def configure(self, mapping: Mapping[str, str] | None = None, **values: str) -> None:
-        """Change settings (``DELIVERY_*`` variables) for processes started from now on,
-        and for this process when it follows the stack's."""
+    def configure(
+        self, mapping: Mapping[str, str] | None = None, **values: float | int | str
+    ) -> None:
+        """Change settings for processes started from now on, and for this process when
+        it follows the stack's: ``DELIVERY_*`` variables in ``mapping``, or by name
+        (``configure(send_rate_per_minute=300)``)."""
         self.settings.update(mapping or {})
-        self.settings.update({f"{ENV_PREFIX}{k.upper()}": v for k, v in values.items()})
+        self.settings.update(clock.values(**values))
         if self.in_process:
             _apply_in_process(self.settings)
 
@@ -262,7 +264,7 @@ def temporary_ledger(backend: Backend, workdir: Path) -> Iterator[str]:
         finally:
             engine_for(url).dispose()
         return
-    name = f"delivery_stack_{uuid.uuid4().hex[:10]}"
+    name = f"delivery_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
