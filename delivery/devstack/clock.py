@@ -18,7 +18,8 @@ The named clocks:
   story meets (:data:`DEMO_KNOBS`), a few pinned to its platform; the long horizons
   (the pace's memory, a reader's week, the watchdog...) stay at their defaults.
 - :data:`TESTS`: sub-second backoffs and cooldowns, chosen knob by knob so the real
-  logic runs in seconds under test deadlines; not one factor.
+  logic runs in seconds under test deadlines; not one factor. :data:`RELAY_TESTS`
+  is the inbound relay's part of it, for a relay run inside a test.
 
 Example::
 
@@ -37,6 +38,7 @@ __all__ = [
     "DEMO_FACTOR",
     "DEMO_KNOBS",
     "NOT_COMPRESSED",
+    "RELAY_TESTS",
     "TESTS",
     "bench",
     "clock_knobs",
@@ -151,4 +153,15 @@ TESTS = values(
     inbound_scan_seconds=0.1,
     inbound_lease_seconds=1,
     inbound_webhook_timeout_seconds=2,
+)
+# The inbound relay in a test: it looks around every 0.1 s, a lease lasts 1 s.
+RELAY_TESTS = values(
+    inbound_scan_seconds=0.1,
+    inbound_lease_seconds=1,
+    backoff_base_seconds=0.1,
+    backoff_max_seconds=0.5,
+    backoff_floor_seconds=0.05,
+    outage_retry_seconds=0.2,
+    http_timeout_seconds=2,
+    send_lock_ttl_seconds=5,
 )
