@@ -17,9 +17,9 @@ from delivery.ledger.models import Handover, HandoverAttempt
 from delivery.ledger.types import utcnow
 from delivery.simulator import PlatformSimulator
 from tests.conftest import Ledger
+from tests.integration.test_retention_inbound import receive
 from tests.support.inbound import InboundReceiver, handed_over, relay_in_thread
 from tests.support.waiting import wait_until
-from tests.test_retention_inbound import receive
 
 PEER = "o9cq80reader@im.wechat"
 CLAIM_SECONDS = 30

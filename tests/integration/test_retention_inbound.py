@@ -24,7 +24,7 @@ from delivery.ledger.states import HandoverChannel
 from delivery.ledger.types import utcnow
 from delivery.worker import tasks
 from tests.conftest import Ledger, RedisInfo
-from tests.test_retention import ACCOUNT, PEER, TOMORROW, age, all_rows, rows, run, send
+from tests.integration.test_retention import ACCOUNT, PEER, TOMORROW, age, all_rows, rows, run, send
 
 WEBHOOK, TASK = HandoverChannel.WEBHOOK, HandoverChannel.TASK
 _platform_ids = itertools.count(7_318_000_000)

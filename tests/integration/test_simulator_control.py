@@ -17,7 +17,7 @@ import requests
 from delivery.devstack.processes import ManagedProcess
 from delivery.ilink.protocol import ENDPOINT_GETUPDATES
 from delivery.simulator import PlatformSimulator, SimulatorControl, SimulatorControlError
-from tests.test_simulator import post
+from tests.integration.test_simulator import post
 
 TOKEN = "token-one-123"
 COMMAND = [sys.executable, "-m", "delivery", "simulator", "--port", "0"]

@@ -12,7 +12,7 @@ import pytest
 from delivery import settings_doc
 from delivery.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README_MAX_LINES = 150
 
 

@@ -11,7 +11,7 @@ import pytest
 from delivery.simulator import PlatformModel, SimulatorConfig
 from delivery.simulator.config import apply_changes
 from delivery.simulator.envelope import SendMessage
-from tests.test_simulator import ACCOUNT, TOKEN, FakeClock, answer
+from tests.integration.test_simulator import ACCOUNT, TOKEN, FakeClock, answer
 
 BARE = {"ret": -2}
 

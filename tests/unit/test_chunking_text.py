@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from delivery.chunking.fences import fence_like_lines
 from delivery.chunking.text import SPACE_CHARS, TextIndex, text_length
-from tests.test_chunking_reference import PIECES, pieces_text
+from tests.unit.test_chunking_reference import PIECES, pieces_text
 
 texts = st.one_of(pieces_text, st.text(max_size=60))
 

@@ -28,6 +28,7 @@ from delivery.simulator import PlatformSimulator
 from tests.conftest import INBOUND_ACCOUNT as ACCOUNT
 from tests.conftest import INBOUND_TOKEN as TOKEN
 from tests.conftest import Ledger
+from tests.integration.test_retention_inbound import receive
 from tests.support.inbound import (
     CALLED,
     FAST,
@@ -38,7 +39,6 @@ from tests.support.inbound import (
 )
 from tests.support.own_redis import OwnRedis
 from tests.support.waiting import wait_until
-from tests.test_retention_inbound import receive
 
 OTHER = "bot-2"
 PEER = "o9cq80reader@im.wechat"
