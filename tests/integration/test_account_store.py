@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -100,12 +99,6 @@ def test_a_store_file_owned_by_another_user_is_refused(
 # -- through the session check: the real path a stored token and base URL take ----------
 
 
-@pytest.fixture
-def simulator() -> Iterator[PlatformSimulator]:
-    with PlatformSimulator() as sim:
-        yield sim
-
-
 def checker(ledger: Ledger, store: FileAccountStore) -> SessionChecker:
     return SessionChecker(
         engine=ledger.engine,
@@ -135,13 +128,13 @@ def expired_account_with_a_fresh_store_file(
 
 def test_a_base_url_changed_from_the_store_is_logged_from_and_to(
     sqlite_ledger: Ledger,
-    simulator: PlatformSimulator,
+    sim: PlatformSimulator,
     store: FileAccountStore,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given an expired account and a trusted store file naming another base URL
-    moved = simulator.base_url.replace("127.0.0.1", "localhost")
-    expired_account_with_a_fresh_store_file(simulator, store, stored_base_url=moved)
+    moved = sim.base_url.replace("127.0.0.1", "localhost")
+    expired_account_with_a_fresh_store_file(sim, store, stored_base_url=moved)
 
     # When the session check heals it from the store
     with caplog.at_level(logging.INFO, logger="delivery"):
@@ -153,19 +146,19 @@ def test_a_base_url_changed_from_the_store_is_logged_from_and_to(
     changed = [r for r in caplog.records if "base URL changed" in r.getMessage()]
     assert [r.levelno for r in changed] == [logging.WARNING]
     assert changed[0].getMessage() == (
-        f"account bot-1: base URL changed from {simulator.base_url} to {moved} by the account store"
+        f"account bot-1: base URL changed from {sim.base_url} to {moved} by the account store"
     )
 
 
 def test_an_untrusted_store_file_changes_nothing(
     sqlite_ledger: Ledger,
-    simulator: PlatformSimulator,
+    sim: PlatformSimulator,
     store: FileAccountStore,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given the same store file, but world-writable
     path = expired_account_with_a_fresh_store_file(
-        simulator, store, stored_base_url="http://attacker.invalid"
+        sim, store, stored_base_url="http://attacker.invalid"
     )
     path.chmod(0o666)
 
@@ -175,7 +168,7 @@ def test_an_untrusted_store_file_changes_nothing(
 
     # Then the account stays expired on its own token and base URL; the log says why
     assert result.action == "expired"
-    assert ledger_account(sqlite_ledger) == (OLD_TOKEN, simulator.base_url)
+    assert ledger_account(sqlite_ledger) == (OLD_TOKEN, sim.base_url)
     assert f"refusing {path}" in caplog.text
     assert "base URL changed" not in caplog.text
     assert json.loads(path.read_text())["base_url"] == "http://attacker.invalid"

@@ -18,9 +18,9 @@ from delivery.cli import cli
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account, Briefing, BriefingRun, Chunk, Message
 from delivery.ledger.types import utcnow
-from tests.conftest import Ledger, RedisInfo
+from tests.conftest import Ledger
+from tests.integration.conftest import ACCOUNT
 
-ACCOUNT = "bot-1"
 PEER = "o9cq80peer@im.wechat"
 
 API_CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
@@ -127,12 +127,6 @@ API_CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         "neither 'every <n>",
     ),
 ]
-
-
-@pytest.fixture
-def account(ledger: Ledger, redis_db: RedisInfo) -> str:
-    delivery.add_account(ACCOUNT, token="tok-secret-0001", base_url="http://127.0.0.1:9")
-    return ACCOUNT
 
 
 def rows(ledger: Ledger) -> tuple[int, ...]:

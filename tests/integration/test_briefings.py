@@ -8,23 +8,16 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-import delivery
 from delivery.briefings import add_briefing, list_briefings, remove_briefing
 from delivery.briefings.runner import claim_due_slots, run_slot
 from delivery.errors import BriefingError, UnknownAccount
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Briefing, BriefingRun, Message
 from delivery.ledger.types import utcnow
-from tests.conftest import Ledger, RedisInfo
+from tests.conftest import Ledger
+from tests.integration.conftest import ACCOUNT
 
-ACCOUNT = "bot-1"
 READERS = ("alice@im.wechat", "bob@im.wechat")
-
-
-@pytest.fixture
-def account(ledger: Ledger, redis_db: RedisInfo) -> str:
-    delivery.add_account(ACCOUNT, token="tok-secret-0001", base_url="http://127.0.0.1:9")
-    return ACCOUNT
 
 
 def define(name: str, producer: str, schedule: str = "every 1h") -> None:

@@ -17,16 +17,10 @@ from delivery.ledger.models import Chunk, Message, Reader
 from delivery.pipeline.dispatch import SEND_TASK
 from delivery.worker.queues import SEND_QUEUE
 from tests.conftest import Ledger, RedisInfo
+from tests.integration.conftest import ACCOUNT
 from tests.support.broker import published
 
-ACCOUNT = "bot-1"
 PEER = "o9cq80abc@im.wechat"
-
-
-@pytest.fixture
-def account(ledger: Ledger) -> str:
-    delivery.add_account(ACCOUNT, token="tok-secret-0001", base_url="http://127.0.0.1:9")
-    return ACCOUNT
 
 
 def counts(ledger: Ledger) -> tuple[int, int]:

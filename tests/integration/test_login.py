@@ -6,8 +6,6 @@ waits for a poll interval; the simulator walks each code one scripted step per p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import requests
 from click.testing import CliRunner
@@ -39,12 +37,6 @@ OK = Answer(http_status=200, ret=0, errcode=None, errmsg=None)
 
 if "login" not in cli.commands:
     cli.add_command(login)
-
-
-@pytest.fixture
-def sim() -> Iterator[PlatformSimulator]:
-    with PlatformSimulator() as simulator:
-        yield simulator
 
 
 def port_of(sim: PlatformSimulator) -> int:

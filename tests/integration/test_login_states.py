@@ -8,7 +8,7 @@ through ``delivery login``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -40,12 +40,6 @@ OK = Answer(http_status=200, ret=0, errcode=None, errmsg=None)
 NUMBER = "42"  # the number the simulated phone shows
 VERIFY_STEPS = ["wait", "need_verifycode", "scaned", "confirmed"]
 HELD_TOKEN = "held-token-0123456789"
-
-
-@pytest.fixture
-def sim() -> Iterator[PlatformSimulator]:
-    with PlatformSimulator() as simulator:
-        yield simulator
 
 
 # -- the flow --------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 from sqlalchemy import select, update
 
 import delivery
@@ -18,18 +17,11 @@ from delivery.ledger.models import Account, Chunk, Message
 from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import send_task_id
 from delivery.pipeline.reconcile import reconcile
-from tests.conftest import Ledger, RedisInfo
+from tests.conftest import Ledger
 from tests.support.inprocess import Published
 
-ACCOUNT = "bot-1"
 PEER = "o9cq80peer@im.wechat"
 GRACE = 2.0
-
-
-@pytest.fixture
-def account(ledger: Ledger, redis_db: RedisInfo) -> str:
-    delivery.add_account(ACCOUNT, token="tok-secret-0001", base_url="http://127.0.0.1:9")
-    return ACCOUNT
 
 
 def head_of(ledger: Ledger, message_id: str) -> Chunk:

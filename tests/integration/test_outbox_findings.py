@@ -32,20 +32,12 @@ from delivery.pipeline.results import Done, StepResult, Wait
 from delivery.pipeline.send import SendPipeline
 from delivery.simulator import Fault, PlatformSimulator
 from tests.conftest import Ledger, RedisInfo
+from tests.integration.conftest import ACCOUNT, TOKEN
 from tests.support.inprocess import Published, in_process_pipeline, settle
 from tests.support.waiting import wait_until
 
-ACCOUNT = "bot-1"
-TOKEN = "tok-secret-0001"
 PEER = "o9cq80peer@im.wechat"
 TWO_CHUNKS = "\n\n".join(f"part {i} " + "x" * 1500 for i in range(2))
-
-
-@pytest.fixture
-def simulator() -> Iterator[PlatformSimulator]:
-    with PlatformSimulator() as sim:
-        sim.model.register_account(ACCOUNT, token=TOKEN)
-        yield sim
 
 
 @pytest.fixture
@@ -57,7 +49,7 @@ def publisher() -> Published:
 def pipeline(
     ledger: Ledger,
     redis_db: RedisInfo,
-    simulator: PlatformSimulator,
+    bot_sim: PlatformSimulator,
     publisher: Published,
     set_env: Callable[..., None],
 ) -> SendPipeline:
@@ -69,7 +61,7 @@ def pipeline(
         DELIVERY_CHUNK_GAP_BASE_SECONDS="0",
         DELIVERY_CHUNK_GAP_PER_CHUNK_SECONDS="0",
     )
-    delivery.add_account(ACCOUNT, token=TOKEN, base_url=simulator.base_url)
+    delivery.add_account(ACCOUNT, token=TOKEN, base_url=bot_sim.base_url)
     return in_process_pipeline(redis_db.url, publisher=publisher)
 
 
@@ -146,7 +138,7 @@ def refused_value(statement: str) -> Exception:
 
 
 def test_a_stale_task_of_a_waiting_chunk_exits_instead_of_waiting(
-    pipeline: SendPipeline, simulator: PlatformSimulator, ledger: Ledger
+    pipeline: SendPipeline, bot_sim: PlatformSimulator, ledger: Ledger
 ) -> None:
     # Given a chunk armed again (generation up) whose live task waits an hour
     [chunk_id] = chunk_ids(ledger, delivery.enqueue(ACCOUNT, PEER, "hello"))
@@ -159,11 +151,11 @@ def test_a_stale_task_of_a_waiting_chunk_exits_instead_of_waiting(
     # When the task of the generation before runs, then it ends instead of waiting too
     stale = pipeline.process(chunk_id, live.generation - 1)
     assert isinstance(stale, Done) and "newer task" in stale.summary, stale
-    assert sends(simulator) == 0
+    assert sends(bot_sim) == 0
 
 
 def test_a_task_armed_over_between_its_look_and_its_claim_does_not_send(
-    pipeline: SendPipeline, simulator: PlatformSimulator, ledger: Ledger
+    pipeline: SendPipeline, bot_sim: PlatformSimulator, ledger: Ledger
 ) -> None:
     # Given a chunk due now, and its live task
     [chunk_id] = chunk_ids(ledger, delivery.enqueue(ACCOUNT, PEER, "hello"))
@@ -187,16 +179,16 @@ def test_a_task_armed_over_between_its_look_and_its_claim_does_not_send(
     assert rearmed.is_set()
 
     # Then the claim turns that task away, and the new task sends the chunk once
-    assert isinstance(stale, Done) and sends(simulator) == 0, stale
+    assert isinstance(stale, Done) and sends(bot_sim) == 0, stale
     assert isinstance(settle(pipeline, chunk_id), Done)
-    assert sends(simulator) == 1
+    assert sends(bot_sim) == 1
 
 
 # -- finding 2: a known answer is never thrown away ------------------------------------------
 
 
 def test_an_accepted_answer_survives_a_ledger_that_stays_away(
-    pipeline: SendPipeline, simulator: PlatformSimulator, ledger: Ledger
+    pipeline: SendPipeline, bot_sim: PlatformSimulator, ledger: Ledger
 ) -> None:
     # Given a message, and a ledger that refuses every write of the answer for a while
     message_id = delivery.enqueue(ACCOUNT, PEER, "hello")
@@ -206,20 +198,20 @@ def test_an_accepted_answer_survives_a_ledger_that_stays_away(
     with failing(ledger, "UPDATE ATTEMPTS", times=100, error=ledger_gone):
         first = run(pipeline, chunk)
     assert isinstance(first, Wait)
-    assert sends(simulator) == 1
+    assert sends(bot_sim) == 1
 
     # And the task runs again once the ledger is back
     second = settle(pipeline, chunk)
 
     # Then the kept answer is recorded: no second send, delivered, one accepted attempt
     assert isinstance(second, Done)
-    assert sends(simulator) == 1
+    assert sends(bot_sim) == 1
     assert delivery.get_status(message_id).status == "delivered"
     assert [a.outcome for a in delivery.get_attempts(message_id)] == ["accepted"]
 
 
 def test_an_answer_is_recorded_when_the_ledger_comes_back_within_the_send(
-    pipeline: SendPipeline, simulator: PlatformSimulator, ledger: Ledger
+    pipeline: SendPipeline, bot_sim: PlatformSimulator, ledger: Ledger
 ) -> None:
     message_id = delivery.enqueue(ACCOUNT, PEER, "hello")
     [chunk] = chunk_ids(ledger, message_id)
@@ -228,7 +220,7 @@ def test_an_answer_is_recorded_when_the_ledger_comes_back_within_the_send(
         result = run(pipeline, chunk)
 
     assert isinstance(result, Done)
-    assert sends(simulator) == 1
+    assert sends(bot_sim) == 1
     assert delivery.get_status(message_id).status == "delivered"
 
 
@@ -236,12 +228,12 @@ def test_an_answer_is_recorded_when_the_ledger_comes_back_within_the_send(
 
 
 def test_an_answer_with_nul_and_a_huge_ret_is_stored_cleaned_and_ends_the_chunk(
-    pipeline: SendPipeline, simulator: PlatformSimulator, ledger: Ledger
+    pipeline: SendPipeline, bot_sim: PlatformSimulator, ledger: Ledger
 ) -> None:
     # Given a platform that answers with a NUL in errmsg and a ret beyond 32 bits
     message_id = delivery.enqueue(ACCOUNT, PEER, "hello")
     [chunk] = chunk_ids(ledger, message_id)
-    simulator.model.queue_fault(Fault.answer(ret=2**40, errmsg="bad\x00thing"))
+    bot_sim.model.queue_fault(Fault.answer(ret=2**40, errmsg="bad\x00thing"))
 
     # When the chunk is sent
     result = run(pipeline, chunk)
@@ -255,11 +247,11 @@ def test_an_answer_with_nul_and_a_huge_ret_is_stored_cleaned_and_ends_the_chunk(
     assert attempt.errmsg == "badthing"
     assert attempt.ret == 2**31 - 1
     assert "1099511627776 out of range" in (attempt.detail or "")
-    assert sends(simulator) == 1
+    assert sends(bot_sim) == 1
 
 
 def test_an_error_while_recording_is_a_budgeted_failure_not_a_loop(
-    pipeline: SendPipeline, simulator: PlatformSimulator, ledger: Ledger
+    pipeline: SendPipeline, bot_sim: PlatformSimulator, ledger: Ledger
 ) -> None:
     # Given a ledger that refuses the answer's values once (not a connectivity error)
     message_id = delivery.enqueue(ACCOUNT, PEER, "hello")
@@ -283,16 +275,16 @@ def test_an_error_while_recording_is_a_budgeted_failure_not_a_loop(
 
 
 def test_a_late_accept_of_a_killed_message_delivers_it_and_its_chat_moves_on(
-    pipeline: SendPipeline, simulator: PlatformSimulator, ledger: Ledger, publisher: Published
+    pipeline: SendPipeline, bot_sim: PlatformSimulator, ledger: Ledger, publisher: Published
 ) -> None:
     # Given a one-chunk message whose send the platform holds (and then delivers)
     message_id = delivery.enqueue(ACCOUNT, PEER, "slow one")
     [chunk] = chunk_ids(ledger, message_id)
-    simulator.model.queue_fault(Fault.hang(1.0, deliver=True), account_id=ACCOUNT)
+    bot_sim.model.queue_fault(Fault.hang(1.0, deliver=True), account_id=ACCOUNT)
     sending = threading.Thread(target=run, args=(pipeline, chunk))
     sending.start()
     wait_until(
-        lambda: simulator.model.snapshot().accounts[ACCOUNT].in_flight == 1,
+        lambda: bot_sim.model.snapshot().accounts[ACCOUNT].in_flight == 1,
         timeout=10,
         message="the send in flight",
     )
@@ -336,11 +328,11 @@ def test_a_replay_of_a_dead_message_with_nothing_left_marks_it_delivered(
 
 
 def test_a_replay_between_a_tasks_look_and_its_send_does_not_interleave_two_messages(
-    pipeline: SendPipeline, simulator: PlatformSimulator, ledger: Ledger, publisher: Published
+    pipeline: SendPipeline, bot_sim: PlatformSimulator, ledger: Ledger, publisher: Published
 ) -> None:
     # Given OLD, dead after its first chunk was refused, and NEW queued behind it
     old = delivery.enqueue(ACCOUNT, PEER, TWO_CHUNKS.replace("part", "old"))
-    simulator.model.queue_fault(Fault.answer(ret=-100, errmsg="refused"), account_id=ACCOUNT)
+    bot_sim.model.queue_fault(Fault.answer(ret=-100, errmsg="refused"), account_id=ACCOUNT)
     settle(pipeline, chunk_ids(ledger, old)[0])
     assert delivery.get_status(old).status == "dead"
     new = delivery.enqueue(ACCOUNT, PEER, TWO_CHUNKS.replace("part", "new"))
@@ -366,7 +358,7 @@ def test_a_replay_between_a_tasks_look_and_its_send_does_not_interleave_two_mess
     assert isinstance(stale_look, Done) and "waits behind" in stale_look.summary
     settle(pipeline, chunk_ids(ledger, old)[0])  # the replay's own task
     drain(pipeline, publisher)
-    texts = [m.text.split(" ")[0] for m in simulator.model.snapshot().messages[PEER]]
+    texts = [m.text.split(" ")[0] for m in bot_sim.model.snapshot().messages[PEER]]
     assert texts == ["old", "old", "new", "new"]
 
 
@@ -374,7 +366,7 @@ def test_a_replay_between_a_tasks_look_and_its_send_does_not_interleave_two_mess
 
 
 def test_an_accepted_attempt_keeps_the_platforms_message_id_and_show_prints_it(
-    pipeline: SendPipeline, simulator: PlatformSimulator, ledger: Ledger
+    pipeline: SendPipeline, bot_sim: PlatformSimulator, ledger: Ledger
 ) -> None:
     # Given a message the platform accepts, answering with a message_id past 2**53
     message_id = delivery.enqueue(ACCOUNT, PEER, "hello")

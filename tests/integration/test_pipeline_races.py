@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import update
@@ -26,27 +25,19 @@ from delivery.settings import get_settings
 from delivery.simulator import Fault, PlatformSimulator
 from delivery.worker.queues import SEND_QUEUE
 from tests.conftest import Ledger, RedisInfo
+from tests.integration.conftest import ACCOUNT, TOKEN
 from tests.support.broker import published
 from tests.support.inprocess import holder_of, in_process_pipeline, settle
 from tests.support.waiting import wait_until
 
-ACCOUNT = "bot-1"
-TOKEN = "tok-secret-0001"
 PEER = "o9cq80peer@im.wechat"
 
 
 @pytest.fixture
-def simulator() -> Iterator[PlatformSimulator]:
-    with PlatformSimulator() as sim:
-        sim.model.register_account(ACCOUNT, token=TOKEN)
-        yield sim
-
-
-@pytest.fixture
 def pipeline(
-    sqlite_ledger: Ledger, redis_db: RedisInfo, simulator: PlatformSimulator
+    sqlite_ledger: Ledger, redis_db: RedisInfo, bot_sim: PlatformSimulator
 ) -> SendPipeline:
-    delivery.add_account(ACCOUNT, token=TOKEN, base_url=simulator.base_url)
+    delivery.add_account(ACCOUNT, token=TOKEN, base_url=bot_sim.base_url)
     return in_process_pipeline(redis_db.url)
 
 
@@ -56,17 +47,17 @@ def chunk_ids(ledger: Ledger, message_id: str) -> list[int]:
 
 
 def test_a_deadline_passing_while_a_send_is_in_flight_waits_for_its_answer(
-    pipeline: SendPipeline, simulator: PlatformSimulator, sqlite_ledger: Ledger
+    pipeline: SendPipeline, bot_sim: PlatformSimulator, sqlite_ledger: Ledger
 ) -> None:
     # Given a two-chunk message whose first send the platform holds for a while
     text = "\n\n".join(f"part {i} " + "x" * 1500 for i in range(2))
     message_id = delivery.enqueue(ACCOUNT, PEER, text)
     first, second = chunk_ids(sqlite_ledger, message_id)
-    simulator.model.queue_fault(Fault.hang(1.0, deliver=True), account_id=ACCOUNT)
+    bot_sim.model.queue_fault(Fault.hang(1.0, deliver=True), account_id=ACCOUNT)
     sending = threading.Thread(target=pipeline.process, args=(first,))
     sending.start()
     wait_until(
-        lambda: simulator.model.snapshot().accounts[ACCOUNT].in_flight == 1,
+        lambda: bot_sim.model.snapshot().accounts[ACCOUNT].in_flight == 1,
         timeout=10,
         message="the send in flight",
     )
@@ -86,7 +77,7 @@ def test_a_deadline_passing_while_a_send_is_in_flight_waits_for_its_answer(
     status = delivery.get_status(message_id)
     assert status.status == "sending"
     assert [c.status for c in status.chunks] == ["sent", "pending"]
-    assert simulator.model.snapshot().counters.requests["sendmessage"] == 1
+    assert bot_sim.model.snapshot().counters.requests["sendmessage"] == 1
     # ... and the deadline now kills it cleanly, leaving the chat open for the next message
     assert "deadline" in settle(pipeline, second).summary
     dead = delivery.get_status(message_id)
@@ -128,7 +119,7 @@ def test_every_countdown_stays_under_half_the_visibility_timeout(
 
 
 def test_a_chunk_with_a_backoff_recorded_is_not_sent_early_by_a_duplicate(
-    pipeline: SendPipeline, simulator: PlatformSimulator, sqlite_ledger: Ledger
+    pipeline: SendPipeline, bot_sim: PlatformSimulator, sqlite_ledger: Ledger
 ) -> None:
     message_id = delivery.enqueue(ACCOUNT, PEER, "hello")
     [chunk] = chunk_ids(sqlite_ledger, message_id)
@@ -144,7 +135,7 @@ def test_a_chunk_with_a_backoff_recorded_is_not_sent_early_by_a_duplicate(
 
     # Then it is not sent; it waits in its line, its slot reserved for when it is due
     assert isinstance(result, Done) and "not due yet" in result.summary
-    assert simulator.model.snapshot().counters.requests.get("sendmessage", 0) == 0
+    assert bot_sim.model.snapshot().counters.requests.get("sendmessage", 0) == 0
     pick = pipeline._ctx.gate.kick(ACCOUNT)
     assert pick is None  # the slot is reserved already ...
     holder = holder_of(pipeline, ACCOUNT)

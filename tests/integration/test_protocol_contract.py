@@ -14,7 +14,6 @@ import copy
 import dataclasses
 import json
 import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,11 +170,14 @@ def send(sim: PlatformSimulator, wire: Wire, *, qrcode: str = "") -> requests.Re
 
 
 @pytest.fixture
-def sim() -> Iterator[PlatformSimulator]:
+def sim_config() -> SimulatorConfig:
     # An empty getupdates is a long poll: held this long (not the platform's 35 s).
-    with PlatformSimulator(config=SimulatorConfig(longpolling_timeout_ms=50)) as simulator:
-        simulator.model.register_account("bot-1", token=TOKEN)
-        yield simulator
+    return SimulatorConfig(longpolling_timeout_ms=50)
+
+
+@pytest.fixture
+def sim_accounts() -> dict[str, str]:
+    return {"bot-1": TOKEN}
 
 
 def a_qrcode(sim: PlatformSimulator) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from click.testing import CliRunner
@@ -24,21 +24,14 @@ from delivery.pipeline.reconcile import reconcile
 from delivery.pipeline.results import Done, Wait
 from delivery.pipeline.send import SendPipeline
 from delivery.settings import get_settings
-from delivery.simulator import PlatformSimulator
+from delivery.simulator import PlatformSimulator, SimulatorConfig
 from tests.conftest import Ledger, RedisInfo
+from tests.integration.conftest import ACCOUNT, TOKEN
 from tests.support.bursts import paragraph
 from tests.support.inprocess import Published, in_process_pipeline
 from tests.support.waiting import wait_until
 
-ACCOUNT = "bot-1"
-TOKEN = "tok-secret-0001"
 PEER = "o9cq80peer@im.wechat"
-
-
-@pytest.fixture
-def account(ledger: Ledger, redis_db: RedisInfo) -> str:
-    delivery.add_account(ACCOUNT, token=TOKEN, base_url="http://127.0.0.1:9")
-    return ACCOUNT
 
 
 def reader_row(ledger: Ledger, peer: str = PEER) -> Reader | None:
@@ -134,22 +127,20 @@ def test_the_cli_records_an_inbound_message_with_the_token_from_stdin(
 
 
 @pytest.fixture
-def simulator() -> Iterator[PlatformSimulator]:
-    with PlatformSimulator() as sim:
-        sim.model.register_account(ACCOUNT, token=TOKEN)
-        sim.model.configure(reader_window_seconds=3600.0, reader_budget=10)
-        yield sim
+def sim_config() -> SimulatorConfig:
+    """Each reader may be sent 10 messages an hour."""
+    return SimulatorConfig(reader_window_seconds=3600.0, reader_budget=10)
 
 
 @pytest.fixture
 def pipeline(
     ledger: Ledger,
     redis_db: RedisInfo,
-    simulator: PlatformSimulator,
+    bot_sim: PlatformSimulator,
     set_env: Callable[..., None],
 ) -> SendPipeline:
     set_env(DELIVERY_READER_WAIT_SECONDS="1", DELIVERY_READER_WINDOW_SECONDS="3600")
-    delivery.add_account(ACCOUNT, token=TOKEN, base_url=simulator.base_url)
+    delivery.add_account(ACCOUNT, token=TOKEN, base_url=bot_sim.base_url)
     return in_process_pipeline(redis_db.url, publisher=Published())
 
 
@@ -168,7 +159,7 @@ def run(pipeline: SendPipeline, message_id: str) -> str:
 
 
 def test_a_message_to_a_closed_reader_waits_without_a_send_then_dies_at_its_hold_limit(
-    pipeline: SendPipeline, simulator: PlatformSimulator, ledger: Ledger
+    pipeline: SendPipeline, bot_sim: PlatformSimulator, ledger: Ledger
 ) -> None:
     # Given a reader who last wrote two hours ago, outside a one-hour window
     delivery.record_inbound(ACCOUNT, PEER, at=utcnow() - dt.timedelta(hours=2))
@@ -179,7 +170,7 @@ def test_a_message_to_a_closed_reader_waits_without_a_send_then_dies_at_its_hold
     status = delivery.get_status(message_id)
     assert status.status == "awaiting_reader"
     assert [c.waiting_for for c in status.chunks] == ["reader"]
-    assert simulator.model.snapshot().counters.requests.get("sendmessage", 0) == 0
+    assert bot_sim.model.snapshot().counters.requests.get("sendmessage", 0) == 0
     listed = delivery.list_messages(status="awaiting_reader")
     assert [m.id for m in listed] == [message_id]
     # ... and `delivery status` and the exporter say so
@@ -208,7 +199,7 @@ def test_a_message_to_a_closed_reader_waits_without_a_send_then_dies_at_its_hold
     assert "DELIVERY_READER_WAIT_SECONDS" in (dead.dead_reason or "")
 
     # And once the reader writes, a replay delivers it
-    simulator.model.inject_inbound(ACCOUNT, from_user_id=PEER, text="hello?")
+    bot_sim.model.inject_inbound(ACCOUNT, from_user_id=PEER, text="hello?")
     delivery.record_inbound(ACCOUNT, PEER)
     delivery.replay(message_id)
     assert "accepted" in run(pipeline, message_id)
@@ -230,16 +221,14 @@ def test_parts_keep_room_for_the_notice(account: str, ledger: Ledger) -> None:
 
 def test_without_reader_limits_a_bare_refusal_is_the_accounts_rate_limit(
     pipeline: SendPipeline,
-    simulator: PlatformSimulator,
+    bot_sim: PlatformSimulator,
     ledger: Ledger,
     set_env: Callable[..., None],
 ) -> None:
     # Given a platform without reader limits (DELIVERY_READER_LIMITS=false) whose rate
     # limit answers a bare -2
     set_env(DELIVERY_READER_LIMITS="false")
-    simulator.model.configure(
-        reader_window_seconds=None, rate_limit_sends=1, rate_limit_errmsg=None
-    )
+    bot_sim.model.configure(reader_window_seconds=None, rate_limit_sends=1, rate_limit_errmsg=None)
     first = delivery.enqueue(ACCOUNT, PEER, "one")
     second = delivery.enqueue(ACCOUNT, "other@im.wechat", "two")
     limited = in_process_pipeline(get_settings().broker_url, publisher=Published())

@@ -26,21 +26,15 @@ from delivery.ledger.types import utcnow
 from delivery.settings import get_settings, load_settings
 from delivery.worker import tasks
 from delivery.worker.queues import BACKGROUND_PRIORITY, beat_schedule_for
-from tests.conftest import Ledger, RedisInfo
+from tests.conftest import Ledger
+from tests.integration.conftest import ACCOUNT
 from tests.support.ledger_ops import accept_chunk
 
-ACCOUNT = "bot-1"
 PEER = "o9cq80peer@im.wechat"
 TWO_CHUNKS = "word " * 500  # 2,500 characters: two chunks of at most 2,000
 FINAL = retention.statuses(include_dead=True)
 # A cutoff after everything the test wrote: every final message counts as past retention.
 TOMORROW = dt.timedelta(days=1)
-
-
-@pytest.fixture
-def account(ledger: Ledger, redis_db: RedisInfo) -> str:
-    delivery.add_account(ACCOUNT, token="tok-secret-0001", base_url="http://127.0.0.1:9")
-    return ACCOUNT
 
 
 # --- the ledger as the pipeline leaves it -------------------------------------------------

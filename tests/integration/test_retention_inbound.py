@@ -23,17 +23,11 @@ from delivery.ledger.retention import prune_inbound_batch
 from delivery.ledger.states import HandoverChannel
 from delivery.ledger.types import utcnow
 from delivery.worker import tasks
-from tests.conftest import Ledger, RedisInfo
+from tests.conftest import Ledger
 from tests.integration.test_retention import ACCOUNT, PEER, TOMORROW, age, all_rows, rows, run, send
 
 WEBHOOK, TASK = HandoverChannel.WEBHOOK, HandoverChannel.TASK
 _platform_ids = itertools.count(7_318_000_000)
-
-
-@pytest.fixture
-def account(ledger: Ledger, redis_db: RedisInfo) -> str:
-    delivery.add_account(ACCOUNT, token="tok-secret-0001", base_url="http://127.0.0.1:9")
-    return ACCOUNT
 
 
 # --- the ledger as the relay leaves it ----------------------------------------------------

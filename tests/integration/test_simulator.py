@@ -11,7 +11,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -306,10 +306,8 @@ def test_faults_and_config_survive_a_json_round_trip() -> None:
 
 
 @pytest.fixture
-def sim() -> Iterator[PlatformSimulator]:
-    with PlatformSimulator() as simulator:
-        simulator.model.register_account(ACCOUNT, token=TOKEN)
-        yield simulator
+def sim_accounts() -> dict[str, str]:
+    return {ACCOUNT: TOKEN}
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,10 +20,8 @@ PEER = "peer@im.wechat"
 
 
 @pytest.fixture
-def sim() -> Iterator[PlatformSimulator]:
-    with PlatformSimulator() as simulator:
-        simulator.model.register_account(ACCOUNT, token=TOKEN)
-        yield simulator
+def sim_accounts() -> dict[str, str]:
+    return {ACCOUNT: TOKEN}
 
 
 @pytest.fixture

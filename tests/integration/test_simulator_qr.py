@@ -7,7 +7,6 @@ over HTTP, so its JSON round trip of the snapshot is proven too.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -99,12 +98,6 @@ def test_binded_redirect_confirms_no_account() -> None:
 
 
 # -- over HTTP, through the control API ------------------------------------------------------
-
-
-@pytest.fixture
-def sim() -> Iterator[PlatformSimulator]:
-    with PlatformSimulator() as simulator:
-        yield simulator
 
 
 @pytest.fixture
