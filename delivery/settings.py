@@ -445,6 +445,13 @@ class Settings(BaseSettings):
         pattern=_IMPORT_PATH,
         description="`module:function` called with the same event.",
     )
+    hermes_account: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9@._:+=\-]*$",
+        max_length=200,
+        description="The delivery account the Hermes Agent plugin sends through; unset: the "
+        "Hermes Weixin account id (its account file is mirrored into it).",
+    )
     inbound_task: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z_][\w.:-]*$",

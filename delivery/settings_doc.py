@@ -151,6 +151,12 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "Workers that stay alive, Flower and the Prometheus exporter (see Operations).",
         ("worker_watchdog_seconds", "metrics_port", "flower_basic_auth"),
     ),
+    (
+        "Hermes Agent",
+        "The plugin that sends Hermes Agent's Weixin texts through the ledger (see With Hermes "
+        "Agent).",
+        ("hermes_account",),
+    ),
 )
 
 _HEADER = """\
