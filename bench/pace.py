@@ -3,7 +3,8 @@ backlog of long messages (``python -m bench pace``).
 
 **Learning the limit** (issue: one lockout per wrong guess). The platform allows 5
 sends in any sliding 30 s window and locks an account out for 2 minutes, each send
-refused during a lockout pushing its end 5 s further; every send reaches it after
+refused during a lockout pushing its end 5 s further, the first two refusals of each
+lockout a bare ``{"ret": -2}`` (as the real platform sometimes answers); every send reaches it after
 a random 0-1 s of network jitter, and is answered 0.4 s later. The pipeline's rate
 is configured at 0.8x, 1x, 2x and 5x of that limit (its burst 1; every other knob at
 its default), two send workers drain a morning's burst of 40 briefings (87 parts,
@@ -70,12 +71,14 @@ class Platform(PlatformLimit):
     lockout_seconds: float = 120.0
     latency_seconds: float = 0.4
     jitter_seconds: float = 1.0
+    bare_refusals: int = 2  # the first refusals of each lockout carry no errmsg
 
     def config(self, factor: float) -> SimulatorConfig:
         return replace(
             self.simulator_config(factor),
             send_latency_seconds=self.latency_seconds * factor,
             send_jitter_seconds=self.jitter_seconds * factor,
+            rate_limit_bare_refusals=self.bare_refusals,
         )
 
 

@@ -137,7 +137,8 @@ _IMPORT_PATH = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
 
 class Settings(BaseSettings):
-    """Every setting of the pipeline. See the configuration table in the README."""
+    """Every setting of the pipeline, each with its description: ``docs/configuration.md``
+    is generated from them (``python -m delivery.settings_doc``)."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
@@ -146,35 +147,104 @@ class Settings(BaseSettings):
     database_url: str = Field(
         repr=False,
         default="sqlite:///delivery.sqlite3",
-        description="SQLAlchemy URL of the ledger.",
+        description=(
+            "SQLAlchemy URL of the ledger; `postgresql://...` uses psycopg 3. SQLite is for one "
+            "host only (the demo, trials)."
+        ),
     )
     broker_url: str = Field(
-        repr=False, default="redis://127.0.0.1:6379/0", description="Celery broker."
+        repr=False,
+        default="redis://127.0.0.1:6379/0",
+        description="Celery's broker (Redis).",
     )
     redis_url: str | None = Field(
         repr=False,
         default=None,
-        description="Redis for limiter, locks and cooldowns (default: broker).",
+        description=(
+            "The Redis holding the account gate (send locks, rates, lines, cooldowns), beat's "
+            "leader lock and the relay's leases; unset: the broker's."
+        ),
     )
-    redis_key_prefix: str = Field(default="delivery", min_length=1)
+    redis_key_prefix: str = Field(
+        default="delivery",
+        min_length=1,
+        description="Prefix of every Redis key this service writes (see the internals page).",
+    )
 
-    max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
+    max_text_chars: int = Field(
+        default=DEFAULT_MAX_TEXT_CHARS,
+        ge=1,
+        description="The longest text `enqueue` accepts; longer is refused with `InvalidInput`.",
+    )
     # The platform refused 4000; it has been seen to cut at about 2048.
-    chunk_max_chars: int = Field(default=DEFAULT_CHUNK_MAX_CHARS, ge=64, le=MAX_CHUNK_CHARS)
-    chunk_gap_seconds: float = Field(default=DEFAULT_CHUNK_GAP_SECONDS, ge=0)
-    chunk_gap_base_seconds: float = Field(default=DEFAULT_CHUNK_GAP_BASE_SECONDS, ge=0)
-    chunk_gap_per_chunk_seconds: float = Field(default=DEFAULT_CHUNK_GAP_PER_CHUNK_SECONDS, ge=0)
+    chunk_max_chars: int = Field(
+        default=DEFAULT_CHUNK_MAX_CHARS,
+        ge=64,
+        le=MAX_CHUNK_CHARS,
+        description=(
+            "The longest chunk, in UTF-16 code units (as the platform may count); at most 4000, "
+            "which the platform refused; it has been seen to cut at about 2048."
+        ),
+    )
+    chunk_gap_seconds: float = Field(
+        default=DEFAULT_CHUNK_GAP_SECONDS,
+        ge=0,
+        description="The least pause between two chunks of one message.",
+    )
+    chunk_gap_base_seconds: float = Field(
+        default=DEFAULT_CHUNK_GAP_BASE_SECONDS,
+        ge=0,
+        description=(
+            "The pause between chunks of a message is `max(gap, base + per_chunk × chunks)`: "
+            "this is `base`."
+        ),
+    )
+    chunk_gap_per_chunk_seconds: float = Field(
+        default=DEFAULT_CHUNK_GAP_PER_CHUNK_SECONDS,
+        ge=0,
+        description="`per_chunk` of that pause: longer messages are spaced more.",
+    )
 
-    send_rate_per_minute: float = Field(default=DEFAULT_SEND_RATE_PER_MINUTE, gt=0)
-    send_burst: int = Field(default=DEFAULT_SEND_BURST, ge=1)
-    pace_memory_seconds: float = Field(default=DEFAULT_PACE_MEMORY_SECONDS, gt=0)
-    send_lock_ttl_seconds: float = Field(default=DEFAULT_SEND_LOCK_TTL_SECONDS, gt=0)
+    send_rate_per_minute: float = Field(
+        default=DEFAULT_SEND_RATE_PER_MINUTE,
+        gt=0,
+        description=(
+            "Sends per account per minute, across every worker and host (a guess: the platform "
+            "publishes none; a refusal teaches the account a lower ceiling)."
+        ),
+    )
+    send_burst: int = Field(
+        default=DEFAULT_SEND_BURST,
+        ge=1,
+        description=(
+            "Sends an account may make back to back; above 1, a rate at the platform's exact "
+            "limit trips it."
+        ),
+    )
+    pace_memory_seconds: float = Field(
+        default=DEFAULT_PACE_MEMORY_SECONDS,
+        gt=0,
+        description=(
+            "How long an account keeps the rate limit it learned from a refusal (30 days); "
+            "`delivery account reset-pace` forgets it at once."
+        ),
+    )
+    send_lock_ttl_seconds: float = Field(
+        default=DEFAULT_SEND_LOCK_TTL_SECONDS,
+        gt=0,
+        description=(
+            "How long the send lock of a worker that died blocks its account; must exceed twice "
+            "the HTTP timeout (connect and read time out separately)."
+        ),
+    )
 
     cooldown_base_seconds: float = Field(
         default=DEFAULT_COOLDOWN_BASE_SECONDS,
         gt=0,
-        description="After a rate limit the account sends nothing for this long; then one "
-        "send (the probe) goes.",
+        description=(
+            "After a rate limit the account sends nothing for this long; then one send (the "
+            "probe) goes."
+        ),
     )
     cooldown_growth: float = Field(
         default=DEFAULT_COOLDOWN_GROWTH,
@@ -182,130 +252,343 @@ class Settings(BaseSettings):
         description="Each refused probe multiplies the next cooldown by this.",
     )
     cooldown_max_seconds: float = Field(
-        default=DEFAULT_COOLDOWN_MAX_SECONDS, gt=0, description="The longest cooldown."
+        default=DEFAULT_COOLDOWN_MAX_SECONDS,
+        gt=0,
+        description="The longest cooldown.",
     )
     pace_recover_sends: int = Field(
         default=DEFAULT_PACE_RECOVER_SENDS,
         ge=1,
-        description="A learned ceiling rises by a quarter (up to the configured rate) after "
-        "this many sends in a row at its pace without a refusal.",
+        description=(
+            "A learned ceiling rises by a quarter (up to the configured rate) after this many "
+            "sends in a row at its pace without a refusal."
+        ),
     )
-    backoff_base_seconds: float = Field(default=DEFAULT_BACKOFF_BASE_SECONDS, gt=0)
-    backoff_max_seconds: float = Field(default=DEFAULT_BACKOFF_MAX_SECONDS, gt=0)
-    backoff_floor_seconds: float = Field(default=DEFAULT_BACKOFF_FLOOR_SECONDS, gt=0)
-    retry_jitter: bool = True
-    max_transient_failures: int = Field(default=DEFAULT_MAX_TRANSIENT_FAILURES, ge=1)
-    delivery_deadline_seconds: float = Field(default=DEFAULT_DELIVERY_DEADLINE_SECONDS, gt=0)
+    backoff_base_seconds: float = Field(
+        default=DEFAULT_BACKOFF_BASE_SECONDS,
+        gt=0,
+        description=(
+            "First backoff after a transient failure (5xx, timeout, no answer); doubles per "
+            "failure (Celery's `retry_backoff`)."
+        ),
+    )
+    backoff_max_seconds: float = Field(
+        default=DEFAULT_BACKOFF_MAX_SECONDS,
+        gt=0,
+        description="The longest backoff (Celery's `retry_backoff_max`).",
+    )
+    backoff_floor_seconds: float = Field(
+        default=DEFAULT_BACKOFF_FLOOR_SECONDS,
+        gt=0,
+        description="The least countdown of a jittered backoff.",
+    )
+    retry_jitter: bool = Field(
+        default=True,
+        description="Full jitter on backoffs (Celery's `retry_jitter`).",
+    )
+    max_transient_failures: int = Field(
+        default=DEFAULT_MAX_TRANSIENT_FAILURES,
+        ge=1,
+        description=(
+            "A chunk's failure budget: after this many transient failures its message is dead. "
+            "Rate limits, expired sessions and waits for a reader spend none."
+        ),
+    )
+    delivery_deadline_seconds: float = Field(
+        default=DEFAULT_DELIVERY_DEADLINE_SECONDS,
+        gt=0,
+        description=(
+            "A message not delivered this long after it was enqueued is dead, with the reason (a "
+            "message waiting for its reader has its own limit)."
+        ),
+    )
 
-    session_recheck_seconds: float = Field(default=DEFAULT_SESSION_RECHECK_SECONDS, gt=0)
-    session_check_interval_seconds: float = Field(
-        default=DEFAULT_SESSION_CHECK_INTERVAL_SECONDS, gt=0
+    session_recheck_seconds: float = Field(
+        default=DEFAULT_SESSION_RECHECK_SECONDS,
+        gt=0,
+        description=(
+            "Kept for existing environments; nothing waits on it since an expired session parks "
+            "its chats (the session check that heals the account wakes them). Still at most half "
+            "the visibility timeout."
+        ),
     )
-    outage_retry_seconds: float = Field(default=DEFAULT_OUTAGE_RETRY_SECONDS, gt=0)
-    reconcile_interval_seconds: float = Field(default=DEFAULT_RECONCILE_INTERVAL_SECONDS, gt=0)
-    reconcile_grace_seconds: float = Field(default=DEFAULT_RECONCILE_GRACE_SECONDS, gt=0)
-    visibility_timeout_seconds: float = Field(default=DEFAULT_VISIBILITY_TIMEOUT_SECONDS, gt=0)
-    http_timeout_seconds: float = Field(default=DEFAULT_HTTP_TIMEOUT_SECONDS, gt=0)
+    session_check_interval_seconds: float = Field(
+        default=DEFAULT_SESSION_CHECK_INTERVAL_SECONDS,
+        gt=0,
+        description=(
+            "How often beat validates every account's session (`getconfig`) and heals expired ones."
+        ),
+    )
+    outage_retry_seconds: float = Field(
+        default=DEFAULT_OUTAGE_RETRY_SECONDS,
+        gt=0,
+        description="How often a send looks again while Redis or the database is unreachable.",
+    )
+    reconcile_interval_seconds: float = Field(
+        default=DEFAULT_RECONCILE_INTERVAL_SECONDS,
+        gt=0,
+        description="How often beat runs the outbox reconciler.",
+    )
+    reconcile_grace_seconds: float = Field(
+        default=DEFAULT_RECONCILE_GRACE_SECONDS,
+        gt=0,
+        description=(
+            "How long past its lease a chunk must be before the reconciler publishes it again "
+            "(and not while its task still waits in the broker's queue). Shorter recovers lost "
+            "tasks sooner, at the cost of more (harmless) duplicate tasks."
+        ),
+    )
+    visibility_timeout_seconds: float = Field(
+        default=DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
+        gt=0,
+        description=(
+            "The Redis broker's visibility timeout: a task held by a dead worker goes to another "
+            "after this long. Every countdown stays under half of it."
+        ),
+    )
+    http_timeout_seconds: float = Field(
+        default=DEFAULT_HTTP_TIMEOUT_SECONDS,
+        gt=0,
+        description="Timeout of one platform call, for connecting and again for reading.",
+    )
     reader_limits: bool = Field(
         default=True,
-        description="Whether the platform limits what each reader gets (window, budget).",
+        description=(
+            "Whether the platform limits what each reader gets (a reply window, a budget per "
+            "inbound message); `false`: a bare `-2` is always the account's rate limit."
+        ),
     )
-    reader_window_seconds: float = Field(default=DEFAULT_READER_WINDOW_SECONDS, gt=0)
-    reader_budget: int = Field(default=DEFAULT_READER_BUDGET, ge=1)
-    reader_wait_seconds: float = Field(default=DEFAULT_READER_WAIT_SECONDS, gt=0)
+    reader_window_seconds: float = Field(
+        default=DEFAULT_READER_WINDOW_SECONDS,
+        gt=0,
+        description="A reader gets the bot's messages only this long after their own last message.",
+    )
+    reader_budget: int = Field(
+        default=DEFAULT_READER_BUDGET,
+        ge=1,
+        description="Sends a reader may get per message they send.",
+    )
+    reader_wait_seconds: float = Field(
+        default=DEFAULT_READER_WAIT_SECONDS,
+        gt=0,
+        description=(
+            "How long a message waits for its reader (from the message, or the reader's last "
+            "message if later); then it is dead."
+        ),
+    )
     reader_notice: str = Field(
-        default=DEFAULT_READER_NOTICE, min_length=1, max_length=MAX_READER_NOTICE_CHARS
+        default=DEFAULT_READER_NOTICE,
+        min_length=1,
+        max_length=MAX_READER_NOTICE_CHARS,
+        description=(
+            "Ends the last part a reader's budget allows; `{remaining}` is the number of parts "
+            "left. Must fit twice into a chunk."
+        ),
     )
-    reader_probe_pause_seconds: float = Field(default=DEFAULT_READER_PROBE_PAUSE_SECONDS, ge=0)
-    reader_recheck_seconds: float = Field(default=DEFAULT_READER_RECHECK_SECONDS, gt=0)
+    reader_probe_pause_seconds: float = Field(
+        default=DEFAULT_READER_PROBE_PAUSE_SECONDS,
+        ge=0,
+        description=(
+            "After a bare `-2` from an unknown reader, the account pauses this long before its "
+            "next send (to another reader) decides whose refusal it was."
+        ),
+    )
+    reader_recheck_seconds: float = Field(
+        default=DEFAULT_READER_RECHECK_SECONDS,
+        gt=0,
+        description="A chat held on a bare `-2` that nothing decided is tried again after this.",
+    )
     reader_drops_before_hold: int = Field(
         default=DEFAULT_READER_DROPS_BEFORE_HOLD,
         ge=1,
-        description="Accepted sends in a row to one reader answered without a message_id "
-        "(silent drops) that hold the reader's next messages until they write.",
+        description=(
+            "Accepted sends in a row to one reader answered without a message_id (silent drops) "
+            "that hold the reader's next messages until they write."
+        ),
     )
     reply_window_seconds: float = Field(
         default=DEFAULT_REPLY_WINDOW_SECONDS,
         ge=0,
-        description="A message enqueued this soon after its reader wrote is a reply: it "
-        "goes before pushes (briefings never are). 0: only enqueue(reply_to=...) marks one.",
+        description=(
+            "A message enqueued this soon after its reader wrote is a reply: it goes before "
+            "pushes (briefings never are). 0: only `enqueue(reply_to=...)` marks one."
+        ),
     )
 
     client_version: str = Field(
         default=str(DEFAULT_CLIENT_VERSION),
-        description="The version this client announces to the platform, major.minor.patch "
-        "(each 0..255): iLink-App-ClientVersion packs it, base_info.channel_version spells it.",
+        description=(
+            "The client version announced to the platform, `major.minor.patch` (each 0..255): "
+            "`iLink-App-ClientVersion` packs it (2.4.9 is `132105`), `base_info.channel_version` "
+            "spells it. Every call sends it: sends, session checks, polls and `delivery login`."
+        ),
     )
-    publish_timeout_seconds: float = Field(default=DEFAULT_PUBLISH_TIMEOUT_SECONDS, gt=0)
+    publish_timeout_seconds: float = Field(
+        default=DEFAULT_PUBLISH_TIMEOUT_SECONDS,
+        gt=0,
+        description=(
+            "How long a publish may wait for the broker; a refused publish loses nothing (the "
+            "reconciler publishes from the ledger)."
+        ),
+    )
 
     account_store_dir: Path | None = Field(
         default=None,
-        description="Directory of <account>.json files ({'token', 'base_url'}) that another "
-        "process (an agent's own login) may write; the session check imports new tokens.",
+        description=(
+            'Directory of `<account>.json` files (`{"token", "base_url"}`) that another process '
+            "of the same user (an agent's own login) may write; the session check imports new "
+            "tokens. Refused if group- or world-writable, or another user's."
+        ),
     )
     alert_webhook_url: str | None = Field(
-        repr=False, default=None, description="POSTed a JSON event when a session expires or heals."
+        repr=False,
+        default=None,
+        description="POSTed a JSON event when a session expires, and when it heals.",
     )
     alert_callback: str | None = Field(
         default=None,
         pattern=_IMPORT_PATH,
-        description="module:function called with the same event.",
+        description="`module:function` called with the same event.",
     )
     inbound_task: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z_][\w.:-]*$",
-        description="Celery task name the agent's workers consume; each inbound message is "
-        "published to it (one argument: the message as JSON), its key as the task id.",
+        description=(
+            "Celery task name the agent's workers consume; each inbound message is published to "
+            "it (one argument: the message as JSON), its key as the task id."
+        ),
     )
     inbound_task_queue: str = Field(
-        default=DEFAULT_INBOUND_TASK_QUEUE, pattern=r"^[A-Za-z0-9_.:-]+$", max_length=200
+        default=DEFAULT_INBOUND_TASK_QUEUE,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        max_length=200,
+        description="The queue that task is published to (Celery's default queue unless set).",
     )
     inbound_webhook_url: str | None = Field(
-        repr=False, default=None, description="POSTed each inbound message, signed."
+        repr=False,
+        default=None,
+        description=(
+            "Absolute http(s) URL POSTed each inbound message, signed; refused at start-up when "
+            "malformed (the value is never shown)."
+        ),
     )
     inbound_webhook_secret: SecretStr | None = Field(
-        default=None, description="HMAC-SHA256 key of the webhook's signature (checked below)."
+        default=None,
+        description=(
+            "HMAC-SHA256 key of the webhook's signature: required with the URL, at least 16 "
+            "printable ASCII characters, no whitespace."
+        ),
     )
     inbound_webhook_timeout_seconds: float = Field(
-        default=DEFAULT_INBOUND_WEBHOOK_TIMEOUT_SECONDS, gt=0
+        default=DEFAULT_INBOUND_WEBHOOK_TIMEOUT_SECONDS,
+        gt=0,
+        description=(
+            "Timeout of one webhook POST; a hand-over not recorded within twice this is taken "
+            "for lost and handed over again."
+        ),
     )
     inbound_callback: str | None = Field(
         default=None,
         pattern=_IMPORT_PATH,
-        description="module:function the relay calls with each inbound message.",
+        description=(
+            "`module:function` the relay calls with each inbound message (a "
+            "`delivery.InboundEvent`)."
+        ),
     )
-    inbound_dedupe_seconds: float = Field(default=DEFAULT_INBOUND_DEDUPE_SECONDS, ge=0)
-    inbound_lease_seconds: float = Field(default=DEFAULT_INBOUND_LEASE_SECONDS, gt=0)
-    inbound_scan_seconds: float = Field(default=DEFAULT_INBOUND_SCAN_SECONDS, gt=0)
+    inbound_dedupe_seconds: float = Field(
+        default=DEFAULT_INBOUND_DEDUPE_SECONDS,
+        ge=0,
+        description=(
+            "The same text from the same sender within this long, under a new id, is a re-sent "
+            "copy, kept as `duplicate` (0: off)."
+        ),
+    )
+    inbound_lease_seconds: float = Field(
+        default=DEFAULT_INBOUND_LEASE_SECONDS,
+        gt=0,
+        description=(
+            "A relay's lease on an account it polls; another relay takes over this long after it "
+            "died."
+        ),
+    )
+    inbound_scan_seconds: float = Field(
+        default=DEFAULT_INBOUND_SCAN_SECONDS,
+        gt=0,
+        description=(
+            "How often a relay renews its leases, looks for accounts to poll (a healed session's "
+            "poller starts within this) and for hand-overs due again."
+        ),
+    )
     inbound_task_republish_seconds: float = Field(
-        default=DEFAULT_INBOUND_TASK_REPUBLISH_SECONDS, ge=0
+        default=DEFAULT_INBOUND_TASK_REPUBLISH_SECONDS,
+        ge=0,
+        description=(
+            "After a broker restart, tasks handed to it this recently are published again, with "
+            "the same keys."
+        ),
     )
-    briefing_tick_seconds: float = Field(default=DEFAULT_BRIEFING_TICK_SECONDS, gt=0)
+    briefing_tick_seconds: float = Field(
+        default=DEFAULT_BRIEFING_TICK_SECONDS,
+        gt=0,
+        description="How often beat looks for due briefing slots.",
+    )
     briefing_misfire_grace_seconds: float = Field(
-        default=DEFAULT_BRIEFING_MISFIRE_GRACE_SECONDS, gt=0
+        default=DEFAULT_BRIEFING_MISFIRE_GRACE_SECONDS,
+        gt=0,
+        description=(
+            "How late a missed slot may still run; later ones are skipped, never replayed in a "
+            "backlog."
+        ),
     )
-    briefing_run_lease_seconds: float = Field(default=DEFAULT_BRIEFING_RUN_LEASE_SECONDS, gt=0)
-    beat_lock_ttl_seconds: float = Field(default=DEFAULT_BEAT_LOCK_TTL_SECONDS, gt=0)
+    briefing_run_lease_seconds: float = Field(
+        default=DEFAULT_BRIEFING_RUN_LEASE_SECONDS,
+        gt=0,
+        description=(
+            "A producer still running after this is presumed dead with its worker, and run again."
+        ),
+    )
+    beat_lock_ttl_seconds: float = Field(
+        default=DEFAULT_BEAT_LOCK_TTL_SECONDS,
+        gt=0,
+        description="A standby beat takes over this long after the leader stops.",
+    )
     retention_days: float = Field(
         default=DEFAULT_RETENTION_DAYS,
         gt=0,
-        description="Delivered and superseded messages older than this (days) are deleted "
-        "by beat, with their chunks and attempts; dead ones only by `delivery prune`. "
-        "Inbound messages received longer ago go too, once none of their hand-overs is "
-        "pending.",
+        description=(
+            "Delivered and superseded messages are deleted (with chunks and attempts) this many "
+            "days after they ended; dead ones only by `delivery prune --include-dead`. Inbound "
+            "messages go this long after they were received, once none of their hand-overs is "
+            "pending."
+        ),
     )
-    retention_interval_seconds: float = Field(default=DEFAULT_RETENTION_INTERVAL_SECONDS, gt=0)
+    retention_interval_seconds: float = Field(
+        default=DEFAULT_RETENTION_INTERVAL_SECONDS,
+        gt=0,
+        description="How often beat runs retention (`delivery.prune`).",
+    )
     worker_watchdog_seconds: float = Field(
         default=DEFAULT_WORKER_WATCHDOG_SECONDS,
         ge=0,
-        description="A worker not consuming for this long while the broker answers exits "
-        "non-zero for its supervisor to restart; 0 turns the watchdog off.",
+        description=(
+            "A worker that consumes nothing for this long while the broker answers exits with 75 "
+            "for its supervisor to restart; 0 turns the watchdog off, else at least 2."
+        ),
     )
 
     # Monitoring: the port of `delivery metrics`, and the credentials `delivery flower` requires.
-    metrics_port: int = Field(default=9464, ge=1, le=65535)
+    metrics_port: int = Field(
+        default=9464,
+        ge=1,
+        le=65535,
+        description="Port of `delivery metrics`, the Prometheus exporter.",
+    )
     flower_basic_auth: SecretStr | None = Field(
-        default=None, description="user:password of Flower's basic auth (checked below)."
+        default=None,
+        description=(
+            "`user:password` of Flower's basic auth (no comma or whitespace); `delivery flower` "
+            "requires it unless `--localhost-only`."
+        ),
     )
 
     @field_validator("client_version")
