@@ -33,11 +33,12 @@ from typing import Any, Literal
 
 import psycopg
 
+from delivery import runtime
 from delivery.devstack import LocalRedis, ManagedProcess, celery_argv
 from delivery.ledger.db import engine_for, upgrade_head
-from delivery.settings import ENV_PREFIX, Settings, get_settings
+from delivery.runtime import Runtime
+from delivery.settings import ENV_PREFIX, Settings, from_env, load_settings
 from delivery.simulator import PlatformSimulator, SimulatorConfig
-from delivery.worker.app import use_broker_url
 from delivery.worker.queues import SEND_QUEUE
 
 __all__ = [
@@ -162,21 +163,15 @@ def pipeline_env(
 
 
 @contextmanager
-def delivery_env(env: Mapping[str, str]) -> Iterator[None]:
-    """Make this process use ``env``'s ``DELIVERY_*`` settings and broker, then restore."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
-    for key in saved:
-        del os.environ[key]
-    os.environ.update({k: v for k, v in env.items() if k.startswith(ENV_PREFIX)})
-    get_settings.cache_clear()
-    use_broker_url(get_settings().broker_url)
+def delivery_env(env: Mapping[str, str]) -> Iterator[Runtime]:
+    """This process runs on ``env``'s ``DELIVERY_*`` settings and broker (a runtime of
+    its own), then on the one it had."""
+    own = Runtime(load_settings(**from_env(env)))
     try:
-        yield
+        with runtime.use(own):
+            yield own
     finally:
-        for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
-            del os.environ[key]
-        os.environ.update(saved)
-        get_settings.cache_clear()
+        own.close()
 
 
 @contextmanager
@@ -214,10 +209,9 @@ def celery_worker(
 def _wait_ready(worker: ManagedProcess, node: str) -> None:
     """Wait until the worker answers a ping (at WARNING it logs nothing when ready).
 
-    Needs this process's Celery app on the worker's broker (:func:`delivery_env`).
+    Needs this process's runtime on the worker's broker (:func:`delivery_env`).
     """
-    from delivery.worker.app import app
-
+    app = runtime.current().app
     deadline = time.monotonic() + WORKER_READY_SECONDS
     while time.monotonic() < deadline:
         if not worker.running():

@@ -27,19 +27,19 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from delivery import runtime
 from delivery.accounts import add_account
-from delivery.api import enqueue_many
+from delivery.api import enqueue_many, record_inbound
 from delivery.briefings import add_briefing
 from delivery.demo import scenario as story
 from delivery.demo.observe import Progress, Watcher
 from delivery.demo.report import Timing, build_report, render
 from delivery.devstack import LocalRedis, ManagedProcess, celery_argv
-from delivery.inbound import record_inbound
 from delivery.ledger.db import engine_for, redact_url, upgrade_head
+from delivery.runtime import Runtime
 from delivery.sessions.store import FileAccountStore, StoredCredentials
-from delivery.settings import get_settings
+from delivery.settings import from_env, load_settings
 from delivery.simulator import PlatformSimulator
-from delivery.worker.app import use_broker_url
 from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
 __all__ = ["run_demo"]
@@ -99,7 +99,7 @@ def _prepare(directory: Path) -> None:
 
 
 def _broker(directory: Path, cleanup: contextlib.ExitStack, console: Console) -> str:
-    settings = get_settings()
+    settings = load_settings()
     if "broker_url" in settings.model_fields_set:
         console.print(f"broker: {redact_url(settings.broker_url)} (DELIVERY_BROKER_URL)")
         return settings.broker_url
@@ -119,10 +119,12 @@ def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit
     )
     _prepare(directory)
     broker_url = _broker(directory, cleanup, console)
-    os.environ.update(story.demo_settings(directory=directory, broker_url=broker_url))
-    get_settings.cache_clear()
-    use_broker_url(broker_url)
-    settings = get_settings()
+    demo_env = story.demo_settings(directory=directory, broker_url=broker_url)
+    settings = load_settings(**from_env(demo_env))
+    demo_runtime = Runtime(settings)
+    cleanup.callback(demo_runtime.close)
+    cleanup.enter_context(runtime.use(demo_runtime))
+    child_env = {**os.environ, **demo_env}
     upgrade_head(settings.database_url)
 
     simulator = PlatformSimulator(config=plan.simulator).start()
@@ -144,13 +146,13 @@ def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit
     console.print(f"platform simulator at {simulator.base_url}; starting a worker and beat ...")
     worker = ManagedProcess(
         celery_argv("worker", queues=f"{SEND_QUEUE},{DEFAULT_QUEUE}", name="demo-worker"),
-        env=dict(os.environ),
+        env=child_env,
         log_path=directory / "logs" / "worker.log",
     )
     cleanup.callback(worker.stop)
     beat = ManagedProcess(
         celery_argv("beat", beat_schedule=directory / "beat-schedule"),
-        env=dict(os.environ),
+        env=child_env,
         log_path=directory / "logs" / "beat.log",
     )
     cleanup.callback(beat.stop)

@@ -19,6 +19,7 @@ import pytest
 
 from delivery.devstack import celery_argv
 from tests.conftest import Ledger, RedisInfo
+from tests.support.configure import child_env
 from tests.support.waiting import wait_until
 
 STRAY = """
@@ -56,7 +57,7 @@ def start(argv: list[str], *, cwd: Path, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             argv,
             cwd=cwd,
-            env=dict(os.environ),
+            env=child_env(),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -69,7 +70,7 @@ def test_the_app_config_ignores_a_stray_celeryconfig(stray_directory: Path) -> N
     shown = subprocess.run(
         [sys.executable, "-c", "import delivery; print(delivery.app.conf.broker_url)"],
         cwd=stray_directory,
-        env=dict(os.environ),
+        env=child_env(),
         capture_output=True,
         text=True,
         check=True,

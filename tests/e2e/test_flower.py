@@ -7,7 +7,6 @@ so the tests wait until it hears the worker's heartbeats before sending.
 from __future__ import annotations
 
 import ast
-import os
 import secrets
 import subprocess
 from pathlib import Path
@@ -22,6 +21,7 @@ from delivery.devstack import free_port
 from delivery.errors import ConfigError
 from delivery.settings import load_settings
 from tests.conftest import RedisInfo
+from tests.support.configure import child_env
 from tests.support.flower import (
     FLOWER_START_SECONDS,
     flower_argv,
@@ -36,7 +36,7 @@ SECRET_TEXT = "the quarterly numbers: 4711 apples, 815 pears"
 def env_without_credentials() -> dict[str, str]:
     return {
         k: v
-        for k, v in os.environ.items()
+        for k, v in child_env().items()
         if k not in ("DELIVERY_FLOWER_BASIC_AUTH", "FLOWER_BASIC_AUTH")
     }
 

@@ -9,7 +9,6 @@ its event loop and the broker all keep running — what the Redis reconnect bugs
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import delivery
 from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 from delivery.worker.watchdog import WATCHDOG_EXIT_CODE
 from tests.conftest import Ledger, RedisInfo
+from tests.support.configure import child_env
 from tests.support.stack import Stack
 from tests.support.waiting import wait_until
 from tests.support.worker_command import WorkerCommand, running_worker_command
@@ -97,7 +97,7 @@ def test_an_idle_worker_holding_a_countdown_is_not_taken_for_stuck(stack: Stack)
 def watched_worker_command(
     sqlite_ledger: Ledger, redis_db: RedisInfo, tmp_path: Path
 ) -> Iterator[WorkerCommand]:
-    env = dict(os.environ, DELIVERY_WORKER_WATCHDOG_SECONDS=str(WATCHDOG_SECONDS))
+    env = child_env(DELIVERY_WORKER_WATCHDOG_SECONDS=str(WATCHDOG_SECONDS))
     with running_worker_command(env, tmp_path / "worker.log") as command:
         yield command
 

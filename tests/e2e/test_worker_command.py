@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Ledger, RedisInfo
+from tests.support.configure import child_env
 from tests.support.process_tree import command_line, descendants, gone
 from tests.support.waiting import wait_until
 from tests.support.worker_command import (
@@ -23,7 +24,7 @@ from tests.support.worker_command import (
 
 @pytest.fixture
 def worker_env(sqlite_ledger: Ledger, redis_db: RedisInfo) -> dict[str, str]:
-    return dict(os.environ)
+    return child_env()
 
 
 @pytest.fixture

@@ -189,7 +189,7 @@ def test_one_task_per_account_slot_and_a_message_behind_an_open_one_waits_outsid
     # One task: the account's next slot is the first message's; the other chat's head
     # waits in the account's line without a task; the second message is not a head yet
     assert len(published(redis_db.url, SEND_QUEUE)) == 1
-    gate = runtime.gate()
+    gate = runtime.current().gate
     heads = {m: chunk_ids(ledger, m)[0] for m in (first, second, other)}
     assert gate.in_line(account, {str(c) for c in heads.values()}) == {
         str(heads[first]),

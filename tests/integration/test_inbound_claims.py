@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Callable
 
 from sqlalchemy import select
 
@@ -15,9 +14,11 @@ from delivery.ledger import handovers
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Handover, HandoverAttempt
 from delivery.ledger.types import utcnow
+from delivery.settings import from_env
 from delivery.simulator import PlatformSimulator
 from tests.conftest import Ledger
 from tests.integration.test_retention_inbound import receive
+from tests.support.configure import Configure
 from tests.support.inbound import InboundReceiver, handed_over, relay_in_thread
 from tests.support.waiting import wait_until
 
@@ -105,13 +106,13 @@ def test_claims_waiting_behind_a_slow_webhook_are_not_handed_over_twice_by_anoth
     owned: str,
     platform: PlatformSimulator,
     receiver: InboundReceiver,
-    set_env: Callable[..., None],
+    configure: Configure,
     ledger: Ledger,
 ) -> None:
     # Given a webhook that takes 0.4 s per message (its timeout 1 s: claims of 2 s), and
     # 32 messages one poll hands out at once: the hand-over threads (4) take 3.2 s for
     # them, so the claims of the last ones run out while they wait
-    set_env(**receiver.settings(timeout_seconds=1))
+    configure(**from_env(receiver.settings(timeout_seconds=1)))
     receiver.slow(0.4)
     sent = [platform.model.inbound(owned, from_user_id=PEER, text=f"m{n}") for n in range(32)]
 

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 
 import pytest
 import redis
 import requests
 
 import delivery
+from delivery import runtime
 from delivery.ilink.client import ILinkClient
 from delivery.inbound.poller import Polled, Stop
 from delivery.ledger import inbox
 from delivery.ledger.db import session_scope
-from delivery.settings import get_settings
 from delivery.simulator import Fault, PlatformSimulator
 from tests.conftest import INBOUND_TOKEN, Ledger, RedisInfo
+from tests.support.configure import Configure
 from tests.support.inbound import InboundReceiver, handed_over, poller_by_hand, relay_in_thread
 from tests.support.waiting import wait_until
 
@@ -82,7 +82,7 @@ def test_a_poller_that_lost_its_lease_mid_poll_records_nothing_and_stops(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="delivery.inbound.relay")
-    lease_key = f"{get_settings().redis_key_prefix}:inbound:{{{owned}}}:poller"
+    lease_key = f"{runtime.current().settings.redis_key_prefix}:inbound:{{{owned}}}:poller"
     client = redis.Redis.from_url(redis_db.url)
     # Given a message waiting, and the relay's first poll handed it and held
     sent = platform.model.inbound(owned, from_user_id=PEER, text="mid-poll")
@@ -150,14 +150,11 @@ def test_switching_the_inbound_side_off_mid_poll_leaves_the_message_to_the_agent
 def test_a_relay_with_no_way_to_the_agent_polls_nothing(
     owned: str,
     platform: PlatformSimulator,
-    monkeypatch: pytest.MonkeyPatch,
-    set_env: Callable[..., None],
+    configure: Configure,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given an account that owns its inbound side, a message waiting, and no hand-over
-    for name in ("WEBHOOK_URL", "WEBHOOK_SECRET", "CALLBACK"):
-        monkeypatch.delenv(f"DELIVERY_INBOUND_{name}")
-    set_env()
+    configure(inbound_webhook_url=None, inbound_webhook_secret=None, inbound_callback=None)
     sent = platform.model.inbound(owned, from_user_id=PEER, text="for nobody?")
 
     # When the relay runs for a while (a dozen of its ticks)

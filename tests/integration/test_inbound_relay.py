@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,11 +23,13 @@ from delivery.ledger import handovers, readers
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Handover, HandoverAttempt
 from delivery.ledger.types import utcnow
+from delivery.settings import from_env
 from delivery.simulator import PlatformSimulator
 from tests.conftest import INBOUND_ACCOUNT as ACCOUNT
 from tests.conftest import INBOUND_TOKEN as TOKEN
 from tests.conftest import Ledger
 from tests.integration.test_retention_inbound import receive
+from tests.support.configure import Configure
 from tests.support.inbound import (
     CALLED,
     FAST,
@@ -207,7 +208,7 @@ def test_an_expired_session_parks_the_account_and_its_healing_restarts_the_polle
         (store / f"{owned}.json").write_text(
             json.dumps({"token": "tok-inbound-0001-renewed", "base_url": platform.base_url})
         )
-        result = runtime.session_checker().check(owned)
+        result = runtime.current().session_checker.check(owned)
 
         # Then the poller starts again, and a reader's message reaches the agent
         assert result.state == "ok"
@@ -293,7 +294,7 @@ def test_a_second_relay_stands_by_and_takes_over_when_the_first_stops(
     owned: str, platform: PlatformSimulator, receiver: InboundReceiver
 ) -> None:
     stop_first = threading.Event()
-    first = runtime.inbound_relay()
+    first = runtime.current().inbound_relay()
     thread = threading.Thread(target=first.run, args=(stop_first,), daemon=True)
     thread.start()
     wait_until(lambda: first.polling == [owned], timeout=15)
@@ -323,17 +324,18 @@ def test_a_second_relay_stands_by_and_takes_over_when_the_first_stops(
     ],
 )
 def test_the_relay_refuses_to_start_with_a_malformed_hand_over(
-    sqlite_ledger: Ledger, set_env: Callable[..., None], setting: str, value: str, said: str
+    sqlite_ledger: Ledger, configure: Configure, setting: str, value: str, said: str
 ) -> None:
     # Given a webhook otherwise well configured, and one setting that is not
     good = {
         "DELIVERY_INBOUND_WEBHOOK_URL": "https://agent.example/in",
         "DELIVERY_INBOUND_WEBHOOK_SECRET": "a-good-secret-0123456789",
     }
-    set_env(**{**good, setting: value})
+    environment = {**good, setting: value, "DELIVERY_DATABASE_URL": sqlite_ledger.url}
+    configure.from_environment()
 
     # When the relay starts, then it stops at once, naming the variable
-    result = CliRunner().invoke(cli, ["relay"])
+    result = CliRunner().invoke(cli, ["relay"], env=environment)
     assert result.exit_code == 1
     assert said in result.output
     assert "s3cr3t" not in result.output and "too-short" not in result.output
@@ -342,15 +344,15 @@ def test_the_relay_refuses_to_start_with_a_malformed_hand_over(
 def test_a_task_published_before_a_broker_restart_but_recorded_after_it_goes_again(
     sqlite_ledger: Ledger,
     on_own_redis: OwnRedis,
-    set_env: Callable[..., None],
+    configure: Configure,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given a relay that hands messages over as the agent's task, on a broker that
     # keeps nothing, and one message received
     own_redis = on_own_redis
-    set_env(**FAST, DELIVERY_INBOUND_TASK="agent.inbound")
+    configure(**from_env(FAST), inbound_task="agent.inbound")
     delivery.add_account(ACCOUNT, token=TOKEN, base_url="http://127.0.0.1:9")
-    relay = runtime.inbound_relay()
+    relay = runtime.current().inbound_relay()
     relay.tick()  # it learns the broker's run
     inbound_id = receive(sqlite_ledger, "hello", days_ago=0, channels=("task",))
     old_run = own_redis.client().info("server")["run_id"]

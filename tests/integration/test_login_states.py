@@ -8,8 +8,6 @@ through ``delivery login``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 import requests
 from click.testing import CliRunner
@@ -34,6 +32,7 @@ from delivery.sessions.qr_answers import (
 )
 from delivery.simulator import Fault, PlatformSimulator
 from tests.conftest import Ledger
+from tests.support.configure import Configure
 from tests.support.qr_login import Terminal, confirmed_login, run_login
 
 OK = Answer(http_status=200, ret=0, errcode=None, errmsg=None)
@@ -294,10 +293,10 @@ def test_cli_login_of_a_bound_bot_with_no_token_held_says_what_to_do(
 
 @pytest.mark.usefixtures("restore_logging")
 def test_cli_login_announces_the_configured_client_version(
-    sim: PlatformSimulator, sqlite_ledger: Ledger, set_env: Callable[..., None]
+    sim: PlatformSimulator, sqlite_ledger: Ledger, configure: Configure
 ) -> None:
     # Given the operator follows the platform to client version 2.5.1
-    set_env(DELIVERY_CLIENT_VERSION="2.5.1")
+    configure(client_version="2.5.1")
 
     # When they log in
     result = CliRunner().invoke(cli, login_args(sim))

@@ -8,7 +8,6 @@ accepted, messages killed), at chosen times, so every number has a known answer.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from delivery.ratelimit.gate import AccountGate, Rate
 from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 from tests.conftest import Ledger, RedisInfo
 from tests.support.broker import published
+from tests.support.configure import child_env
 from tests.support.ledger_ops import accept_chunk
 from tests.support.own_redis import OwnRedis
 from tests.support.waiting import wait_until
@@ -320,7 +320,7 @@ def test_delivery_metrics_serves_over_http_with_redis_up_and_down(
     # Given a queued message
     delivery.add_account("bot-1", token="tok-metrics-0001-secret", base_url=BASE_URL)
     delivery.enqueue("bot-1", "u1@im.wechat", "hello")
-    env = dict(os.environ)
+    env = child_env()
     dead = f"redis://127.0.0.1:{free_port()}/0"
     healthy_url, healthy = start_exporter(tmp_path, env=env, name="exporter")
     blind_url, blind = start_exporter(

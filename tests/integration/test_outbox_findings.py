@@ -33,6 +33,7 @@ from delivery.pipeline.send import SendPipeline
 from delivery.simulator import Fault, PlatformSimulator
 from tests.conftest import Ledger, RedisInfo
 from tests.integration.conftest import ACCOUNT, TOKEN
+from tests.support.configure import Configure
 from tests.support.inprocess import Published, in_process_pipeline, settle
 from tests.support.waiting import wait_until
 
@@ -51,15 +52,15 @@ def pipeline(
     redis_db: RedisInfo,
     bot_sim: PlatformSimulator,
     publisher: Published,
-    set_env: Callable[..., None],
+    configure: Configure,
 ) -> SendPipeline:
     # A short lock keeps the outcome's retries short; no gap between chunks.
-    set_env(
-        DELIVERY_SEND_LOCK_TTL_SECONDS="5",
-        DELIVERY_HTTP_TIMEOUT_SECONDS="2",
-        DELIVERY_CHUNK_GAP_SECONDS="0",
-        DELIVERY_CHUNK_GAP_BASE_SECONDS="0",
-        DELIVERY_CHUNK_GAP_PER_CHUNK_SECONDS="0",
+    configure(
+        send_lock_ttl_seconds=5,
+        http_timeout_seconds=2,
+        chunk_gap_seconds=0,
+        chunk_gap_base_seconds=0,
+        chunk_gap_per_chunk_seconds=0,
     )
     delivery.add_account(ACCOUNT, token=TOKEN, base_url=bot_sim.base_url)
     return in_process_pipeline(redis_db.url, publisher=publisher)

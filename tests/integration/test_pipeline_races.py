@@ -21,7 +21,6 @@ from delivery.ledger.types import utcnow
 from delivery.pipeline.results import Done
 from delivery.pipeline.send import SendPipeline
 from delivery.ratelimit.gate import Pick
-from delivery.settings import get_settings
 from delivery.simulator import Fault, PlatformSimulator
 from delivery.worker.queues import SEND_QUEUE
 from tests.conftest import Ledger, RedisInfo
@@ -109,12 +108,12 @@ def test_a_committed_enqueue_never_raises_for_its_publish(
 def test_every_countdown_stays_under_half_the_visibility_timeout(
     sqlite_ledger: Ledger, redis_db: RedisInfo
 ) -> None:
-    runtime.tasks()(Pick(ticket="1", generation=1, in_seconds=10 * 86_400), ACCOUNT)
+    runtime.current().tasks(Pick(ticket="1", generation=1, in_seconds=10 * 86_400), ACCOUNT)
 
     [task] = published(redis_db.url, SEND_QUEUE)
     assert task.eta is not None
     eta = dt.datetime.fromisoformat(task.eta)
-    limit = get_settings().max_countdown_seconds
+    limit = runtime.current().settings.max_countdown_seconds
     assert (eta - utcnow()).total_seconds() <= limit + 1
 
 

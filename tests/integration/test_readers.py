@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
 
 import pytest
 from click.testing import CliRunner
@@ -14,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
 import delivery
-from delivery import errors
+from delivery import errors, runtime
 from delivery.cli import cli
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Chunk, Message, Reader
@@ -23,11 +22,11 @@ from delivery.monitoring.exporter import build_collector
 from delivery.pipeline.reconcile import reconcile
 from delivery.pipeline.results import Done, Wait
 from delivery.pipeline.send import SendPipeline
-from delivery.settings import get_settings
 from delivery.simulator import PlatformSimulator, SimulatorConfig
 from tests.conftest import Ledger, RedisInfo
 from tests.integration.conftest import ACCOUNT, TOKEN
 from tests.support.bursts import paragraph
+from tests.support.configure import Configure
 from tests.support.inprocess import Published, in_process_pipeline
 from tests.support.waiting import wait_until
 
@@ -137,9 +136,9 @@ def pipeline(
     ledger: Ledger,
     redis_db: RedisInfo,
     bot_sim: PlatformSimulator,
-    set_env: Callable[..., None],
+    configure: Configure,
 ) -> SendPipeline:
-    set_env(DELIVERY_READER_WAIT_SECONDS="1", DELIVERY_READER_WINDOW_SECONDS="3600")
+    configure(reader_wait_seconds=1, reader_window_seconds=3600)
     delivery.add_account(ACCOUNT, token=TOKEN, base_url=bot_sim.base_url)
     return in_process_pipeline(redis_db.url, publisher=Published())
 
@@ -178,7 +177,9 @@ def test_a_message_to_a_closed_reader_waits_without_a_send_then_dies_at_its_hold
     assert shown.exit_code == 0, shown.output
     assert "readers: window_closed 1; awaiting their reader: 1 message(s)" in shown.output
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(build_collector(get_settings()))  # as `delivery metrics` serves it
+    registry.register(
+        build_collector(runtime.current().settings)
+    )  # as `delivery metrics` serves it
     scraped = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(generate_latest(registry).decode())
@@ -213,7 +214,9 @@ def test_parts_keep_room_for_the_notice(account: str, ledger: Ledger) -> None:
     message_id = delivery.enqueue(account, PEER, text)
 
     # Then every part leaves room for "... N more parts: reply to get them"
-    room = get_settings().chunk_max_chars - get_settings().reader_notice_chars
+    room = (
+        runtime.current().settings.chunk_max_chars - runtime.current().settings.reader_notice_chars
+    )
     with session_scope(ledger.engine) as db:
         texts = list(db.scalars(select(Chunk.text).where(Chunk.message_id == int(message_id))))
     assert len(texts) > 1 and all(len(t) <= room for t in texts)
@@ -223,15 +226,15 @@ def test_without_reader_limits_a_bare_refusal_is_the_accounts_rate_limit(
     pipeline: SendPipeline,
     bot_sim: PlatformSimulator,
     ledger: Ledger,
-    set_env: Callable[..., None],
+    configure: Configure,
 ) -> None:
     # Given a platform without reader limits (DELIVERY_READER_LIMITS=false) whose rate
     # limit answers a bare -2
-    set_env(DELIVERY_READER_LIMITS="false")
+    configure(reader_limits=False)
     bot_sim.model.configure(reader_window_seconds=None, rate_limit_sends=1, rate_limit_errmsg=None)
     first = delivery.enqueue(ACCOUNT, PEER, "one")
     second = delivery.enqueue(ACCOUNT, "other@im.wechat", "two")
-    limited = in_process_pipeline(get_settings().broker_url, publisher=Published())
+    limited = in_process_pipeline(runtime.current().settings.broker_url, publisher=Published())
     assert "accepted" in run(limited, first)
 
     # When the next send is refused, then it is a rate limit, as it always was
@@ -275,15 +278,15 @@ def test_a_bad_collapse_key_is_refused(account: str, ledger: Ledger) -> None:
 
 
 def test_a_message_waiting_for_its_reader_is_not_dead_at_the_ordinary_deadline(
-    pipeline: SendPipeline, ledger: Ledger, set_env: Callable[..., None]
+    pipeline: SendPipeline, ledger: Ledger, configure: Configure
 ) -> None:
     # Given a closed reader and a message past the ordinary deadline, within the hold
-    set_env(DELIVERY_READER_WAIT_SECONDS="3600", DELIVERY_READER_WINDOW_SECONDS="3600")
+    configure(reader_wait_seconds=3600, reader_window_seconds=3600)
     delivery.record_inbound(ACCOUNT, PEER, at=utcnow() - dt.timedelta(hours=2))
     message_id = delivery.enqueue(ACCOUNT, PEER, "held")
     with session_scope(ledger.engine) as db:
         db.execute(update(Message).values(deadline_at=utcnow() - dt.timedelta(seconds=1)))
-    held = in_process_pipeline(get_settings().broker_url, publisher=Published())
+    held = in_process_pipeline(runtime.current().settings.broker_url, publisher=Published())
 
     # When its task runs, then it waits for the reader instead of dying
     result = run(held, message_id)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, event, func, select, text, update
 
 import delivery
-from delivery import retention
+from delivery import retention, runtime
 from delivery.cli import cli
 from delivery.errors import ConfigError
 from delivery.ledger import attempts, outbox
@@ -23,11 +23,12 @@ from delivery.ledger.models import Attempt, Base, Chunk, Message
 from delivery.ledger.retention import prune_batch
 from delivery.ledger.states import MessageStatus
 from delivery.ledger.types import utcnow
-from delivery.settings import get_settings, load_settings
+from delivery.settings import load_settings
 from delivery.worker import tasks
 from delivery.worker.queues import BACKGROUND_PRIORITY, beat_schedule_for
 from tests.conftest import Ledger
 from tests.integration.conftest import ACCOUNT
+from tests.support.configure import Configure
 from tests.support.ledger_ops import accept_chunk
 
 PEER = "o9cq80peer@im.wechat"
@@ -346,9 +347,9 @@ def test_beat_prunes_delivered_and_superseded_past_retention_and_keeps_dead_lett
         assert rows(ledger, message_id) == before
 
 
-def test_beat_schedules_retention_at_its_interval(set_env: Any) -> None:
-    set_env(DELIVERY_RETENTION_INTERVAL_SECONDS="120")
-    entry = beat_schedule_for(get_settings())["delivery.prune"]
+def test_beat_schedules_retention_at_its_interval(configure: Configure) -> None:
+    configure(retention_interval_seconds=120)
+    entry = beat_schedule_for(runtime.current().settings)["delivery.prune"]
     assert (entry["task"], entry["schedule"]) == ("delivery.prune", 120.0)
     # a run not started within its interval expires; the reconciler goes before it
     assert entry["options"] == {"expires": 120.0, "priority": BACKGROUND_PRIORITY}

@@ -6,7 +6,6 @@ runs in seconds; each test can override any ``DELIVERY_*`` setting.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from delivery.devstack import celery_argv
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Attempt, Chunk, Message
 from delivery.simulator import PlatformSimulator, SimulatorControl, Snapshot
+from tests.support.configure import child_env
 from tests.support.inbound import start_relay_process
 from tests.support.processes import CeleryProcess, start_worker
 from tests.support.waiting import wait_until
@@ -69,7 +69,7 @@ class Stack:
         return SimulatorControl(self.simulator.base_url)
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = child_env()
         env.update(COMPRESSED)
         env.update(self.overrides)
         env["DELIVERY_DATABASE_URL"] = self.database_url

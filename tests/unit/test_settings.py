@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from delivery.errors import ConfigError
-from delivery.settings import load_settings
+from delivery.settings import as_env, from_env, load_settings
 
 
 def test_defaults_are_sane() -> None:
@@ -136,3 +136,33 @@ def test_the_configured_inbound_hand_overs_are_the_channels(
     settings = load_settings()
     assert settings.inbound_channels == ("task", "webhook")
     assert SECRET not in repr(settings) and "agent.example" not in repr(settings)
+
+
+def test_explicit_values_win_over_the_environment_and_an_unknown_name_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DELIVERY_SEND_RATE_PER_MINUTE", "20")
+    assert load_settings().send_rate_per_minute == 20
+    assert load_settings(send_rate_per_minute=30).send_rate_per_minute == 30
+    with pytest.raises(ConfigError, match="no such setting: send_rate_per_hour"):
+        load_settings(send_rate_per_hour=30)
+
+
+def test_a_child_process_is_given_the_settings_as_variables() -> None:
+    # Given settings with explicit values of every kind
+    settings = load_settings(
+        reader_limits=False,
+        send_burst=3,
+        chunk_gap_seconds=0.25,
+        inbound_webhook_url="https://agent.example/in",
+        inbound_webhook_secret="a-good-secret-0123456789",
+    )
+
+    # When they are turned into variables and read back
+    env = as_env(settings)
+    again = load_settings(**from_env(env))
+
+    # Then the child reads the same values
+    assert env["DELIVERY_READER_LIMITS"] == "false"
+    assert env["DELIVERY_INBOUND_WEBHOOK_SECRET"] == "a-good-secret-0123456789"
+    assert again == settings
