@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import delivery
+from delivery import runtime
 from delivery.hermes import cron_runs, keys
-from delivery.settings import get_settings
 
 __all__ = ["HermesText", "delivery_account", "enqueue_text"]
 
@@ -40,7 +40,7 @@ class HermesText:
 def delivery_account(hermes_account_id: str) -> str:
     """The delivery account Hermes's account ``hermes_account_id`` sends through:
     ``DELIVERY_HERMES_ACCOUNT``, or the same id."""
-    return get_settings().hermes_account or hermes_account_id
+    return runtime.current().settings.hermes_account or hermes_account_id
 
 
 def enqueue_text(send: HermesText) -> str:
