@@ -148,7 +148,7 @@ lists and fenced code blocks (some cut, closed and reopened). *Before* is the ch
 it was before issue 12, kept unchanged in `tests/support/chunking_reference.py`; both
 run in one process, alternating, {r["repeats"]} times each, timed with
 `time.perf_counter` around the whole corpus; both give the same chunks (checked
-before timing, and by `tests/test_chunking_reference.py` on generated texts).
+before timing, and by `tests/unit/test_chunking_reference.py` on generated texts).
 
 {table(["chunker", "characters/s, median", "best"], rows)}
 

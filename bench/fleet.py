@@ -126,7 +126,7 @@ def make_fleet(
 
 def preset_rates(fleet: Fleet, *, configured_ms: int) -> None:
     """Give each account slower than the configured rate its own, as a learned limit."""
-    with session_scope(runtime.engine()) as db:
+    with session_scope(runtime.current().engine) as db:
         for account in fleet.accounts:
             if account.interval_ms > configured_ms:
                 accounts.learn_rate(

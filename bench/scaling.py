@@ -186,5 +186,5 @@ def _where_it_stops(runs: list[dict[str, Any]]) -> str:
         "processes only share the same 2 cores: their CPU per part grows (to "
         f"{last['send_worker_cpu_ms_per_part']:.0f} ms with {last['send_workers']}), "
         "and the total does not. Hosts of a real deployment each bring their own cores; "
-        'the README\'s "What N hosts should expect" says what that should give.'
+        'docs/deployment.md\'s "What N hosts should expect" says what that should give.'
     )

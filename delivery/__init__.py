@@ -17,7 +17,14 @@ Example::
 from __future__ import annotations
 
 from delivery.accounts import AccountInfo, add_account, list_accounts
-from delivery.api import OutboundMessage, enqueue, enqueue_many, record_context_token
+from delivery.api import (
+    OutboundMessage,
+    clear_dropping,
+    enqueue,
+    enqueue_many,
+    record_context_token,
+    record_inbound,
+)
 from delivery.errors import (
     ConfigError,
     DeliveryError,
@@ -28,7 +35,6 @@ from delivery.errors import (
     NotReplayable,
     UnknownAccount,
 )
-from delivery.inbound import clear_dropping, record_inbound
 from delivery.inbound.event import InboundEvent
 from delivery.inbox_view import InboxEntry, list_inbox
 from delivery.readers_view import ReaderInfo, list_readers

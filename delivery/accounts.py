@@ -106,7 +106,8 @@ def add_account(
     base_url = validate_base_url(base_url)
     if ilink_user_id is not None:
         validate_recipient(ilink_user_id)
-    engine = runtime.engine()
+    process = runtime.current()
+    engine = process.engine
     with session_scope(engine) as db:
         stored = store_account(
             db,
@@ -137,7 +138,7 @@ def add_account(
         # A new token: the sends parked on the expired session try it.
         wake_parked(
             engine,
-            runtime.publisher(),
+            process.publisher,
             account_id,
             reason=ParkReason.SESSION,
         )
@@ -146,7 +147,7 @@ def add_account(
 
 def list_accounts() -> list[AccountInfo]:
     """Every account, by id, with its token masked."""
-    with session_scope(runtime.engine(), readonly=True) as session:
+    with session_scope(runtime.current().engine, readonly=True) as session:
         return [AccountInfo.of(a) for a in session.scalars(select(Account).order_by(Account.id))]
 
 
@@ -156,7 +157,7 @@ def stored_token(account_id: str) -> str | None:
     A secret: for a request to the platform (the QR login names the tokens it
     holds), never for a log line or an exception.
     """
-    with session_scope(runtime.engine(), readonly=True) as session:
+    with session_scope(runtime.current().engine, readonly=True) as session:
         return session.scalar(select(Account.token).where(Account.id == account_id))
 
 
@@ -168,7 +169,7 @@ def reset_pace(account_id: str) -> bool:
         InvalidInput: no such account.
     """
     validate_account_id(account_id)
-    with session_scope(runtime.engine()) as session:
+    with session_scope(runtime.current().engine) as session:
         if session.get(Account, account_id) is None:
             raise InvalidInput(f"no account {account_id!r} (delivery account list shows them)")
         forgot = forget_rate(session, account_id)

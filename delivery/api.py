@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from delivery import runtime
 from delivery.chunking import split_text
 from delivery.errors import InvalidInput, LedgerError, UnknownAccount
+from delivery.inbound.record import record_heard, release_dropping
 from delivery.ledger import outbox, readers
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account, Message
@@ -37,7 +38,7 @@ from delivery.ledger.readers import remember_context_token
 from delivery.ledger.states import ParkReason, Priority, SessionState
 from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import wake_conversations, wake_new_messages
-from delivery.settings import Settings, get_settings
+from delivery.settings import Settings
 from delivery.validation import (
     validate_account_id,
     validate_context_token,
@@ -47,7 +48,14 @@ from delivery.validation import (
     validate_text,
 )
 
-__all__ = ["OutboundMessage", "enqueue", "enqueue_many", "record_context_token"]
+__all__ = [
+    "OutboundMessage",
+    "clear_dropping",
+    "enqueue",
+    "enqueue_many",
+    "record_context_token",
+    "record_inbound",
+]
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +140,8 @@ def enqueue_many(messages: Iterable[OutboundMessage]) -> list[str]:
 
 
 def _enqueue(messages: Sequence[OutboundMessage], *, numbered: bool) -> list[str]:
-    settings = get_settings()
+    process = runtime.current()
+    settings = process.settings
     prepared = []
     for index, message in enumerate(messages):
         try:
@@ -143,15 +152,15 @@ def _enqueue(messages: Sequence[OutboundMessage], *, numbered: bool) -> list[str
             raise type(exc)(f"message {index}: {exc}") from None
     if not prepared:
         return []
-    engine = runtime.engine()
+    engine = process.engine
     ids, created, promoted = _write_with_retry(engine, prepared, settings)
     if created:
         chats = {message_id: (m.account_id, m.to_user_id) for message_id, m in created.items()}
         try:
-            wake_new_messages(engine, runtime.publisher(), chats)
+            wake_new_messages(engine, process.publisher, chats)
             if promoted:
                 # a reply carries its chat's earlier messages before the pushes with it
-                wake_conversations(engine, runtime.publisher(), promoted)
+                wake_conversations(engine, process.publisher, promoted)
         except LedgerError as exc:
             # Committed already: raising now would make a caller retry and queue it twice.
             log.warning(
@@ -414,6 +423,49 @@ def record_context_token(account_id: str, peer_id: str, token: str) -> None:
         DeprecationWarning,
         stacklevel=2,
     )
-    from delivery.inbound import record_inbound
-
     record_inbound(account_id, peer_id, context_token=token)
+
+
+def record_inbound(
+    account_id: str,
+    peer_id: str,
+    *,
+    context_token: str | None = None,
+    at: dt.datetime | None = None,
+) -> None:
+    """``peer_id`` wrote to ``account_id`` at ``at`` (now, by default).
+
+    The reader's reply window reopens and their send budget starts again; the
+    context token (from that message), when given, becomes the one replies carry;
+    the chat's message that waited for the reader is published at once. An
+    inbound message older than one already recorded changes nothing but a
+    missing token. See :mod:`delivery.inbound.record`.
+
+    Raises:
+        InvalidInput: unknown account, malformed peer or token (never echoed), or
+            an ``at`` that is naive or in the future. Nothing is written.
+        LedgerError: the database is unreachable. Nothing is written.
+    """
+    process = runtime.current()
+    record_heard(
+        process.engine,
+        process.publisher,
+        account_id,
+        peer_id,
+        context_token=context_token,
+        at=at,
+        deadline_seconds=process.settings.delivery_deadline_seconds,
+    )
+
+
+def clear_dropping(account_id: str, peer_id: str) -> bool:
+    """An operator says ``peer_id`` no longer drops the account's sends silently (they
+    were told, or the platform's protective measure ended): their messages that waited
+    go now. Returns False when the reader was not held as dropping.
+
+    Raises:
+        InvalidInput: unknown account or a malformed peer. Nothing is written.
+        LedgerError: the database is unreachable.
+    """
+    process = runtime.current()
+    return release_dropping(process.engine, process.publisher, account_id, peer_id)

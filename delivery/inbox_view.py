@@ -61,7 +61,7 @@ def list_inbox(
         query = query.where(InboundMessage.account_id == account_id)
     if peer_id is not None:
         query = query.where(InboundMessage.peer_id == peer_id)
-    with session_scope(runtime.engine(), readonly=True) as db:
+    with session_scope(runtime.current().engine, readonly=True) as db:
         rows = list(db.scalars(query))
         states: dict[int, dict[str, str]] = {}
         if rows:

@@ -7,6 +7,8 @@ poller per account).
 Key: whatever the user names (its class docstring says which); the value is the
 holder's identity, with a TTL in milliseconds on Redis's clock.
 
+The scripts are ``delivery/lua/lease_*.lua``, each headed by its KEYS/ARGV contract.
+
 **Fails closed**: a Redis error raises :class:`~delivery.errors.LimiterUnavailable`
 (translated here, only here); a caller that cannot prove it holds the lease acts
 as if it did not.
@@ -25,6 +27,7 @@ import contextlib
 import os
 import socket
 import uuid
+from importlib import resources
 
 import redis
 
@@ -32,30 +35,10 @@ from delivery.errors import LimiterUnavailable
 
 __all__ = ["HOLD", "RELEASE", "RedisLease"]
 
-# HOLD: take the lease, or renew it if it is ours.
-# KEYS[1] lease key   ARGV[1] our identity   ARGV[2] ttl ms
-# Returns 1 when we hold it after the call, else 0.
-HOLD = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-# RELEASE: give the lease up if it is ours (never someone else's).
-# KEYS[1] lease key   ARGV[1] our identity   Returns 1 if released, else 0.
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+# The scripts, each headed by its KEYS/ARGV contract: take or renew the lease if it is
+# free or ours; give it up if it is ours (never someone else's).
+HOLD = (resources.files("delivery") / "lua" / "lease_hold.lua").read_text("utf-8")
+RELEASE = (resources.files("delivery") / "lua" / "lease_release.lua").read_text("utf-8")
 
 
 def _identity() -> str:

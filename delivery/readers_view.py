@@ -19,7 +19,7 @@ from delivery.ledger.models import Reader
 from delivery.ledger.states import ReaderState
 from delivery.ledger.types import utcnow
 from delivery.policy.readers import reader_state, sends_left
-from delivery.settings import Settings, get_settings
+from delivery.settings import Settings
 
 __all__ = ["ReaderInfo", "list_readers", "state_of"]
 
@@ -54,12 +54,12 @@ def state_of(row: Reader, *, settings: Settings, now: dt.datetime) -> ReaderStat
 
 def list_readers(account_id: str | None = None) -> list[ReaderInfo]:
     """Every reader (of one account, if given), by account and peer."""
-    settings = get_settings()
+    settings = runtime.current().settings
     now = utcnow()
     query = select(Reader).order_by(Reader.account_id, Reader.peer_id)
     if account_id is not None:
         query = query.where(Reader.account_id == account_id)
-    with session_scope(runtime.engine(), readonly=True) as db:
+    with session_scope(runtime.current().engine, readonly=True) as db:
         return [
             ReaderInfo(
                 account_id=row.account_id,

@@ -31,7 +31,6 @@ from delivery.ledger.models import Message
 from delivery.ledger.states import MessageStatus
 from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import wake_conversations
-from delivery.settings import get_settings
 from delivery.validation import parse_message_id
 
 __all__ = ["ReplayResult", "dead_since", "replay", "replay_dead_since"]
@@ -59,8 +58,8 @@ def replay(message_id: str) -> ReplayResult:
         LedgerError: the database is unreachable.
     """
     row_id = parse_message_id(message_id)
-    settings = get_settings()
-    engine = runtime.engine()
+    process = runtime.current()
+    settings, engine = process.settings, process.engine
     now = utcnow()
     deadline = now + dt.timedelta(seconds=settings.delivery_deadline_seconds)
     with session_scope(engine) as session:
@@ -86,7 +85,7 @@ def replay(message_id: str) -> ReplayResult:
         replayed.was_dead_because,
     )
     try:
-        wake_conversations(engine, runtime.publisher(), [replayed.conversation])
+        wake_conversations(engine, process.publisher, [replayed.conversation])
     except LedgerError as exc:  # the replay is committed; the reconciler publishes it
         log.warning(
             "message %s replayed; publishing it waits for the reconciler (%s)", message_id, exc
@@ -98,7 +97,7 @@ def replay(message_id: str) -> ReplayResult:
 
 def dead_since(since: dt.datetime) -> list[str]:
     """Ids of the messages that died at or after ``since``, oldest first."""
-    with session_scope(runtime.engine(), readonly=True) as session:
+    with session_scope(runtime.current().engine, readonly=True) as session:
         rows = session.scalars(
             select(Message.id)
             .where(Message.status == MessageStatus.DEAD, Message.dead_at >= since)

@@ -1,26 +1,41 @@
-"""The one place that builds what a process uses: engine, account gate, HTTP
-clients, publisher, send pipeline, session checker, inbound relay.
+"""What a process runs on, built from its settings: :class:`Runtime`.
 
-Everything below it is handed what it needs (keyword arguments); nothing under
-the pipeline reaches for the settings or the Celery app itself. Built on first
-use, after a prefork pool has forked, so no socket is shared between processes;
-cached per settings object, so a process whose settings are reloaded (the tests)
-gets fresh ones.
+A runtime builds, on first use and once, the ledger's engine, the Redis client
+of the account gate, the HTTP clients, the gate, the publishers, the send
+pipeline and the session checker, and makes an inbound relay when asked. Built
+lazily, so a prefork pool that forks after the runtime was made shares no
+socket between processes.
+
+Everything under it (``pipeline/``, ``inbound/``, ``ledger/``, ``sessions/``) is
+handed what it needs; only entry points (the public API functions, the command
+line, the Celery tasks, beat, the worker's boot) ask for the process's runtime
+with :func:`current`. It is made from the environment on first use; a test, a
+benchmark or the demo builds one from explicit settings and :func:`use`\\ s it
+(or :func:`install`\\ s it), publishing through a Celery app of its own: nothing
+of the process's Celery app or environment changes.
 
 Example::
 
     from delivery import runtime
-    runtime.pipeline(2.0, 600.0, True).process(chunk_id, generation)
+    runtime.current().pipeline(2.0, 600.0, True).process(chunk_id, generation)
+
+    mine = runtime.Runtime(load_settings(database_url="sqlite:///other.sqlite3"))
+    with runtime.use(mine):
+        delivery.enqueue("bot-1", "o9cq8@im.wechat", "hello")   # into other.sqlite3
+    mine.close()
 """
 
 from __future__ import annotations
 
-import functools
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import redis
 import requests
+from celery import Celery
 from sqlalchemy import Engine
 
 from delivery.ilink.pool import ClientPool
@@ -42,88 +57,254 @@ from delivery.sessions.alerts import Alerter, reader_dropping_event
 from delivery.sessions.check import SessionChecker
 from delivery.sessions.store import FileAccountStore
 from delivery.sessions.trials import TrialPasses
-from delivery.settings import Settings, get_settings
+from delivery.settings import Settings, load_settings
+from delivery.worker.config import publishing_app
+from delivery.worker.publisher import CeleryPublisher
 
-__all__ = [
-    "clients",
-    "engine",
-    "gate",
-    "inbound_relay",
-    "limiter_redis",
-    "pipeline",
-    "publisher",
-    "session_checker",
-    "settings",
-    "tasks",
-    "trials",
-]
+__all__ = ["Runtime", "current", "install", "use"]
+
+_T = TypeVar("_T")
 
 
-def settings() -> Settings:
-    """The process's settings (loaded and validated once)."""
-    return get_settings()
+class Runtime:
+    """The engine, clients, gate, publishers and pipeline of one set of settings.
 
+    ``app`` is the Celery app to publish through; by default one of its own,
+    built from ``settings`` (:func:`~delivery.worker.config.publishing_app`) and
+    closed by :meth:`close`. Safe to share between threads: each piece is built
+    once.
 
-def engine() -> Engine:
-    """The ledger's engine (one per database URL and process)."""
-    return engine_for(get_settings().database_url)
+    Raises (on first use of a piece):
+        ConfigError: the database URL, or an inbound hand-over setting, is unusable.
+    """
 
+    def __init__(self, settings: Settings, app: Celery | None = None) -> None:
+        self._settings = settings
+        self._given_app = app
+        self._lock = threading.RLock()
+        self._built: dict[object, Any] = {}
 
-def tasks() -> TaskPublisher:
-    """Publishes send tasks through the Celery app, countdowns capped by the settings."""
-    from delivery.worker.app import app
-    from delivery.worker.publisher import CeleryPublisher
+    def __repr__(self) -> str:
+        return f"<Runtime {id(self):#x}>"  # the settings hold secrets
 
-    return CeleryPublisher(app, max_countdown_seconds=get_settings().max_countdown_seconds)
+    @property
+    def settings(self) -> Settings:
+        """The settings everything here was built from."""
+        return self._settings
 
+    def _once(self, key: object, build: Callable[[], _T]) -> _T:
+        with self._lock:
+            if key not in self._built:
+                self._built[key] = build()
+            built: _T = self._built[key]
+            return built
 
-def publisher() -> LineDispatcher:
-    """Offers armed chunks to their accounts' lines and publishes the tasks of the
-    slots reserved (:class:`~delivery.pipeline.dispatch.LineDispatcher`)."""
-    return LineDispatcher(gate(), tasks())
+    @property
+    def app(self) -> Celery:
+        """The Celery app this runtime publishes through."""
+        return self._once("app", lambda: self._given_app or publishing_app(self._settings))
 
+    @property
+    def engine(self) -> Engine:
+        """The ledger's engine."""
+        return self._once("engine", lambda: engine_for(self._settings.database_url))
 
-def limiter_redis() -> redis.Redis:
-    """The Redis of the account gate and the answer stash."""
-    return _limiter_redis(get_settings())
+    @property
+    def limiter_redis(self) -> redis.Redis:
+        """The Redis of the account gate and the answer stash."""
+        return self._once(
+            "limiter_redis",
+            lambda: redis.Redis.from_url(
+                self._settings.limiter_redis_url,
+                socket_connect_timeout=self._settings.publish_timeout_seconds,
+                socket_timeout=self._settings.publish_timeout_seconds,
+            ),
+        )
 
+    @property
+    def clients(self) -> ClientPool:
+        """The HTTP client of each account."""
+        return self._once(
+            "clients",
+            lambda: ClientPool(
+                timeout_seconds=self._settings.http_timeout_seconds,
+                client_version=self._settings.ilink_client_version,
+            ),
+        )
 
-@functools.cache
-def _limiter_redis(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.limiter_redis_url,
-        socket_connect_timeout=settings.publish_timeout_seconds,
-        socket_timeout=settings.publish_timeout_seconds,
-    )
+    @property
+    def gate(self) -> AccountGate:
+        """The account gate on ``DELIVERY_REDIS_URL``."""
+        current = self._settings
+        return self._once(
+            "gate",
+            lambda: AccountGate(
+                self.limiter_redis,
+                rate=Rate(per_minute=current.send_rate_per_minute, burst=current.send_burst),
+                lock_ttl_seconds=current.send_lock_ttl_seconds,
+                prefix=current.redis_key_prefix,
+                strikes_ttl_seconds=2 * current.cooldown_max_seconds,
+            ),
+        )
 
+    @property
+    def tasks(self) -> TaskPublisher:
+        """Publishes send tasks through :attr:`app`, countdowns capped by the settings."""
+        return self._once(
+            "tasks",
+            lambda: CeleryPublisher(
+                self.app, max_countdown_seconds=self._settings.max_countdown_seconds
+            ),
+        )
 
-def clients() -> ClientPool:
-    """The HTTP client of each account, for this process."""
-    return _clients(get_settings())
+    @property
+    def publisher(self) -> LineDispatcher:
+        """Offers armed chunks to their accounts' lines and publishes the tasks of the
+        slots reserved (:class:`~delivery.pipeline.dispatch.LineDispatcher`)."""
+        return self._once("publisher", lambda: LineDispatcher(self.gate, self.tasks))
 
+    @property
+    def trials(self) -> TrialPasses:
+        """Trial passes of accounts marked expired (see ``delivery.sessions.trials``)."""
+        return self._once(
+            "trials",
+            lambda: TrialPasses(
+                self.limiter_redis,
+                prefix=self._settings.redis_key_prefix,
+                ttl_seconds=2 * self._settings.session_check_interval_seconds,
+            ),
+        )
 
-@functools.cache
-def _clients(settings: Settings) -> ClientPool:
-    return ClientPool(
-        timeout_seconds=settings.http_timeout_seconds,
-        client_version=settings.ilink_client_version,
-    )
+    def pipeline(
+        self, retry_backoff: float, retry_backoff_max: float, retry_jitter: bool
+    ) -> SendPipeline:
+        """The send pipeline, with the send task's retry_backoff options."""
+        key = ("pipeline", retry_backoff, retry_backoff_max, retry_jitter)
+        return self._once(
+            key, lambda: self._build_pipeline(retry_backoff, retry_backoff_max, retry_jitter)
+        )
 
+    def _build_pipeline(
+        self, retry_backoff: float, retry_backoff_max: float, retry_jitter: bool
+    ) -> SendPipeline:
+        current = self._settings
+        return SendPipeline(
+            PipelineContext(
+                engine=self.engine,
+                gate=self.gate,
+                clients=self.clients,
+                publisher=self.publisher,
+                tasks=self.tasks,
+                stash=AnswerStash(self.limiter_redis, prefix=current.redis_key_prefix),
+                trials=self.trials,
+                probe=RefusalProbe(
+                    self.limiter_redis,
+                    prefix=current.redis_key_prefix,
+                    memory_seconds=current.reader_recheck_seconds,
+                ),
+                settings=current,
+                backoff=_backoff(
+                    current,
+                    base_seconds=retry_backoff,
+                    max_seconds=retry_backoff_max,
+                    jitter=retry_jitter,
+                ),
+                host=socket.gethostname(),
+                reader_alert=_reader_alert(current),
+            )
+        )
 
-def gate() -> AccountGate:
-    """The account gate on ``DELIVERY_REDIS_URL``."""
-    return _gate(get_settings())
+    @property
+    def session_checker(self) -> SessionChecker:
+        """Validates and heals sessions (beat's task), waking what a heal unblocks."""
+        return self._once("session_checker", self._build_session_checker)
 
+    def _build_session_checker(self) -> SessionChecker:
+        current = self._settings
+        store = FileAccountStore(current.account_store_dir) if current.account_store_dir else None
+        return SessionChecker(
+            engine=self.engine,
+            clients=self.clients,
+            gate=self.gate,
+            store=store,
+            alerter=Alerter(webhook_url=current.alert_webhook_url, callback=current.alert_callback),
+            publisher=self.publisher,
+            trials=self.trials,
+        )
 
-@functools.cache
-def _gate(settings: Settings) -> AccountGate:
-    return AccountGate(
-        _limiter_redis(settings),
-        rate=Rate(per_minute=settings.send_rate_per_minute, burst=settings.send_burst),
-        lock_ttl_seconds=settings.send_lock_ttl_seconds,
-        prefix=settings.redis_key_prefix,
-        strikes_ttl_seconds=2 * settings.cooldown_max_seconds,
-    )
+    def inbound_relay(self) -> InboundRelay:
+        """A new inbound relay (``delivery relay``): pollers, and the channels to the agent.
+
+        A process runs one; each call makes another, on this runtime's engine,
+        clients and publisher (a test runs two, to see one stand by).
+
+        Raises:
+            ConfigError: ``DELIVERY_INBOUND_CALLBACK`` cannot be imported.
+        """
+        current = self._settings
+        backoff = _backoff(
+            current,
+            base_seconds=current.backoff_base_seconds,
+            max_seconds=current.backoff_max_seconds,
+            jitter=current.retry_jitter,
+        )
+        broker = BrokerWatch(
+            redis.Redis.from_url(current.broker_url, socket_timeout=current.publish_timeout_seconds)
+        )
+        channels: dict[str, Channel] = {}
+        if current.inbound_task:
+            channels[HandoverChannel.TASK] = TaskChannel(
+                self.app,
+                task_name=current.inbound_task,
+                queue=current.inbound_task_queue,
+                broker_run_id=broker.current,
+            )
+        if current.inbound_webhook_url and current.inbound_webhook_secret:
+            channels[HandoverChannel.WEBHOOK] = WebhookChannel(
+                url=current.inbound_webhook_url,
+                secret=current.inbound_webhook_secret.get_secret_value(),
+                timeout_seconds=current.inbound_webhook_timeout_seconds,
+                http=requests.Session(),
+            )
+        if current.inbound_callback:
+            channels[HandoverChannel.CALLBACK] = CallbackChannel(current.inbound_callback)
+        # A hand-over not recorded by then is taken for lost with its relay.
+        claim_seconds = 2 * current.inbound_webhook_timeout_seconds
+        context = PollerContext(
+            engine=self.engine,
+            clients=self.clients,
+            publisher=self.publisher,
+            settings=current,
+            backoff=backoff,
+            channels=tuple(channels),
+            claim_seconds=claim_seconds,
+            host=socket.gethostname(),
+        )
+        runner = HandoverRunner(
+            engine=self.engine,
+            channels=channels,
+            backoff=backoff,
+            claim_seconds=claim_seconds,
+            host=socket.gethostname(),
+        )
+        return InboundRelay(
+            context=context, runner=runner, redis_client=self.limiter_redis, broker=broker
+        )
+
+    def close(self) -> None:
+        """Release what was built: HTTP sessions, Redis connections, the database
+        pool, and the Celery app if it is this runtime's own. Used again, the
+        runtime builds afresh."""
+        with self._lock:
+            built, self._built = self._built, {}
+        if "clients" in built:
+            built["clients"].close()
+        if "limiter_redis" in built:
+            built["limiter_redis"].close()
+        if "engine" in built:
+            built["engine"].dispose()
+        if "app" in built and self._given_app is None:
+            built["app"].close()
 
 
 def _backoff(
@@ -139,36 +320,6 @@ def _backoff(
         )
 
     return backoff
-
-
-@functools.cache
-def pipeline(retry_backoff: float, retry_backoff_max: float, retry_jitter: bool) -> SendPipeline:
-    """The send pipeline, with the send task's retry_backoff options."""
-    current = get_settings()
-    backoff = _backoff(
-        current, base_seconds=retry_backoff, max_seconds=retry_backoff_max, jitter=retry_jitter
-    )
-
-    return SendPipeline(
-        PipelineContext(
-            engine=engine(),
-            gate=gate(),
-            clients=clients(),
-            publisher=publisher(),
-            tasks=tasks(),
-            stash=AnswerStash(limiter_redis(), prefix=current.redis_key_prefix),
-            trials=trials(),
-            probe=RefusalProbe(
-                limiter_redis(),
-                prefix=current.redis_key_prefix,
-                memory_seconds=current.reader_recheck_seconds,
-            ),
-            settings=current,
-            backoff=backoff,
-            host=socket.gethostname(),
-            reader_alert=_reader_alert(current),
-        )
-    )
 
 
 def _reader_alert(current: Settings) -> Callable[[str, str], None]:
@@ -188,87 +339,38 @@ def _reader_alert(current: Settings) -> Callable[[str, str], None]:
     return alert
 
 
-def session_checker() -> SessionChecker:
-    """Validates and heals sessions (beat's task), waking what a heal unblocks."""
-    return _session_checker(get_settings())
+_installed: Runtime | None = None
+_installing = threading.Lock()
 
 
-@functools.cache
-def _session_checker(current: Settings) -> SessionChecker:
-    store = FileAccountStore(current.account_store_dir) if current.account_store_dir else None
-    return SessionChecker(
-        engine=engine(),
-        clients=clients(),
-        gate=gate(),
-        store=store,
-        alerter=Alerter(webhook_url=current.alert_webhook_url, callback=current.alert_callback),
-        publisher=publisher(),
-        trials=trials(),
-    )
-
-
-def trials() -> TrialPasses:
-    """Trial passes of accounts marked expired (see ``delivery.sessions.trials``)."""
-    current = get_settings()
-    return TrialPasses(
-        limiter_redis(),
-        prefix=current.redis_key_prefix,
-        ttl_seconds=2 * current.session_check_interval_seconds,
-    )
-
-
-def inbound_relay() -> InboundRelay:
-    """The inbound relay of ``delivery relay``: pollers, and the channels to the agent.
+def current() -> Runtime:
+    """The process's runtime: the one installed, or one made from the environment.
 
     Raises:
-        ConfigError: ``DELIVERY_INBOUND_CALLBACK`` cannot be imported.
+        ConfigError: the environment holds an invalid setting (named).
     """
-    from delivery.worker.app import app
+    global _installed
+    with _installing:
+        if _installed is None:
+            _installed = Runtime(load_settings())
+        return _installed
 
-    current = get_settings()
-    backoff = _backoff(
-        current,
-        base_seconds=current.backoff_base_seconds,
-        max_seconds=current.backoff_max_seconds,
-        jitter=current.retry_jitter,
-    )
-    broker = BrokerWatch(
-        redis.Redis.from_url(current.broker_url, socket_timeout=current.publish_timeout_seconds)
-    )
-    channels: dict[str, Channel] = {}
-    if current.inbound_task:
-        channels[HandoverChannel.TASK] = TaskChannel(
-            app,
-            task_name=current.inbound_task,
-            queue=current.inbound_task_queue,
-            broker_run_id=broker.current,
-        )
-    if current.inbound_webhook_url and current.inbound_webhook_secret:
-        channels[HandoverChannel.WEBHOOK] = WebhookChannel(
-            url=current.inbound_webhook_url,
-            secret=current.inbound_webhook_secret.get_secret_value(),
-            timeout_seconds=current.inbound_webhook_timeout_seconds,
-            http=requests.Session(),
-        )
-    if current.inbound_callback:
-        channels[HandoverChannel.CALLBACK] = CallbackChannel(current.inbound_callback)
-    # A hand-over not recorded by then is taken for lost with its relay.
-    claim_seconds = 2 * current.inbound_webhook_timeout_seconds
-    context = PollerContext(
-        engine=engine(),
-        clients=clients(),
-        publisher=publisher(),
-        settings=current,
-        backoff=backoff,
-        channels=tuple(channels),
-        claim_seconds=claim_seconds,
-        host=socket.gethostname(),
-    )
-    runner = HandoverRunner(
-        engine=engine(),
-        channels=channels,
-        backoff=backoff,
-        claim_seconds=claim_seconds,
-        host=socket.gethostname(),
-    )
-    return InboundRelay(context=context, runner=runner, redis_client=limiter_redis(), broker=broker)
+
+def install(runtime: Runtime | None) -> Runtime | None:
+    """Make ``runtime`` the process's runtime; return the one it replaces. ``None``
+    makes the next :func:`current` read the environment again. Nothing is closed."""
+    global _installed
+    with _installing:
+        previous, _installed = _installed, runtime
+        return previous
+
+
+@contextmanager
+def use(runtime: Runtime) -> Iterator[Runtime]:
+    """The process's runtime is ``runtime`` inside the block, then the previous one
+    again (the caller closes ``runtime``)."""
+    previous = install(runtime)
+    try:
+        yield runtime
+    finally:
+        install(previous)

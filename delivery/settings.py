@@ -10,15 +10,20 @@ on a compressed clock by setting them small.
 
 Example::
 
-    from delivery.settings import get_settings
-    settings = get_settings()
+    from delivery.settings import load_settings
+    settings = load_settings()
     settings.send_rate_per_minute   # 15.0 unless DELIVERY_SEND_RATE_PER_MINUTE says otherwise
+    load_settings(send_rate_per_minute=30).send_rate_per_minute   # 30.0, whatever it says
+    as_env(settings)                # the DELIVERY_* variables a child process is started with
+
+A process holds its settings in its :class:`~delivery.runtime.Runtime`; nothing
+else caches them.
 """
 
 from __future__ import annotations
 
-import functools
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +35,7 @@ from delivery.errors import ConfigError
 from delivery.ilink.protocol import DEFAULT_CLIENT_VERSION, ClientVersion
 from delivery.ledger.states import HandoverChannel
 
-__all__ = ["ENV_PREFIX", "Settings", "get_settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "Settings", "as_env", "from_env", "load_settings"]
 
 ENV_PREFIX = "DELIVERY_"
 
@@ -445,6 +450,13 @@ class Settings(BaseSettings):
         pattern=_IMPORT_PATH,
         description="`module:function` called with the same event.",
     )
+    hermes_account: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9@._:+=\-]*$",
+        max_length=200,
+        description="The delivery account the Hermes Agent plugin sends through; unset: the "
+        "Hermes Weixin account id (its account file is mirrored into it).",
+    )
     inbound_task: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z_][\w.:-]*$",
@@ -720,14 +732,19 @@ def _env(field_name: str) -> str:
     return f"{ENV_PREFIX}{field_name.upper()}"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the settings; ``overrides`` take precedence over the environment.
+def load_settings(**values: Any) -> Settings:
+    """Read and validate the settings; ``values`` (by setting name, e.g.
+    ``database_url=...``) take precedence over the environment.
 
     Raises:
-        ConfigError: a value is invalid; the message names the environment variable.
+        ConfigError: a value is invalid, or a name is no setting; the message names
+            the environment variable (or the unknown name).
     """
+    unknown = sorted(set(values) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(f"no such setting: {', '.join(unknown)}")
     try:
-        return Settings(**overrides)
+        return Settings(**values)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -742,7 +759,38 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 
 
-@functools.cache
-def get_settings() -> Settings:
-    """The process-wide settings, loaded once. ``get_settings.cache_clear()`` reloads."""
-    return load_settings()
+def as_env(settings: Settings | Mapping[str, Any]) -> dict[str, str]:
+    """The ``DELIVERY_*`` variables that give a child process these settings.
+
+    From a :class:`Settings`, the values it was given (by the environment or
+    explicitly), not its defaults; from a mapping, its values by setting name.
+    A value of ``None`` is left out (the setting's default).
+
+    Example::
+
+        as_env({"send_rate_per_minute": 30, "reader_limits": False})
+        # {"DELIVERY_SEND_RATE_PER_MINUTE": "30", "DELIVERY_READER_LIMITS": "false"}
+    """
+    if isinstance(settings, Settings):
+        values = {name: getattr(settings, name) for name in settings.model_fields_set}
+    else:
+        values = dict(settings)
+    return {_env(name): _env_value(value) for name, value in values.items() if value is not None}
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The setting values that the ``DELIVERY_*`` variables of ``env`` give, by
+    setting name (the inverse of :func:`as_env`), for :func:`load_settings`."""
+    return {
+        name.removeprefix(ENV_PREFIX).lower(): value
+        for name, value in env.items()
+        if name.startswith(ENV_PREFIX)
+    }

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
+from delivery import runtime
 from delivery.errors import LimiterUnavailable
-from delivery.ledger.db import engine_for, session_scope
+from delivery.ledger.db import session_scope
 from delivery.ledger.models import Chunk, Message
 from delivery.ledger.states import OPEN_MESSAGE_STATES, ChunkStatus, MessageStatus
 from delivery.ledger.types import utcnow
@@ -28,7 +29,6 @@ from delivery.monitoring.exporter import gate_for, redis_client
 from delivery.monitoring.ledger_stats import SqlLedgerSource
 from delivery.monitoring.redis_stats import RedisSource
 from delivery.ratelimit.gate import AccountState
-from delivery.settings import get_settings
 from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
 __all__ = ["AccountStatus", "StatusReport", "collect_status"]
@@ -64,8 +64,8 @@ class StatusReport:
 
 def collect_status() -> StatusReport:
     """The state of accounts, queues and backlog, now."""
-    settings = get_settings()
-    engine = engine_for(settings.database_url)
+    process = runtime.current()
+    settings, engine = process.settings, process.engine
     now = utcnow()
     stats = SqlLedgerSource(
         engine,

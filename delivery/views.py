@@ -122,7 +122,7 @@ def get_status(message_id: str) -> MessageInfo:
         MessageNotFound: no message has this id.
     """
     row_id = parse_message_id(message_id)
-    engine = runtime.engine()
+    engine = runtime.current().engine
     with session_scope(engine, readonly=True) as session:
         message = session.scalars(
             select(Message).where(Message.id == row_id).options(selectinload(Message.chunks))
@@ -194,7 +194,7 @@ def get_attempts(message_id: str) -> list[AttemptInfo]:
         InvalidMessageId, MessageNotFound: as :func:`get_status`.
     """
     row_id = parse_message_id(message_id)
-    with session_scope(runtime.engine(), readonly=True) as session:
+    with session_scope(runtime.current().engine, readonly=True) as session:
         if session.get(Message, row_id) is None:
             raise MessageNotFound(f"no message with id {message_id}")
         rows = session.execute(
@@ -243,5 +243,5 @@ def list_messages(
         query = query.where(Message.to_user_id == to_user_id)
     if dead_since is not None:
         query = query.where(Message.dead_at >= dead_since)
-    with session_scope(runtime.engine(), readonly=True) as session:
+    with session_scope(runtime.current().engine, readonly=True) as session:
         return [message_info(m) for m in session.scalars(query.limit(limit))]

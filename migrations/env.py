@@ -22,9 +22,9 @@ def _url() -> str:
     )
     if url:
         return url
-    from delivery.settings import get_settings
+    from delivery.settings import load_settings
 
-    return get_settings().database_url
+    return load_settings().database_url
 
 
 def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool:

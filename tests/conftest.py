@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +20,13 @@ from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 
 import delivery
+from delivery import runtime
 from delivery.ledger.db import engine_for, upgrade_head
 from delivery.ledger.models import Base
-from delivery.settings import get_settings
+from delivery.settings import from_env
 from delivery.simulator import PlatformSimulator, SimulatorConfig
-from delivery.worker.app import app, use_broker_url
 from tests.support import services
+from tests.support.configure import Configure
 from tests.support.inbound import CALLED, FAST, InboundReceiver
 from tests.support.own_redis import OwnRedis
 from tests.support.qr_login import Terminal
@@ -38,22 +39,23 @@ hypothesis_settings.register_profile(
 hypothesis_settings.register_profile("default", deadline=None)
 
 _REDIS_DB: int | None = None
-_REDIS_URL = ""  # this session's Redis database, for the broker and the limiter
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _REDIS_DB, _REDIS_URL
+    global _REDIS_DB
     try:
         _REDIS_DB = services.claim_redis_db()
     except Exception:  # Redis down: the tests that need it say so themselves
         _REDIS_DB = None
     db = _REDIS_DB if _REDIS_DB is not None else 15
-    _REDIS_URL = f"redis://{services.REDIS_HOST}:{services.REDIS_PORT}/{db}"
-    os.environ["DELIVERY_BROKER_URL"] = _REDIS_URL
-    os.environ["DELIVERY_REDIS_URL"] = _REDIS_URL
+    # The session's settings, for this process and the ones it starts: this
+    # session's Redis database for the broker and the limiter.
+    url = f"redis://{services.REDIS_HOST}:{services.REDIS_PORT}/{db}"
+    os.environ["DELIVERY_BROKER_URL"] = url
+    os.environ["DELIVERY_REDIS_URL"] = url
     # A short publish timeout so a test of "broker down" does not wait long.
     os.environ.setdefault("DELIVERY_PUBLISH_TIMEOUT_SECONDS", "2")
-    get_settings.cache_clear()
+    runtime.install(None)  # made from these settings when first used
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -61,18 +63,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         services.release_redis_db(_REDIS_DB)
 
 
-@pytest.fixture(autouse=True)
-def _publishing_to_this_sessions_redis() -> Iterator[None]:
-    """A test that points this process's publishing at another Redis (its own
-    redis-server) must point it back: else every later test here publishes to a
-    server that is gone, and waits for nothing. Fails the test that forgot."""
-    yield
-    if _REDIS_DB is None:
-        return
-    left = str(app.conf.broker_url)
-    if left != _REDIS_URL:
-        use_broker_url(_REDIS_URL)
-        pytest.fail(f"the test left publishing pointed at {left} (this session's is {_REDIS_URL})")
+@pytest.fixture
+def configure() -> Iterator[Configure]:
+    """``configure(name=value, ...)``: this process runs on the session's settings plus
+    the values for this test (a runtime of its own), then on the previous one again."""
+    configured = Configure()
+    yield configured
+    configured.restore()
 
 
 @dataclass
@@ -139,42 +136,25 @@ def make_ledger(backend: str, request: pytest.FixtureRequest, tmp_path: Path) ->
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest, tmp_path: Path, configure: Configure
 ) -> Iterator[Ledger]:
     """A ledger at the migration head, on SQLite and on PostgreSQL, used by the API."""
     result = make_ledger(request.param, request, tmp_path)
-    monkeypatch.setenv("DELIVERY_DATABASE_URL", result.url)
-    get_settings.cache_clear()
+    configure(database_url=result.url)
     yield result
-    get_settings.cache_clear()
     if result.backend == "sqlite":
         result.engine.dispose()
 
 
 @pytest.fixture
 def sqlite_ledger(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest, tmp_path: Path, configure: Configure
 ) -> Iterator[Ledger]:
     """A SQLite ledger at the migration head, for tests that need only one backend."""
     result = make_ledger("sqlite", request, tmp_path)
-    monkeypatch.setenv("DELIVERY_DATABASE_URL", result.url)
-    get_settings.cache_clear()
+    configure(database_url=result.url)
     yield result
-    get_settings.cache_clear()
     result.engine.dispose()
-
-
-@pytest.fixture
-def set_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
-    """``set_env(DELIVERY_X="1")`` for this test only; the settings are reloaded."""
-
-    def _set(**values: str) -> None:
-        for name, value in values.items():
-            monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
-
-    yield _set
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -222,15 +202,11 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 
 @pytest.fixture
-def on_own_redis(own_redis: OwnRedis, set_env: Callable[..., None]) -> Iterator[OwnRedis]:
-    """This process's broker and limiter are ``own_redis`` for the test, then this
-    session's Redis again."""
-    set_env(DELIVERY_BROKER_URL=own_redis.url, DELIVERY_REDIS_URL=own_redis.url)
-    use_broker_url(own_redis.url)
-    try:
-        yield own_redis
-    finally:
-        use_broker_url(_REDIS_URL)
+def on_own_redis(own_redis: OwnRedis, configure: Configure) -> OwnRedis:
+    """This process's broker and limiter are ``own_redis`` for the test (and those of
+    the processes it starts), then this session's Redis again."""
+    configure(broker_url=own_redis.url, redis_url=own_redis.url)
+    return own_redis
 
 
 @pytest.fixture
@@ -243,17 +219,12 @@ def own_redis_stack(
 
 @pytest.fixture
 def pg_stack(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    redis_db: RedisInfo,
+    request: pytest.FixtureRequest, tmp_path: Path, configure: Configure, redis_db: RedisInfo
 ) -> Iterator[Stack]:
     """A stack on the PostgreSQL ledger (a test may cut the workers off from it)."""
     result = make_ledger("postgresql", request, tmp_path)
-    monkeypatch.setenv("DELIVERY_DATABASE_URL", result.url)
-    get_settings.cache_clear()
+    configure(database_url=result.url)
     yield from running_stack(result.url, tmp_path)
-    get_settings.cache_clear()
 
 
 # -- the inbound relay in this process (tests.support.inbound.relay_in_thread) -----------
@@ -282,17 +253,16 @@ def owned(
     redis_db: RedisInfo,
     platform: PlatformSimulator,
     receiver: InboundReceiver,
-    set_env: Callable[..., None],
+    configure: Configure,
     tmp_path: Path,
 ) -> str:
     """An account whose inbound side this service owns; webhook and callback
     (``tests.support.inbound.remember``) set, on the relay's compressed clock."""
     CALLED.clear()
-    set_env(
-        **FAST,
-        **receiver.settings(),
-        DELIVERY_INBOUND_CALLBACK="tests.support.inbound:remember",
-        DELIVERY_ACCOUNT_STORE_DIR=str(tmp_path / "store"),
+    configure(
+        **from_env({**FAST, **receiver.settings()}),
+        inbound_callback="tests.support.inbound:remember",
+        account_store_dir=str(tmp_path / "store"),
     )
     delivery.add_account(
         INBOUND_ACCOUNT, token=INBOUND_TOKEN, base_url=platform.base_url, owns_inbound=True

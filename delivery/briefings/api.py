@@ -17,14 +17,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from delivery import runtime
 from delivery.briefings.producers import load_producer
 from delivery.briefings.schedule import next_slot, parse_schedule, zone
 from delivery.errors import BriefingError, UnknownAccount
 from delivery.ledger.briefings import delete_briefing, store_briefing
-from delivery.ledger.db import engine_for, session_scope
+from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account, Briefing, BriefingRun
 from delivery.ledger.types import utcnow
-from delivery.settings import get_settings
 from delivery.validation import validate_account_id, validate_recipient
 
 __all__ = ["BriefingInfo", "add_briefing", "list_briefings", "remove_briefing"]
@@ -76,7 +76,7 @@ def add_briefing(
     parse_schedule(schedule)
     zone(timezone)
     load_producer(producer)
-    with session_scope(engine_for(get_settings().database_url)) as session:
+    with session_scope(runtime.current().engine) as session:
         if session.get(Account, account_id) is None:
             raise UnknownAccount(f"unknown account {account_id!r}")
         briefing = store_briefing(
@@ -95,13 +95,13 @@ def add_briefing(
 
 def remove_briefing(name: str) -> bool:
     """Delete the briefing and its run history; False if there was none."""
-    with session_scope(engine_for(get_settings().database_url)) as session:
+    with session_scope(runtime.current().engine) as session:
         return delete_briefing(session, name)
 
 
 def list_briefings() -> list[BriefingInfo]:
     """Every briefing with its next slot and its last run."""
-    with session_scope(engine_for(get_settings().database_url), readonly=True) as session:
+    with session_scope(runtime.current().engine, readonly=True) as session:
         result = []
         for briefing in session.scalars(select(Briefing).order_by(Briefing.name)):
             last = session.scalars(

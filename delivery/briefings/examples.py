@@ -1,4 +1,4 @@
-"""Two example producers, used by the demo and shown in the README.
+"""Two example producers, used by the demo and shown in docs/briefings.md.
 
 ``daily_briefing`` writes one text for everyone; ``leaderboard`` writes each
 reader a text with their own rank. Real producers would read a database or an

@@ -7,7 +7,7 @@ for most texts), whitespace is found with ``str.rfind`` and compiled searches (t
 clusters are matched with ``regex``'s ``\\X`` on a few characters around a position.
 
 That last part rests on one property of ``\\X``, checked by
-``tests/test_chunking_text.py``: whether a position is a boundary is decided from
+``tests/unit/test_chunking_text.py``: whether a position is a boundary is decided from
 the whole string around it, not from where the match started. So a match started
 at *any* offset ends at the first true boundary after that offset, and the
 boundaries found from there are the ones a segmentation of the whole text finds.

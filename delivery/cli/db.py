@@ -6,8 +6,8 @@ import logging
 
 import click
 
+from delivery import runtime
 from delivery.ledger.db import redact_url, upgrade_head
-from delivery.settings import get_settings
 
 __all__ = ["db"]
 
@@ -20,7 +20,7 @@ def db() -> None:
 @db.command("upgrade")
 def upgrade() -> None:
     """Bring the ledger to the newest migration (alembic upgrade head)."""
-    url = get_settings().database_url
+    url = runtime.current().settings.database_url
     logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
     upgrade_head(url)
     click.echo(f"ledger at {redact_url(url)} is at the migration head")

@@ -30,7 +30,7 @@ def relay() -> None:
     Runs until SIGTERM or Ctrl-C. What a poll returned is in the ledger before its
     cursor moves, so stopping (or killing) it at any moment loses nothing.
     """
-    inbound_relay = runtime.inbound_relay()  # a bad setting stops it here, named
+    inbound_relay = runtime.current().inbound_relay()  # a bad setting stops it here, named
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

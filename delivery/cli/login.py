@@ -21,10 +21,11 @@ import click
 import qrcode
 import requests
 
+from delivery import runtime
 from delivery.accounts import add_account, mask_token, stored_token
 from delivery.errors import LoginError
 from delivery.ilink.protocol import DEFAULT_BASE_URL
-from delivery.ledger.db import engine_for, ensure_ready
+from delivery.ledger.db import ensure_ready
 from delivery.sessions.login import (
     DEFAULT_MAX_REFRESHES,
     DEFAULT_POLL_INTERVAL_SECONDS,
@@ -35,7 +36,7 @@ from delivery.sessions.login import (
     qr_login,
 )
 from delivery.sessions.store import FileAccountStore, StoredCredentials
-from delivery.settings import Settings, get_settings
+from delivery.settings import Settings
 from delivery.validation import validate_account_id, validate_base_url
 
 __all__ = ["login", "render_qr"]
@@ -130,8 +131,9 @@ def login(
     if account_id is not None:
         validate_account_id(account_id)
     base_url = validate_base_url(base_url)
-    settings = get_settings()
-    ensure_ready(engine_for(settings.database_url))
+    process = runtime.current()
+    settings = process.settings
+    ensure_ready(process.engine)
     local_tokens = _held_tokens(account_id, settings)
     with requests.Session() as session:
         outcome = qr_login(

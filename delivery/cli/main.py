@@ -48,6 +48,7 @@ def _register() -> None:
         briefings,
         db,
         demo,
+        hermes,
         inbox,
         login,
         messages,
@@ -76,6 +77,7 @@ def _register() -> None:
     cli.add_command(inbox.inbox)
     cli.add_command(inbox.relay)
     cli.add_command(retention.prune)
+    cli.add_command(hermes.hermes)
     cli.add_command(processes.worker)
     cli.add_command(processes.beat)
     cli.add_command(demo.demo)

@@ -16,8 +16,9 @@ from collections.abc import Mapping
 
 import click
 
+from delivery import runtime
 from delivery.monitoring import build_registry, serve
-from delivery.settings import FLOWER_BASIC_AUTH_PATTERN, get_settings
+from delivery.settings import FLOWER_BASIC_AUTH_PATTERN
 from delivery.validation import is_loopback
 
 __all__ = ["flower", "flower_invocation", "metrics"]
@@ -40,7 +41,7 @@ def metrics(host: str, port: int | None) -> None:
     Every scrape reads the SQL ledger and Redis. There is no authentication:
     keep the default host, or put the exporter behind an authenticating proxy.
     """
-    settings = get_settings()
+    settings = runtime.current().settings
     registry = build_registry(settings)
     wanted = settings.metrics_port if port is None else port
     try:
@@ -104,7 +105,7 @@ def flower(port: int, address: str, basic_auth: str | None, localhost_only: bool
     Refuses to start without credentials, unless --localhost-only. Flower sees
     tasks through worker events, which delivery/celeryconfig.py turns on.
     """
-    configured = get_settings().flower_basic_auth
+    configured = runtime.current().settings.flower_basic_auth
     credentials = basic_auth or (configured.get_secret_value() if configured else None)
     if localhost_only:
         if address != LOCALHOST:

@@ -12,8 +12,8 @@ import sys
 import click
 from rich.table import Table
 
+from delivery.api import clear_dropping, record_inbound
 from delivery.cli.output import console
-from delivery.inbound import clear_dropping, record_inbound
 from delivery.readers_view import list_readers
 
 __all__ = ["inbound", "readers"]

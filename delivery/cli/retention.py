@@ -10,7 +10,6 @@ from delivery import retention, runtime
 from delivery.cli.operations import parse_since
 from delivery.ledger.states import MessageStatus
 from delivery.ledger.types import utcnow
-from delivery.settings import get_settings
 
 __all__ = ["prune"]
 
@@ -39,12 +38,14 @@ def prune(older_than: str | None, include_dead: bool, dry_run: bool, batch_size:
     transaction, so sending goes on meanwhile.
     """
     if older_than is None:
-        before = retention.cutoff(now=utcnow(), older_than_days=get_settings().retention_days)
+        before = retention.cutoff(
+            now=utcnow(), older_than_days=runtime.current().settings.retention_days
+        )
     else:
         before = parse_since(older_than)
         if before > utcnow():
             raise click.BadParameter("must lie in the past", param_hint="--older-than")
-    engine = runtime.engine()
+    engine = runtime.current().engine
     chosen = retention.statuses(include_dead=include_dead)
     when = f"that ended before {before:%Y-%m-%d %H:%M:%S} UTC"
     counts = {

@@ -27,17 +27,16 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from delivery.api import enqueue_many
+from delivery.api import enqueue_many, record_inbound
 from delivery.briefings import add_briefing
 from delivery.demo import scenario as story
 from delivery.demo.observe import Progress, Watcher
 from delivery.demo.report import Timing, build_report, render
 from delivery.devstack import ManagedProcess
 from delivery.devstack.stack import LocalStack, local_stack
-from delivery.inbound import record_inbound
 from delivery.ledger.db import engine_for, redact_url, upgrade_head
 from delivery.sessions.store import FileAccountStore, StoredCredentials
-from delivery.settings import ENV_PREFIX, get_settings
+from delivery.settings import ENV_PREFIX, load_settings
 from delivery.simulator import PlatformSimulator
 from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
@@ -99,7 +98,7 @@ def _prepare(directory: Path) -> None:
 def _demo_stack(directory: Path, cleanup: contextlib.ExitStack, console: Console) -> LocalStack:
     """The demo's stack: its own redis-server unless ``DELIVERY_BROKER_URL`` names one,
     a SQLite ledger, the platform of the story, on the demo's clock."""
-    settings = get_settings()
+    settings = load_settings()
     shared = "broker_url" in settings.model_fields_set
     if shared:
         console.print(f"broker: {redact_url(settings.broker_url)} (DELIVERY_BROKER_URL)")
@@ -132,7 +131,6 @@ def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit
     )
     _prepare(directory)
     stack = _demo_stack(directory, cleanup, console)
-    settings = get_settings()
     simulator = stack.simulator
     stack.add_account(story.ACCOUNT, token=secrets.token_urlsafe(18))
     for reader in story.READERS:  # they wrote to the bot this morning; the agent said so
@@ -161,7 +159,7 @@ def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit
     ids = enqueue_many(story.burst())
     told.say(f"cron enqueued {len(ids)} messages (briefings, leaderboards, long replies)")
     watcher = Watcher(
-        engine=engine_for(settings.database_url),
+        engine=engine_for(stack.database_url),
         simulator=simulator,
         account_id=story.ACCOUNT,
         quiet_reader=story.QUIET_READER,
@@ -173,7 +171,7 @@ def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit
     platform = simulator.model.snapshot()
     arrivals = [m.arrived_at for ms in platform.messages.values() for m in ms]
     report = build_report(
-        engine=engine_for(settings.database_url),
+        engine=engine_for(stack.database_url),
         platform=platform,
         timing=Timing(
             elapsed_seconds=(max(arrivals) if arrivals else time.monotonic()) - told.started,

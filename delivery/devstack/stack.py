@@ -12,8 +12,8 @@ Whose settings this process follows (``in_process``):
 - ``True`` (the benchmarks, the demo): the stack's. This process enqueues, adds
   accounts and publishes with the same settings as the workers, until the block
   ends; children get the stack's ``DELIVERY_*`` variables and none of ours.
-- ``False`` (the tests): the caller's (its fixtures set this process up); children
-  inherit this process's ``DELIVERY_*`` variables with the stack's on top.
+- ``False`` (the tests): the caller's (its fixtures install this process's runtime);
+  children get that runtime's settings as variables, with the stack's on top.
 
 Example::
 
@@ -39,12 +39,14 @@ from typing import Literal
 import psycopg
 
 import delivery
+from delivery import runtime
 from delivery.devstack import clock
 from delivery.devstack.inbound import start_relay_process
 from delivery.devstack.processes import ManagedProcess, celery_argv
 from delivery.devstack.redis_server import LocalRedis
 from delivery.ledger.db import engine_for, upgrade_head
-from delivery.settings import ENV_PREFIX
+from delivery.runtime import Runtime
+from delivery.settings import ENV_PREFIX, Settings, as_env, from_env, load_settings
 from delivery.simulator import PlatformSimulator, SimulatorConfig
 from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
@@ -71,11 +73,16 @@ class LocalStack:
     redis: LocalRedis | None = None  # the private redis-server, when the stack started one
     processes: list[ManagedProcess] = field(default_factory=list)
     cleanup: ExitStack = field(default_factory=ExitStack)
+    _runtimes: list[Runtime] = field(default_factory=list)  # installed by the stack
+    _previous: Runtime | None = None  # this process's runtime before them
 
     def env(self) -> dict[str, str]:
-        """The environment of a child process started now."""
-        inherited = {k: v for k, v in os.environ.items() if not (self.in_process and _ours(k))}
-        return inherited | self.settings
+        """The environment of a child process started now: ours without settings, the
+        settings this process runs on unless it follows the stack's, the stack's."""
+        env = {k: v for k, v in os.environ.items() if not _setting_variable(k)}
+        if not self.in_process:
+            env.update(as_env(runtime.current().settings))
+        return env | self.settings
 
     def configure(
         self, mapping: Mapping[str, str] | None = None, **values: float | int | str
@@ -86,7 +93,7 @@ class LocalStack:
         self.settings.update(mapping or {})
         self.settings.update(clock.values(**values))
         if self.in_process:
-            _apply_in_process(self.settings)
+            self._apply_in_process(self.settings)
 
     def add_account(self, account_id: str, *, token: str, owns_inbound: bool = False) -> str:
         """The account on the simulator and in the ledger, pointed at the simulator."""
@@ -160,6 +167,22 @@ class LocalStack:
         """Every running process's log, one after the other."""
         return "\n".join(p.log_text() for p in self.processes)
 
+    def _apply_in_process(self, values: Mapping[str, str] | None) -> None:
+        """This process runs on ``values`` (the stack's ``DELIVERY_*`` variables) from
+        now on, or, given ``None``, on the runtime it had before the stack again: the
+        one place a stack configures the process it runs in."""
+        if values is None:
+            runtime.install(self._previous)
+            while self._runtimes:
+                self._runtimes.pop().close()
+            return
+        ours = {k: v for k, v in values.items() if _setting_variable(k)}
+        made = Runtime(load_settings(**from_env(ours)))
+        previous = runtime.install(made)
+        if not self._runtimes:
+            self._previous = previous
+        self._runtimes.append(made)
+
     def _start(self, argv: list[str], log_name: str) -> ManagedProcess:
         process = ManagedProcess(argv, env=self.env(), log_path=self.log_dir / f"{log_name}.log")
         self.processes.append(process)
@@ -214,35 +237,21 @@ def local_stack(
             redis=redis,
         )
         if in_process:
-            saved = {k: v for k, v in os.environ.items() if _ours(k)}
-            resources.callback(_apply_in_process, saved)
-            _apply_in_process(values)
+            resources.callback(stack._apply_in_process, None)
+            stack._apply_in_process(values)
         resources.callback(stack.stop_processes)
         resources.enter_context(stack.cleanup)
         yield stack
 
 
-def _ours(name: str) -> bool:
-    return name.startswith(ENV_PREFIX)
-
-
-def _apply_in_process(values: Mapping[str, str]) -> None:
-    """Make this process's settings and publishing follow ``values``, its only
-    ``DELIVERY_*`` variables from now on: the one place a stack configures the
-    process it runs in."""
-    from delivery.settings import get_settings
-    from delivery.worker.app import use_broker_url
-
-    for name in [k for k in os.environ if _ours(k)]:
-        del os.environ[name]
-    os.environ.update(values)
-    get_settings.cache_clear()
-    use_broker_url(get_settings().broker_url)
+def _setting_variable(name: str) -> bool:
+    """Whether ``name`` is the environment variable of a setting."""
+    return name.startswith(ENV_PREFIX) and name[len(ENV_PREFIX) :].lower() in Settings.model_fields
 
 
 def _wait_ping(worker: ManagedProcess, node: str) -> None:
     """Wait until ``node`` answers a ping (through this process's broker: the stack's)."""
-    from delivery.worker.app import app
+    app = runtime.current().app
 
     deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:

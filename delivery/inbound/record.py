@@ -3,9 +3,10 @@
 The platform delivers a bot's messages to a reader only within a reply window
 after the reader's last message, and only so many per inbound message. The agent
 that receives the reader's messages tells the pipeline with
-:func:`record_inbound` (or ``delivery inbound ACCOUNT PEER``): the reader's
-window reopens, their budget starts again, the latest context token is kept,
-and a message of theirs that waited for them is published at once.
+:func:`delivery.record_inbound` (or ``delivery inbound ACCOUNT PEER``), which
+calls :func:`record_heard` here with the process's engine and publisher: the
+reader's window reopens, their budget starts again, the latest context token is
+kept, and a message of theirs that waited for them is published at once.
 
 The relay of an account that owns its inbound side goes the same way, in two
 steps: :func:`note_heard` inside the transaction that records what a poll
@@ -13,8 +14,8 @@ handed out, :func:`wake_reader` after it committed.
 
 Example::
 
-    import delivery
-    delivery.record_inbound("bot-1", "o9cq80...@im.wechat", context_token=ctx)
+    record_heard(engine, publisher, "bot-1", "o9cq80...@im.wechat", context_token=ctx,
+                 deadline_seconds=settings.delivery_deadline_seconds)
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import logging
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from delivery import runtime
 from delivery.errors import InvalidInboundTime, UnknownAccount
 from delivery.ledger import outbox, readers
 from delivery.ledger.db import session_scope
@@ -33,14 +33,13 @@ from delivery.ledger.models import Account
 from delivery.ledger.states import ParkReason
 from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import Publisher, wake_parked
-from delivery.settings import get_settings
 from delivery.validation import validate_account_id, validate_context_token, validate_recipient
 
 __all__ = [
     "CLOCK_SKEW_SECONDS",
-    "clear_dropping",
     "note_heard",
-    "record_inbound",
+    "record_heard",
+    "release_dropping",
     "wake_reader",
 ]
 
@@ -49,12 +48,15 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW_SECONDS = 5.0  # how far in the future an inbound time may lie (other clocks)
 
 
-def record_inbound(
+def record_heard(
+    engine: Engine,
+    publisher: Publisher,
     account_id: str,
     peer_id: str,
     *,
-    context_token: str | None = None,
-    at: dt.datetime | None = None,
+    context_token: str | None,
+    at: dt.datetime | None,
+    deadline_seconds: float,
 ) -> None:
     """``peer_id`` wrote to ``account_id`` at ``at`` (now, by default).
 
@@ -62,7 +64,8 @@ def record_inbound(
     context token (from that message), when given, becomes the one replies carry;
     the chat's message that waited for the reader is published at once. An
     inbound message older than one already recorded changes nothing but a
-    missing token.
+    missing token. What waited for the reader is not dead before
+    ``deadline_seconds`` from now.
 
     Raises:
         InvalidInput: unknown account, malformed peer or token (never echoed), or
@@ -74,8 +77,6 @@ def record_inbound(
     validate_context_token(context_token)
     now = utcnow()
     heard_at = _inbound_time(at, now=now)
-    settings = get_settings()
-    engine = runtime.engine()
     with session_scope(engine) as db:
         if db.get(Account, account_id) is None:
             raise UnknownAccount(
@@ -88,13 +89,13 @@ def record_inbound(
             at=heard_at,
             context_token=context_token,
             now=now,
-            deadline_seconds=settings.delivery_deadline_seconds,
+            deadline_seconds=deadline_seconds,
         )
     log.info("account %s: %s wrote (at %s)", account_id, peer_id, f"{heard_at:%H:%M:%S}")
-    wake_reader(engine, runtime.publisher(), account_id=account_id, peer_id=peer_id)
+    wake_reader(engine, publisher, account_id=account_id, peer_id=peer_id)
 
 
-def clear_dropping(account_id: str, peer_id: str) -> bool:
+def release_dropping(engine: Engine, publisher: Publisher, account_id: str, peer_id: str) -> bool:
     """An operator says ``peer_id`` no longer drops the account's sends silently (they
     were told, or the platform's protective measure ended): their messages that waited
     go now. Returns False when the reader was not held as dropping.
@@ -105,14 +106,13 @@ def clear_dropping(account_id: str, peer_id: str) -> bool:
     """
     validate_account_id(account_id)
     validate_recipient(peer_id)
-    engine = runtime.engine()
     with session_scope(engine) as db:
         if db.get(Account, account_id) is None:
             raise UnknownAccount(f"unknown account {account_id!r}")
         cleared = readers.clear_dropping(db, account_id=account_id, peer_id=peer_id)
     if cleared:
         log.warning("account %s: %s is no longer held as dropping (operator)", account_id, peer_id)
-        wake_reader(engine, runtime.publisher(), account_id=account_id, peer_id=peer_id)
+        wake_reader(engine, publisher, account_id=account_id, peer_id=peer_id)
     return cleared
 
 

@@ -28,7 +28,7 @@ recorded (the platform keeps the messages); hand-overs from the ledger go on.
 
 Example::
 
-    relay = runtime.inbound_relay()
+    relay = runtime.current().inbound_relay()
     relay.run(stop=threading.Event())      # until stop is set (SIGTERM)
 """
 

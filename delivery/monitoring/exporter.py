@@ -6,7 +6,7 @@ to 127.0.0.1 (the default), or put it behind the proxy that guards Flower.
 
 Example::
 
-    server, thread = serve(host="127.0.0.1", port=9464, registry=build_registry(get_settings()))
+    server, thread = serve(host="127.0.0.1", port=9464, registry=build_registry(load_settings()))
     thread.join()
 """
 

@@ -14,6 +14,8 @@ Key schema (``{prefix}`` is ``DELIVERY_REDIS_KEY_PREFIX``)::
 Fails closed: a Redis error means no pass (the chat stays parked; the next check
 grants another).
 
+The script is ``sessions/lua/trial_take.lua``, headed by its KEYS/ARGV contract.
+
 Example::
 
     passes = TrialPasses(redis.Redis.from_url(url), ttl_seconds=120)
@@ -24,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import logging
+from importlib import resources
 
 import redis
 
@@ -31,15 +34,8 @@ __all__ = ["TrialPasses"]
 
 log = logging.getLogger(__name__)
 
-# TAKE: use the pass if it names this chunk.
-# KEYS[1] trial key   ARGV[1] chunk id   Returns 1 if taken, else 0.
-TAKE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-"""
+# Use the pass if it names this chunk; the script is headed by its KEYS/ARGV contract.
+TAKE = (resources.files("delivery.sessions") / "lua" / "trial_take.lua").read_text("utf-8")
 
 
 class TrialPasses:

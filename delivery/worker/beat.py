@@ -18,9 +18,9 @@ from typing import Any
 import redis
 from celery.beat import PersistentScheduler
 
+from delivery import runtime
 from delivery.errors import LimiterUnavailable
 from delivery.leases import RedisLease
-from delivery.settings import get_settings
 
 __all__ = ["BeatLock", "LeaderScheduler"]
 
@@ -43,7 +43,7 @@ class LeaderScheduler(PersistentScheduler):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        settings = get_settings()
+        settings = runtime.current().settings
         self._lock = BeatLock(
             redis.Redis.from_url(settings.limiter_redis_url, socket_connect_timeout=2),
             key=f"{settings.redis_key_prefix}:beat:leader",

@@ -28,7 +28,7 @@ from typing import Any
 from celery import Celery, bootsteps, signals
 from kombu.exceptions import OperationalError
 
-from delivery.settings import get_settings
+from delivery import runtime
 from delivery.worker.watchdog import Probe, Watchdog, exit_for_supervisor
 
 __all__ = ["WatchdogStep", "consumer_probe"]
@@ -82,7 +82,7 @@ class WatchdogStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is 
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        self.timeout_seconds = get_settings().worker_watchdog_seconds
+        self.timeout_seconds = runtime.current().settings.worker_watchdog_seconds
         self.watchdog: Watchdog | None = None
         self._worker: Any = None
 

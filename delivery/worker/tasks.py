@@ -17,12 +17,10 @@ from celery import Task
 from delivery import retention, runtime
 from delivery.briefings.runner import claim_due_slots, run_slot, stale_runs
 from delivery.errors import LedgerError, LimiterUnavailable
-from delivery.ledger.db import engine_for
 from delivery.ledger.types import utcnow
 from delivery.pipeline.dispatch import SEND_TASK
 from delivery.pipeline.reconcile import reconcile as reconcile_outbox
 from delivery.pipeline.results import Wait
-from delivery.settings import get_settings
 from delivery.worker.app import app
 from delivery.worker.presence import QueuedTasks
 from delivery.worker.queues import SEND_QUEUE
@@ -37,7 +35,7 @@ __all__ = [
 ]
 
 RUN_BRIEFING_TASK = "delivery.run_briefing"
-_settings = get_settings()
+_settings = runtime.current().settings
 log = logging.getLogger(__name__)
 
 
@@ -71,7 +69,9 @@ def send_chunk(
     of an older generation exits (tasks published before leases carry none).
     ``account_id`` names the account's line (tasks from before the line carry none).
     """
-    pipeline = runtime.pipeline(self.retry_backoff, self.retry_backoff_max, self.retry_jitter)
+    pipeline = runtime.current().pipeline(
+        self.retry_backoff, self.retry_backoff_max, self.retry_jitter
+    )
     result = pipeline.process(
         int(chunk_id),
         None if generation is None else int(generation),
@@ -85,16 +85,17 @@ def send_chunk(
 @app.task(name="delivery.reconcile", acks_late=True)
 def reconcile() -> str:
     """Re-publish heads whose task was lost (a Redis flush, a dead worker)."""
-    settings = get_settings()
+    process = runtime.current()
+    settings = process.settings
     try:
         done = reconcile_outbox(
-            runtime.engine(),
-            runtime.publisher(),
+            process.engine,
+            process.publisher,
             grace_seconds=settings.reconcile_grace_seconds,
             reader_window_seconds=settings.reader_window_seconds,
             reader_budget=settings.reader_budget,
             presence=_queued_tasks(settings.broker_url, settings.reconcile_grace_seconds),
-            lines=runtime.publisher(),
+            lines=process.publisher,
         )
     except LedgerError as exc:
         return _outage("reconcile", exc)
@@ -114,7 +115,7 @@ def _queued_tasks(broker_url: str, recent_seconds: float) -> QueuedTasks:
 def check_sessions() -> str:
     """Validate every account's session; heal, or report, the expired ones."""
     try:
-        results = runtime.session_checker().check_all()
+        results = runtime.current().session_checker.check_all()
     except (LedgerError, LimiterUnavailable) as exc:
         return _outage("check_sessions", exc)
     return "; ".join(f"{r.account_id}: {r.action}" for r in results) or "no accounts"
@@ -123,8 +124,8 @@ def check_sessions() -> str:
 @app.task(name="delivery.schedule_briefings", acks_late=True)
 def schedule_briefings() -> str:
     """Claim due briefing slots (once each, in SQL) and publish a run for each."""
-    settings = get_settings()
-    engine = engine_for(settings.database_url)
+    process = runtime.current()
+    settings, engine = process.settings, process.engine
     now = utcnow()
     try:
         runs = claim_due_slots(
@@ -148,11 +149,11 @@ def schedule_briefings() -> str:
 def run_briefing(run_id: int) -> str:
     """Call one briefing slot's producer and enqueue its texts."""
     try:
-        settings = get_settings()
+        process = runtime.current()
         return run_slot(
-            engine_for(settings.database_url),
+            process.engine,
             int(run_id),
-            lease_seconds=settings.briefing_run_lease_seconds,
+            lease_seconds=process.settings.briefing_run_lease_seconds,
         )
     except LedgerError as exc:
         # The run stays claimed; schedule_briefings publishes it again once it is stale.
@@ -164,11 +165,11 @@ def prune() -> str:
     """Delete delivered and superseded messages past retention, with their chunks and
     attempts, and inbound messages the agent has had, with their hand-overs and
     attempts, in small batches for a bounded time (dead letters stay for replay)."""
-    settings = get_settings()
-    before = retention.cutoff(now=utcnow(), older_than_days=settings.retention_days)
+    process = runtime.current()
+    before = retention.cutoff(now=utcnow(), older_than_days=process.settings.retention_days)
     try:
         pruned = retention.prune(
-            runtime.engine(),
+            process.engine,
             before=before,
             statuses=retention.statuses(include_dead=False),
             max_seconds=retention.RUN_SECONDS,

@@ -1,6 +1,6 @@
 r"""The chunker as it was before issue 12 (commit dfc7cb6), kept as the reference.
 
-The differential tests (``tests/test_chunking_reference.py``) check that
+The differential tests (``tests/unit/test_chunking_reference.py``) check that
 :mod:`delivery.chunking` plans exactly the same chunks as this implementation for
 every generated input, and ``python -m bench chunker`` times both on one corpus.
 It computes every offset and grapheme boundary over the whole text, one Python

@@ -31,7 +31,6 @@ from delivery.devstack.inbound import (
 from delivery.inbound.event import InboundEvent
 from delivery.inbound.poller import AccountPoller, PollerContext
 from delivery.inbound.relay import InboundRelay
-from delivery.settings import get_settings
 
 __all__ = [
     "CALLED",
@@ -85,10 +84,10 @@ def poller_by_hand(account: str) -> AccountPoller:
     """A poller of this process's settings, as the relay makes one (a webhook to hand
     over to, its lease taken for granted), driven by ``poll_once()``."""
     context = PollerContext(
-        engine=runtime.engine(),
-        clients=runtime.clients(),
-        publisher=runtime.publisher(),
-        settings=get_settings(),
+        engine=runtime.current().engine,
+        clients=runtime.current().clients,
+        publisher=runtime.current().publisher,
+        settings=runtime.current().settings,
         backoff=lambda failures: 0.1,
         channels=("webhook",),
     )
@@ -100,7 +99,7 @@ def poller_by_hand(account: str) -> AccountPoller:
 @contextmanager
 def relay_in_thread() -> Iterator[InboundRelay]:
     """The relay of this process's settings, ticking in a thread until the block ends."""
-    relay = runtime.inbound_relay()
+    relay = runtime.current().inbound_relay()
     stop = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
     thread.start()

@@ -28,7 +28,6 @@ from delivery.pipeline.stash import AnswerStash
 from delivery.ratelimit.gate import AccountGate, Pick, Rate
 from delivery.ratelimit.suspects import RefusalProbe
 from delivery.sessions.trials import TrialPasses
-from delivery.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -101,13 +100,13 @@ def in_process_pipeline(
     lock_ttl_seconds: float = 30,
 ) -> SendPipeline:
     """A pipeline on this process's settings (ledger URL) and ``redis_url``."""
-    settings = get_settings()
+    settings = runtime.current().settings
     client = redis.Redis.from_url(redis_url)
     gate = AccountGate(client, rate=Rate(per_minute=per_minute), lock_ttl_seconds=lock_ttl_seconds)
-    tasks = publisher.publish if publisher is not None else runtime.tasks()
+    tasks = publisher.publish if publisher is not None else runtime.current().tasks
     return SendPipeline(
         PipelineContext(
-            engine=runtime.engine(),
+            engine=runtime.current().engine,
             gate=gate,
             clients=ClientPool(timeout_seconds=10),
             publisher=publisher if publisher is not None else LineDispatcher(gate, tasks),

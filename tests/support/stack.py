@@ -2,19 +2,19 @@
 
 The harness is :func:`delivery.devstack.stack.local_stack`, on the tests' clock
 (:data:`delivery.devstack.clock.TESTS`: sub-second backoffs and cooldowns, so the
-real logic runs in seconds). This process keeps the settings its fixtures gave it;
+real logic runs in seconds). This process keeps the runtime its fixtures installed;
 each test can override any ``DELIVERY_*`` setting of the processes it starts
 afterwards through ``stack.overrides``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import select
 
+from delivery import runtime
 from delivery.devstack import clock
 from delivery.devstack.processes import ManagedProcess
 from delivery.devstack.stack import LocalStack, local_stack
@@ -120,7 +120,7 @@ def running_stack(database_url: str, log_dir: Path) -> Iterator[Stack]:
         log_dir,
         settings=clock.TESTS,
         database_url=database_url,
-        redis_url=os.environ["DELIVERY_BROKER_URL"],
+        redis_url=runtime.current().settings.broker_url,
         in_process=False,
         kind=Stack,
     ) as stack:

@@ -1,0 +1,1 @@
+"""End-to-end tests: worker, beat and relay processes, or the demo, started for real."""

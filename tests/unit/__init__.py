@@ -1,0 +1,1 @@
+"""Unit tests: pure code, no Redis, no SQL, no processes, no sockets."""
