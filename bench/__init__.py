@@ -3,8 +3,11 @@
 Each benchmark starts the real processes it measures (a private redis-server, real
 Celery workers, the platform simulator, temporary SQLite and PostgreSQL ledgers),
 prints its figures, writes them to ``bench/out/<name>.json`` and stops everything it
-started, also on Ctrl-C. :mod:`bench.report` turns the JSON files into
-``BENCHMARKS.md`` and ``bench/burst.png``.
+started, also on Ctrl-C: its stack is :func:`delivery.devstack.stack.local_stack`, on a
+clock from :mod:`delivery.devstack.clock` (:mod:`bench.common` adds the scratch
+directory, the pipeline's workers and the ledger probe). Each module also renders its
+own section of ``BENCHMARKS.md`` (``TITLE``, ``render(result)``, and ``figures(result)``
+where it draws one); :mod:`bench.report` puts the sections in order.
 
 - :mod:`bench.burst`: a morning burst against a minutes-long rate limit, on a
   compressed clock: this pipeline against the seed's policy and the seed's proposed fix.
@@ -17,3 +20,19 @@ started, also on Ctrl-C. :mod:`bench.report` turns the JSON files into
 - :mod:`bench.retention`: messages pruned per second, and how long one batch's
   transaction lasts.
 """
+
+# Every benchmark, in the order of its section of BENCHMARKS.md (and of a full run).
+BENCHMARKS = (
+    "burst",
+    "cost",
+    "recovery",
+    "enqueue",
+    "readers",
+    "chunker",
+    "retention",
+    "inbound",
+    "ledger_size",
+    "pace",
+    "accounts",
+    "scaling",
+)

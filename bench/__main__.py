@@ -1,6 +1,6 @@
 """``python -m bench [NAME ...]``: run benchmarks by name (all by default), then the report.
 
-With no name every benchmark runs, in order (about 45 minutes: ``accounts``
+With no name every benchmark runs, in the order of the report (about 45 minutes: ``accounts``
 alone takes about 20). Each prints its figures and writes ``bench/out/<name>.json``,
 stamped with the time and the load average before and after (other work on the
 machine shows there). Afterwards ``BENCHMARKS.md`` and ``bench/burst.png`` are
@@ -20,24 +20,10 @@ import sys
 import time
 from types import FrameType
 
+from bench import BENCHMARKS
 from bench.common import write_result
 
 __all__ = ["main"]
-
-BENCHMARKS = (
-    "burst",
-    "cost",
-    "enqueue",
-    "recovery",
-    "readers",
-    "chunker",
-    "retention",
-    "inbound",
-    "ledger_size",
-    "pace",
-    "accounts",
-    "scaling",
-)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

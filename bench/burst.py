@@ -32,28 +32,21 @@ allowed rate.
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import delivery
-from bench.common import (
-    celery_worker,
-    compressed_settings,
-    delivery_env,
-    pipeline_env,
-    private_redis,
-    running_simulator,
-    scratch_dir,
-    temporary_ledger,
-)
-from bench.observe import Arrivals, LedgerProbe, LockoutSampler, tally
+from bench.common import BENCH_DIR, bench_stack, ledger_probe, start_workers
+from bench.markdown import counts, stamp, table
+from bench.observe import Arrivals, LockoutSampler, tally
+from bench.plot import draw_burst
 from bench.seed_policies import SeedTiming, fix_policy, run_policy, seed_policy
 from bench.workload import ACCOUNT_ID, TOKEN, Briefing, briefings
-from delivery.simulator import SimulatorConfig
-from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
+from delivery.devstack import clock
+from delivery.simulator import PlatformSimulator, SimulatorConfig
 
-__all__ = ["FACTOR", "PlatformLimit", "PolicyRun", "run"]
+__all__ = ["FACTOR", "TITLE", "PlatformLimit", "PolicyRun", "render", "run"]
 
 FACTOR = 1 / 25  # compressed seconds per real second
 RATE_FRACTION = 0.95  # the pipeline's account rate, as a share of the platform's
@@ -142,31 +135,21 @@ def _policy_run(
 
 
 def _pipeline_overrides(limit: PlatformLimit) -> dict[str, str]:
-    env = compressed_settings(FACTOR)
     allowed_per_minute = limit.per_minute / FACTOR
-    env["DELIVERY_SEND_RATE_PER_MINUTE"] = f"{allowed_per_minute * RATE_FRACTION:.6g}"
-    env["DELIVERY_SEND_BURST"] = "1"
-    return env
+    return clock.bench(
+        FACTOR, send_rate_per_minute=allowed_per_minute * RATE_FRACTION, send_burst=1
+    )
 
 
 def run_pipeline(limit: PlatformLimit, batch: list[Briefing], min_drain: float) -> PolicyRun:
     """The pipeline with real workers, a private Redis and a SQLite ledger."""
     overrides = _pipeline_overrides(limit)
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir("burst"))
-        redis = stack.enter_context(private_redis(workdir))
-        database_url = stack.enter_context(temporary_ledger("sqlite", workdir))
-        simulator = stack.enter_context(running_simulator(limit.simulator_config(FACTOR)))
-        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
-        env = pipeline_env(database_url=database_url, redis_url=redis.url, overrides=overrides)
-        stack.enter_context(delivery_env(env))
-        delivery.add_account(ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url)
-        stack.enter_context(celery_worker(env, workdir / "send.log", queues=SEND_QUEUE))
-        stack.enter_context(
-            celery_worker(env, workdir / "default.log", queues=DEFAULT_QUEUE, beat=True)
-        )
-        probe = LedgerProbe(database_url)
-        stack.callback(probe.close)
+    config = limit.simulator_config(FACTOR)
+    with bench_stack("burst", settings=overrides, simulator=config) as stack:
+        simulator = stack.simulator
+        stack.add_account(ACCOUNT_ID, token=TOKEN)
+        start_workers(stack)
+        probe = ledger_probe(stack)
         messages = [delivery.OutboundMessage(ACCOUNT_ID, b.to_user_id, b.text) for b in batch]
         t0, t0_wall = time.monotonic(), time.time()
         with LockoutSampler(simulator, ACCOUNT_ID, t0=t0) as sampler:
@@ -182,7 +165,8 @@ def run_pipeline(limit: PlatformLimit, batch: list[Briefing], min_drain: float) 
         arrivals = tally(simulator.model.snapshot(), batch, t0=t0)
         # kombu publishes every task message with one LPUSH: first publishes, next
         # chunks, and every retry of a waiting chunk (the reconciler's few included).
-        lpush = redis.client().info("commandstats").get("cmdstat_lpush", {}).get("calls", 0)
+        assert stack.redis is not None
+        lpush = stack.redis.client().info("commandstats").get("cmdstat_lpush", {}).get("calls", 0)
         notes = {
             "enqueue_many_seconds": enqueued,
             "task_messages": lpush,
@@ -207,7 +191,7 @@ def run_seed(
     """The seed's policy (or its proposed fix) against a fresh simulator."""
     timing = SeedTiming(factor=FACTOR)
     policy = fix_policy(timing) if fixed else seed_policy(timing)
-    with running_simulator(limit.simulator_config(FACTOR)) as simulator:
+    with PlatformSimulator(config=limit.simulator_config(FACTOR)) as simulator:
         simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
         t0 = time.monotonic()
         with LockoutSampler(simulator, ACCOUNT_ID, t0=t0) as sampler:
@@ -264,3 +248,124 @@ def _row(r: PolicyRun) -> str:
         f"drain {r.drain_seconds:.1f}s = {r.drain_ratio:.2f} x minimum "
         f"({r.drain_seconds / FACTOR / 60:.1f} real min){runs}"
     )
+
+
+PLOT = BENCH_DIR / "burst.png"
+
+
+def figures(r: dict[str, Any]) -> list[Path]:
+    """The burst's picture, ``bench/burst.png``."""
+    draw_burst(r, PLOT)
+    return [PLOT]
+
+
+TITLE = "1. Burst under a minutes-long limit"
+
+
+def render(r: dict[str, Any]) -> str:
+    """This benchmark's section of ``BENCHMARKS.md``, from its result."""
+    factor, limit = r["factor"], r["limit_real"]
+    scale = round(1 / factor)
+    runs = {run["policy"]: run for run in r["runs"]}
+    rows = [
+        [
+            f"**{run['policy']}**",
+            f"{run['messages_delivered']} / {run['messages']}",
+            f"{run['messages_lost']} ({run['messages_partial']})",
+            f"{run['chunks_delivered']} / {run['chunks']}",
+            str(run["duplicates"]),
+            str(run["rate_limited"]),
+            str(run["sendmessage_requests"]),
+            f"{run['drain_seconds']:.1f} s",
+            f"{run['drain_seconds'] / factor / 60:.1f} min",
+            f"{run['drain_ratio']:.2f}",
+        ]
+        for run in r["runs"]
+    ]
+    head = [
+        "policy",
+        "messages delivered",
+        "lost (partly delivered)",
+        "chunks delivered",
+        "duplicates",
+        "rate-limit rejections",
+        "sendmessage calls",
+        "drain time",
+        "real time",
+        "drain ÷ minimum",
+    ]
+    pipe, seed, fix = runs["pipeline"], runs["seed"], runs["seed + fix"]
+    settings = pipe["notes"]["settings"]
+    lockout_end = max((b for _, b in seed["lockouts"]), default=0.0)
+    return f"""## {TITLE}
+
+{stamp(r)}
+
+**Platform** (the simulator; a fresh one with the same model for each policy): at most
+{limit["sends"]} sends per account in any sliding {limit["window_seconds"]:g} s window
+({limit["sends"] * 60 / limit["window_seconds"]:g} a minute); the send that would exceed
+it is refused and locks the account out for {limit["lockout_seconds"]:g} s, and every send
+refused during a lockout pushes its end {limit["lockout_extend_seconds"]:g} s further
+(the seed retried for only 12 s). **Clock compressed {scale}×** (factor 1/{scale}): every
+duration of the platform, of both seed policies and of the pipeline's settings is
+multiplied by 1/{scale}; the window is {limit["window_seconds"] * factor:g} s, the lockout
+{limit["lockout_seconds"] * factor:g} s, the seed's 3 s wait {3 * factor:g} s. Times below are
+compressed seconds; *real time* multiplies them back by {scale}.
+
+**Burst**: a morning of cron briefings, {r["workload"]["messages"]} messages of 1–6
+chunks ({r["workload"]["chunks"]} chunks) for {r["workload"]["chats"]} chats, all due at
+once. **Theoretical minimum** drain: chunks ÷ allowed rate =
+{r["min_drain_seconds"]:.1f} s ({r["min_drain_seconds"] / factor / 60:.2f} min real).
+
+{table(head, rows)}
+
+*Lost* = not every chunk arrived; *partly delivered* = lost, but some chunks reached the
+chat (a briefing cut off mid-way). *Drain time* runs from handing the burst over
+(`enqueue_many` called, or the threads started) to the last message being final:
+delivered, or given up. Counts are the simulator's.
+
+Ratios measured in this run:
+- the pipeline delivered {pipe["messages_delivered"]}/{pipe["messages"]} messages in
+  {pipe["drain_ratio"]:.2f}× the theoretical minimum, with {pipe["rate_limited"]}
+  rate-limit rejections; its account rate was {r["rate_fraction"]:.0%} of the allowed
+  rate, so {1 / r["rate_fraction"]:.2f}× is its own floor; its sends were
+  {_mean_gap_ms(pipe):.0f} ms apart on average against the configured
+  {60_000 / float(settings["DELIVERY_SEND_RATE_PER_MINUTE"]):.0f} ms, and the send queue carried
+  {pipe["notes"].get("task_messages", 0) / pipe["chunks"]:.1f} task runs per chunk (see
+  Findings 2);
+- the seed + fix took {fix["drain_seconds"] / pipe["drain_seconds"]:.1f}× as long as the
+  pipeline ({fix["drain_ratio"]:.1f}× the minimum) and still lost
+  {fix["messages_lost"]} messages ({fix["messages_partial"]} of them cut off mid-way),
+  after {fix["rate_limited"]} refused sends and {len(fix["lockouts"])} lockouts;
+- the seed gave up on {seed["messages_lost"]} of {seed["messages"]} messages within
+  {seed["drain_seconds"]:.1f} s ({seed["drain_seconds"] / factor:.0f} s real); its
+  {seed["rate_limited"]} refused retries kept the account locked out until
+  {lockout_end:.0f} s ({lockout_end / factor / 60:.0f} min real).
+
+![chunks delivered over time](bench/burst.png)
+
+**Pipeline set-up**: a send worker (`-Q delivery.send`, prefork, concurrency 1, prefetch 1)
+and a default-queue worker with embedded beat (the reconciler), a private redis-server,
+a SQLite ledger; every `DELIVERY_*_SECONDS` default × 1/{scale}, the account rate
+`DELIVERY_SEND_RATE_PER_MINUTE={settings["DELIVERY_SEND_RATE_PER_MINUTE"]}` (compressed;
+{r["rate_fraction"]:.0%} of the platform's) with `DELIVERY_SEND_BURST=1`; cooldown
+{settings["DELIVERY_COOLDOWN_BASE_SECONDS"]} s, chunk gap
+`max({settings["DELIVERY_CHUNK_GAP_SECONDS"]}, {settings["DELIVERY_CHUNK_GAP_BASE_SECONDS"]}
++ {settings["DELIVERY_CHUNK_GAP_PER_CHUNK_SECONDS"]} × n)` s. The ledger recorded
+{counts(pipe["notes"]["ledger_attempts"])} attempts.
+
+**Seed policies** (`bench/seed_policies.py`): one thread per message, real HTTP through
+`ILinkClient`. *seed*: 5 attempts per chunk, fixed 3 s wait, fixed 1.5 s gap, not
+serialised, a failed chunk aborts and drops the message. *seed + fix*: wait
+`min(9 s × 2^attempt + uniform(0, 2 s), 60 s)` (base_wait = 3 × retry_delay),
+`threading.Semaphore(1)` around each whole send (sleeps included), gap
+`max(1.5, 2.0 + 0.3 × n)` s, and still 5 attempts (the seed's count, which the issue
+keeps), no resend. `client_id`: a fresh `seed-<uuid>` per chunk per message send, reused
+by that chunk's retries within the send; since neither policy resends a message, no
+chunk is ever sent under two ids, hence no duplicates here.
+"""
+
+
+def _mean_gap_ms(run: dict[str, Any]) -> float:
+    times: list[float] = run["accepted_at"]
+    return 1000 * (times[-1] - times[0]) / max(1, len(times) - 1)

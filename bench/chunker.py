@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpus import DOCUMENT_SIZES, mixed_corpus
+from bench.markdown import stamp, table
 from delivery.chunking import split_text
 
-__all__ = ["run"]
+__all__ = ["TITLE", "render", "run"]
 
 DOCUMENTS = 70  # ten of each size in DOCUMENT_SIZES
 SEED = 12
@@ -102,3 +103,64 @@ def run() -> dict[str, Any]:
         for name, text in PATHOLOGICAL.items()
     ]
     return result
+
+
+TITLE = "6. Chunker"
+
+
+def render(r: dict[str, Any]) -> str:
+    """This benchmark's section of ``BENCHMARKS.md``, from its result."""
+    runs = r["runs"]
+    rows = [
+        [
+            name,
+            f"{runs[key]['median_chars_per_second'] / 1e6:.1f} M",
+            f"{runs[key]['best_chars_per_second'] / 1e6:.1f} M",
+        ]
+        for key, name in (
+            ("before", "before (`tests/support/chunking_reference.py`)"),
+            ("after", "after (`delivery.chunking`)"),
+        )
+    ]
+    speedup = runs["after"]["median_chars_per_second"] / runs["before"]["median_chars_per_second"]
+    size_rows = [
+        [f"{s['size']:,}", str(s["texts"]), f"{s['median_chars_per_second'] / 1e6:.1f} M"]
+        for s in r["after_by_size"]
+    ]
+    worst_rows = [
+        [
+            p["text"],
+            f"{p['characters']:,}",
+            f"{p['before_chars_per_second'] / 1e6:.2f} M",
+            f"{p['after_chars_per_second'] / 1e6:.2f} M",
+        ]
+        for p in r["pathological"]
+    ]
+    return f"""## {TITLE}
+
+{stamp(r)}
+
+`split_text(text, max_chars={r["max_chars"]})` over a mixed corpus (`bench/corpus.py`):
+{r["documents"]} documents of {r["sizes"][0]:,} to {r["sizes"][-1]:,} characters
+({r["characters"]:,} in all, {r["chunks"]:,} chunks), made of English paragraphs with an
+emoji now and then, Chinese paragraphs without spaces (some longer than a chunk), bullet
+lists and fenced code blocks (some cut, closed and reopened). *Before* is the chunker as
+it was before issue 12, kept unchanged in `tests/support/chunking_reference.py`; both
+run in one process, alternating, {r["repeats"]} times each, timed with
+`time.perf_counter` around the whole corpus; both give the same chunks (checked
+before timing, and by `tests/unit/test_chunking_reference.py` on generated texts).
+
+{table(["chunker", "characters/s, median", "best"], rows)}
+
+After ÷ before: {speedup:.0f}×. The new chunker by document size (median characters/s; a
+text that fits one chunk needs no cut at all):
+
+{table(["characters per document", "documents", "characters/s"], size_rows)}
+
+Worst cases: texts built to defeat looking near a cut (best of 2 runs each). A cluster
+longer than a few hundred characters makes the new chunker segment the whole text once,
+as the old one always did; a prepend mark glued to every space leaves no word break, so
+each chunk's search walks every run of its window, where the old one walked each once.
+
+{table(["text", "characters", "before", "after"], worst_rows)}
+"""

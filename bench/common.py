@@ -1,19 +1,16 @@
-"""What every benchmark needs: a private Redis, a temporary ledger, the simulator,
-real workers, the pipeline's settings on a compressed clock, and the output files.
+"""What every benchmark needs around :func:`delivery.devstack.stack.local_stack`: a
+scratch directory, the pipeline's workers, a ledger probe, and the output files.
 
-Everything here is a context manager that stops or drops what it started when the
-``with`` block ends, however it ends (an error, Ctrl-C, SIGTERM turned into
-``KeyboardInterrupt`` by :func:`bench.__main__.main`).
+What is started is stopped, and what is created dropped, when the ``with`` block
+ends, however it ends (an error, Ctrl-C, SIGTERM turned into ``KeyboardInterrupt``
+by :func:`bench.__main__.main`).
 
 Example::
 
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir("burst"))
-        redis_url = stack.enter_context(private_redis(workdir)).url
-        database_url = stack.enter_context(temporary_ledger("sqlite", workdir))
-        env = pipeline_env(database_url=database_url, redis_url=redis_url, overrides={})
-        stack.enter_context(delivery_env(env))          # this process enqueues with it
-        stack.enter_context(celery_worker(env, workdir / "worker.log"))
+    with bench_stack("burst", settings=clock.bench(1 / 25)) as stack:
+        stack.add_account(ACCOUNT_ID, token=TOKEN)
+        start_workers(stack)
+        delivery.enqueue_many(messages)                 # this process on the stack's settings
 """
 
 from __future__ import annotations
@@ -21,53 +18,39 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 
-from delivery import runtime
-from delivery.devstack import LocalRedis, ManagedProcess, celery_argv
-from delivery.ledger.db import engine_for, upgrade_head
-from delivery.runtime import Runtime
-from delivery.settings import ENV_PREFIX, Settings, from_env, load_settings
-from delivery.simulator import PlatformSimulator, SimulatorConfig
-from delivery.worker.queues import SEND_QUEUE
+from bench.observe import LedgerProbe
+from delivery.devstack import ManagedProcess
+from delivery.devstack.stack import PG_ADMIN_DSN, Backend, LocalStack, local_stack
+from delivery.simulator import SimulatorConfig
+from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
 __all__ = [
     "BENCH_DIR",
     "OUT_DIR",
-    "PG_ADMIN_DSN",
+    "QUIET",
     "Backend",
-    "celery_worker",
-    "compressed_settings",
-    "delivery_env",
+    "bench_stack",
     "environment",
+    "ledger_probe",
     "peak_rss_kib",
-    "pipeline_env",
-    "private_redis",
-    "running_simulator",
     "scratch_dir",
-    "temporary_ledger",
+    "start_workers",
     "write_result",
 ]
 
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
-PG_ADMIN_DSN = os.environ.get("BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-WORKER_READY_SECONDS = 60.0
-# How long a publish may wait for the broker is about this machine's sockets, not
-# about the platform's clock: it is not compressed.
-_NOT_COMPRESSED = frozenset({"publish_timeout_seconds"})
-
-Backend = Literal["sqlite", "postgresql"]
+# Workers log warnings only: a line per task would be part of what is measured.
+QUIET = "WARNING"
 
 
 @contextmanager
@@ -90,135 +73,40 @@ def scratch_dir(name: str) -> Iterator[Path]:
 
 
 @contextmanager
-def private_redis(workdir: Path) -> Iterator[LocalRedis]:
-    """A redis-server of our own on a free port; nobody else's Redis is touched."""
-    server = LocalRedis(directory=workdir / "redis")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-@contextmanager
-def temporary_ledger(backend: Backend, workdir: Path) -> Iterator[str]:
-    """A ledger at the migration head; yields its URL. A PostgreSQL one is dropped after."""
-    if backend == "sqlite":
-        url = f"sqlite:///{workdir / f'ledger-{uuid.uuid4().hex[:6]}.sqlite3'}"
-        upgrade_head(url)
-        try:
-            yield url
-        finally:
-            engine_for(url).dispose()
-        return
-    name = f"delivery_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}/{name}"
-    try:
-        upgrade_head(url)
-        yield url
-    finally:
-        engine_for(url).dispose()
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def running_simulator(config: SimulatorConfig) -> Iterator[PlatformSimulator]:
-    """The platform simulator, serving from a thread of this process."""
-    with PlatformSimulator(config=config) as simulator:
-        yield simulator
-
-
-def compressed_settings(factor: float) -> dict[str, str]:
-    """The pipeline's default time knobs multiplied by ``factor`` (e.g. 1/20), as env vars.
-
-    Every ``*_seconds`` setting is scaled (gaps, cooldowns, backoffs, rechecks,
-    lock TTL, visibility timeout, HTTP timeout...) and the send rate divided, so
-    the pipeline runs its own production defaults on the compressed clock.
-    """
-    env: dict[str, str] = {}
-    for name, field in Settings.model_fields.items():
-        if name.endswith("_seconds") and name not in _NOT_COMPRESSED:
-            default = field.default
-            if isinstance(default, int | float) and not isinstance(default, bool):
-                env[f"{ENV_PREFIX}{name.upper()}"] = f"{default * factor:.6g}"
-    rate = Settings.model_fields["send_rate_per_minute"].default
-    env[f"{ENV_PREFIX}SEND_RATE_PER_MINUTE"] = f"{rate / factor:.6g}"
-    return env
-
-
-def pipeline_env(
-    *, database_url: str, redis_url: str, overrides: Mapping[str, str]
-) -> dict[str, str]:
-    """The environment of a worker (and of this process while it enqueues)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    env.update(overrides)
-    env[f"{ENV_PREFIX}DATABASE_URL"] = database_url
-    env[f"{ENV_PREFIX}BROKER_URL"] = redis_url
-    env[f"{ENV_PREFIX}REDIS_URL"] = redis_url
-    return env
-
-
-@contextmanager
-def delivery_env(env: Mapping[str, str]) -> Iterator[Runtime]:
-    """This process runs on ``env``'s ``DELIVERY_*`` settings and broker (a runtime of
-    its own), then on the one it had."""
-    own = Runtime(load_settings(**from_env(env)))
-    try:
-        with runtime.use(own):
-            yield own
-    finally:
-        own.close()
-
-
-@contextmanager
-def celery_worker(
-    env: dict[str, str],
-    log_path: Path,
+def bench_stack(
+    name: str,
     *,
-    queues: str = SEND_QUEUE,
-    beat: bool = False,
-    pool: str | None = None,
-    wrapper: list[str] | None = None,
-) -> Iterator[ManagedProcess]:
-    """A real ``celery -A delivery worker`` (prefork, concurrency 1, prefetch 1).
+    settings: Mapping[str, str] | None = None,
+    ledger: Backend = "sqlite",
+    simulator: SimulatorConfig | None = None,
+) -> Iterator[LocalStack]:
+    """A stack of its own in a scratch directory: a private redis-server, a temporary
+    ledger, the simulator, and this process on the stack's ``settings``."""
+    with (
+        scratch_dir(name) as workdir,
+        local_stack(workdir, settings=settings, ledger=ledger, simulator=simulator) as stack,
+    ):
+        yield stack
 
-    ``beat`` embeds beat (the reconciler); ``pool="solo"`` runs tasks in the main
-    process; ``wrapper`` replaces ``python -m celery`` by another module that runs
-    Celery (the profiler's).
-    """
-    node = f"bench-{uuid.uuid4().hex[:8]}"
-    schedule = log_path.parent / f"{node}-beat-schedule" if beat else None
-    extra = ["--pool", pool] if pool else []
-    argv = celery_argv(
-        "worker", queues=queues, name=node, beat_schedule=schedule, loglevel="WARNING", extra=extra
+
+def start_workers(stack: LocalStack, *, send_workers: int = 1) -> list[ManagedProcess]:
+    """``send_workers`` send workers (``send-<n>.log``), then the default-queue worker
+    with beat, the reconciler (``default.log``); each ready when this returns."""
+    workers = [
+        stack.start_worker(queues=SEND_QUEUE, log_name=f"send-{n}", loglevel=QUIET)
+        for n in range(send_workers)
+    ]
+    default = stack.start_worker(
+        queues=DEFAULT_QUEUE, beat=True, log_name="default", loglevel=QUIET
     )
-    if wrapper is not None:
-        argv = [argv[0], *wrapper, *argv[3:]]  # drop "-m celery"
-    worker = ManagedProcess(argv, env=env, log_path=log_path)
-    try:
-        _wait_ready(worker, f"{node}@{socket.gethostname()}")
-        yield worker
-    finally:
-        worker.stop()
+    return [*workers, default]
 
 
-def _wait_ready(worker: ManagedProcess, node: str) -> None:
-    """Wait until the worker answers a ping (at WARNING it logs nothing when ready).
-
-    Needs this process's runtime on the worker's broker (:func:`delivery_env`).
-    """
-    app = runtime.current().app
-    deadline = time.monotonic() + WORKER_READY_SECONDS
-    while time.monotonic() < deadline:
-        if not worker.running():
-            raise RuntimeError(f"worker exited:\n{worker.log_text()[-3000:]}")
-        if app.control.ping(destination=[node], timeout=0.5):
-            return
-    raise RuntimeError(f"worker {node} not ready after {WORKER_READY_SECONDS:g}s")
+def ledger_probe(stack: LocalStack) -> LedgerProbe:
+    """A probe of the stack's ledger, closed with the stack."""
+    probe = LedgerProbe(stack.database_url)
+    stack.cleanup.callback(probe.close)
+    return probe
 
 
 def tree_status_kib(root_pid: int, field: str) -> dict[int, int]:

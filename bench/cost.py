@@ -30,29 +30,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import delivery
-from bench.common import (
-    Backend,
-    celery_worker,
-    delivery_env,
-    peak_rss_kib,
-    pipeline_env,
-    private_redis,
-    running_simulator,
-    scratch_dir,
-    temporary_ledger,
-)
-from bench.observe import LedgerProbe
-from bench.profile_split import Split, split_profile
+from bench.common import QUIET, Backend, ledger_probe, peak_rss_kib, scratch_dir
+from bench.markdown import stamp, table
+from bench.profile_split import CATEGORIES, IDLE, Split, split_profile
 from bench.workload import ACCOUNT_ID, TOKEN, Briefing, briefings
-from delivery.simulator import PlatformSimulator, SimulatorConfig
+from delivery.devstack.stack import local_stack
+from delivery.simulator import PlatformSimulator
+from delivery.worker.queues import SEND_QUEUE
 
-__all__ = ["PipelineRun", "run", "run_pipeline", "run_plain_loop", "workload"]
+__all__ = ["TITLE", "PipelineRun", "render", "run", "run_pipeline", "run_plain_loop", "workload"]
 
 MESSAGES, CHATS, SEED = 120, 30, 7
 # A cron burst where every message starts a chat of its own: 120 readers, 1 to 3 parts
@@ -130,20 +121,17 @@ def run_pipeline(
     warmup = briefings(messages=WARMUP_MESSAGES, chats=2, seed=1)
     chunks = sum(len(b.chunks) for b in batch)
     warm_chunks = sum(len(b.chunks) for b in warmup)
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir(f"cost-{backend}"))
-        redis_url = stack.enter_context(private_redis(workdir)).url
-        database_url = stack.enter_context(temporary_ledger(backend, workdir))
+    with (
+        scratch_dir(f"cost-{backend}") as workdir,
+        local_stack(workdir, settings=UNLIMITED, ledger=backend) as stack,
+    ):
+        simulator, database_url = stack.simulator, stack.database_url
         if prepare is not None:
             prepare(database_url)
-        simulator = stack.enter_context(running_simulator(SimulatorConfig()))
-        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
-        env = pipeline_env(database_url=database_url, redis_url=redis_url, overrides=UNLIMITED)
-        stack.enter_context(delivery_env(env))
-        delivery.add_account(ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url)
+        stack.add_account(ACCOUNT_ID, token=TOKEN)
         wrapper = ["-m", "bench.profiled_worker", str(profile)] if profile else None
-        worker = stack.enter_context(
-            celery_worker(env, workdir / "worker.log", pool=pool, wrapper=wrapper)
+        worker = stack.start_worker(
+            queues=SEND_QUEUE, log_name="worker", loglevel=QUIET, pool=pool, wrapper=wrapper
         )
         delivery.enqueue_many(_outbound(warmup))
         _wait_accepted(simulator, warm_chunks)
@@ -151,8 +139,7 @@ def run_pipeline(
         delivery.enqueue_many(_outbound(batch))
         enqueued = time.monotonic()
         arrivals = [t for t in _wait_accepted(simulator, warm_chunks + chunks) if t >= started]
-        probe = LedgerProbe(database_url)
-        stack.callback(probe.close)
+        probe = ledger_probe(stack)
         while probe.open_messages():  # the last commit
             time.sleep(0.02)
         if inspect is not None:
@@ -182,7 +169,7 @@ def run_plain_loop() -> dict[str, float]:
     chunks = sum(len(b.chunks) for b in workload())
     rates = []
     for _ in range(LOOP_REPEATS):
-        with running_simulator(SimulatorConfig()) as simulator:
+        with PlatformSimulator() as simulator:
             simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
             argv = [sys.executable, "-m", "bench.plain_loop", simulator.base_url, TOKEN]
             out = subprocess.run([*argv, str(chunks)], check=True, capture_output=True, text=True)
@@ -256,3 +243,119 @@ def _split_text(split: Split) -> str:
         f"{split.transaction_control_per_chunk:.2f} BEGIN), {split.commits_per_chunk:.2f} "
         f"commits, {split.task_runs_per_chunk:.3f} task runs"
     )
+
+
+TITLE = "2. Pipeline cost"
+
+
+def render(r: dict[str, Any]) -> str:
+    """This benchmark's section of ``BENCHMARKS.md``, from its result."""
+    loop = r["plain_loop"]
+    repeats = max(
+        (len(r[b].get("throughput_runs", [])) for b in ("sqlite", "postgresql") if b in r),
+        default=1,
+    )
+    rows = [
+        [
+            "plain loop (`ILinkClient`, one session)",
+            "—",
+            f"{loop['median_chunks_per_second']:.0f}",
+            "—",
+            f"{1000 / loop['median_chunks_per_second']:.1f}",
+        ]
+    ]
+    splits = []
+    for backend in ("sqlite", "postgresql"):
+        if backend not in r:
+            continue
+        for key, what in (
+            ("throughput", "prefork, as run in production"),
+            ("profiled", "solo pool, sampled"),
+        ):
+            run = r[backend][key]
+            rows.append(
+                [
+                    f"pipeline, 1 worker ({what})",
+                    backend,
+                    f"{run['steady_chunks_per_second']:.1f}",
+                    f"{run['end_to_end_chunks_per_second']:.1f}",
+                    f"{1000 / run['steady_chunks_per_second']:.1f}",
+                ]
+            )
+        splits.append((backend, r[backend]["split"]))
+    split_rows = []
+    for name in (*CATEGORIES, IDLE):
+        row = [name if name != IDLE else "idle (waiting for the next task)"]
+        for _, split in splits:
+            wall, cpu = split["wall_ms_per_chunk"][name], split["cpu_ms_per_chunk"][name]
+            share = f" ({wall / split['busy_wall_ms']:.0%})" if name != IDLE else ""
+            row += [f"{wall:.1f}{share}", f"{cpu:.1f}"]
+        split_rows.append(row)
+    busy = ["**busy total**"]
+    for _, split in splits:
+        busy += [f"**{split['busy_wall_ms']:.1f}**", f"**{split['busy_cpu_ms']:.1f}**"]
+    split_rows.append(busy)
+    split_head = ["per chunk, ms"]
+    for backend, _ in splits:
+        split_head += [f"{backend} wall", f"{backend} CPU"]
+    sql_rows = [
+        [
+            backend,
+            f"{split['statements_per_chunk']:.1f}",
+            f"{split['commits_per_chunk']:.1f}",
+            ", ".join(f"`{site}` {ms:.1f}" for site, ms in split["top_sql_sites"][:6]),
+        ]
+        for backend, split in splits
+    ]
+    statements = splits[0][1]["top_statements"] if splits else []
+    statement_lines = "\n".join(f"- {n:.1f} × `{text}…`" for text, n in statements)
+    rss_rows = []
+    for backend in ("sqlite", "postgresql"):
+        if backend in r:
+            peaks = r[backend]["throughput"]["peak_rss_kib"]
+            rss_rows.append(
+                [backend] + [f"{peaks.get(k, 0) / 1024:.0f} MiB" for k in ("main", "pool child")]
+            )
+    return f"""## {TITLE}
+
+{stamp(r)}
+
+One send worker, a simulator with no limit (no latency), the account rate set far above
+reach and every chunk gap 0, all other settings at their defaults; a burst of
+{r["workload"]["messages"]} messages ({loop["chunks"]} chunks) for {r["workload"]["chats"]}
+chats after a small warm-up. *Steady* chunks per second is the simulator's count from
+the first to the last accepted chunk; *end to end* includes `enqueue_many` and the first
+chunk's latency; the prefork figure is the best of {repeats} runs (other work on
+the machine only slows runs down). The plain loop sends the same texts from its own
+process (median of 3). Real seconds; no compression.
+
+{table(["path", "ledger", "chunks/s steady", "chunks/s end to end", "ms per chunk"], rows)}
+
+**Where a chunk's time goes.** The profiled run is the same burst through a worker with
+`--pool solo` (tasks run in the main thread), started by `bench/profiled_worker.py`: a
+thread samples the main thread's stack about every 1 ms (`sys._current_frames`) and
+weighs each sample by the wall-clock and the CPU time (the thread's
+`pthread_getcpuclockid` clock) since the previous one; each stack is sorted by the
+first matching frame: HTTP (`delivery.ilink`, requests, urllib3), SQL (SQLAlchemy,
+psycopg, sqlite3), the account gate (`delivery.ratelimit`), publishing the next chunk
+(`delivery.pipeline.dispatch`), other pipeline code, Celery/kombu (receive, ack, retry,
+events, loop). In one solo-against-solo comparison the sampler slowed the worker
+by about 4%. Wall time includes waiting on
+sockets and on the CPU, which the simulator, Redis and PostgreSQL share on 2 cores;
+CPU is the worker's own.
+
+{table(split_head, split_rows)}
+
+SQL statements and transactions per chunk (SQLAlchemy engine events in the profiled
+worker), and the `delivery` functions whose SQL took the most wall time (ms per chunk):
+
+{table(["ledger", "statements", "commits", "heaviest callers"], sql_rows)}
+
+Statements per chunk on SQLite (first words):
+
+{statement_lines}
+
+**Peak memory** (max RSS, `VmHWM`) of the prefork worker after the burst:
+
+{table(["ledger", "main process", "pool child"], rss_rows)}
+"""

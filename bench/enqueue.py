@@ -14,28 +14,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import delivery
-from bench.common import (
-    Backend,
-    delivery_env,
-    pipeline_env,
-    private_redis,
-    scratch_dir,
-    temporary_ledger,
-)
+from bench.common import Backend, bench_stack
+from bench.markdown import stamp, table
 from bench.workload import ACCOUNT_ID, CHUNK_MAX_CHARS, TOKEN, briefings
 from delivery.chunking import split_text
 
-__all__ = ["EnqueueRun", "run"]
+__all__ = ["TITLE", "EnqueueRun", "render", "run"]
 
 CHATS = 50
 SINGLE_MESSAGES = 300
 BATCHES = ((100, 10), (500, 4))  # (batch size, batches)
-BASE_URL = "http://127.0.0.1:9"  # never called: nothing is sent
 
 
 @dataclass(frozen=True)
@@ -89,13 +81,8 @@ def run_backend(backend: Backend) -> list[EnqueueRun]:
     modes: list[tuple[str, int, int]] = [("enqueue", 1, SINGLE_MESSAGES)]
     modes += [(f"enqueue_many({size})", size, count) for size, count in BATCHES]
     for mode, size, count in modes:
-        with ExitStack() as stack:
-            workdir = stack.enter_context(scratch_dir(f"enqueue-{backend}"))
-            redis_url = stack.enter_context(private_redis(workdir)).url
-            database_url = stack.enter_context(temporary_ledger(backend, workdir))
-            env = pipeline_env(database_url=database_url, redis_url=redis_url, overrides={})
-            stack.enter_context(delivery_env(env))
-            delivery.add_account(ACCOUNT_ID, token=TOKEN, base_url=BASE_URL)
+        with bench_stack(f"enqueue-{backend}", ledger=backend) as stack:
+            stack.add_account(ACCOUNT_ID, token=TOKEN)  # nothing is sent
             delivery.enqueue_many(_messages(5, seed=99, tag="warm")[0])  # connections, imports
             messages, chunks = _messages(size * count, seed=3, tag=mode)
             batches = [messages[i : i + size] for i in range(0, len(messages), size)]
@@ -149,3 +136,34 @@ def run() -> dict[str, Any]:
             for r in runs
         ],
     }
+
+
+TITLE = "4. Enqueue"
+
+
+def render(r: dict[str, Any]) -> str:
+    """This benchmark's section of ``BENCHMARKS.md``, from its result."""
+    rows = [
+        [
+            run["backend"],
+            f"`{run['mode']}`",
+            f"{run['messages_per_second']:.0f}",
+            f"{run['chunks_per_second']:.0f}",
+            str(run["messages"]),
+            f"{run['seconds']:.2f}",
+        ]
+        for run in r["runs"]
+    ]
+    return f"""## {TITLE}
+
+{stamp(r)}
+
+Messages per second into a fresh ledger, publishing to a private redis-server (no worker
+runs). Each message is a briefing of 1–6 chunks of 1,500 characters (3.5 on average)
+for one of {r["chats"]} chats, with an idempotency key; `enqueue` is called once per
+message, `enqueue_many` with batches of 100 or 500. The time covers validation,
+chunking, the transaction and publishing new conversation heads. *chunker alone* is
+`split_text` on the same texts, with no ledger or broker.
+
+{table(["ledger", "call", "messages/s", "chunks/s", "messages", "seconds"], rows)}
+"""

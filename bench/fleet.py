@@ -30,35 +30,33 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis
 
 import delivery
-from bench.common import (
-    Backend,
-    celery_worker,
-    delivery_env,
-    pipeline_env,
-    private_redis,
-    running_simulator,
-    scratch_dir,
-    temporary_ledger,
-)
+from bench.common import Backend, bench_stack, ledger_probe, start_workers
 from bench.observe import LedgerProbe
 from delivery import runtime
 from delivery.devstack import ManagedProcess
+from delivery.devstack.stack import LocalStack
 from delivery.ledger import accounts
 from delivery.ledger.db import session_scope
 from delivery.ledger.types import utcnow
 from delivery.ratelimit.gate import Rate
-from delivery.simulator import PlatformSimulator, SimulatorConfig, Snapshot
-from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
+from delivery.simulator import PlatformSimulator, Snapshot
 
-__all__ = ["Fleet", "FleetAccount", "FleetRun", "fleet_pipeline", "make_fleet", "verify"]
+__all__ = [
+    "Fleet",
+    "FleetAccount",
+    "FleetRun",
+    "checks_text",
+    "fleet_pipeline",
+    "make_fleet",
+    "verify",
+]
 
 ENQUEUE_BATCH = 500  # messages per enqueue_many call
 PRESET_MEMORY_SECONDS = 86_400.0  # the preset rate outlives any run
@@ -151,12 +149,10 @@ class FleetRun:
     """The pipeline around a fleet, for the length of a ``with`` block."""
 
     fleet: Fleet
-    env: dict[str, str]
-    workdir: Path
+    stack: LocalStack
     simulator: PlatformSimulator
     redis_client: redis.Redis
     probe: LedgerProbe
-    stack: ExitStack
     send_workers: list[ManagedProcess] = field(default_factory=list)
     default_worker: ManagedProcess | None = None
 
@@ -174,12 +170,8 @@ class FleetRun:
     def start_workers(self, send_workers: int) -> None:
         """``send_workers`` send workers (prefork, concurrency 1), then the default one
         with beat; each is ready (answers a ping) when this returns."""
-        for n in range(send_workers):
-            log = self.workdir / f"send-{n}.log"
-            worker = self.stack.enter_context(celery_worker(self.env, log, queues=SEND_QUEUE))
-            self.send_workers.append(worker)
-        self.default_worker = self.stack.enter_context(
-            celery_worker(self.env, self.workdir / "default.log", queues=DEFAULT_QUEUE, beat=True)
+        *self.send_workers, self.default_worker = start_workers(
+            self.stack, send_workers=send_workers
         )
 
     def wait_done(self, *, timeout_seconds: float) -> None:
@@ -204,22 +196,14 @@ def fleet_pipeline(
     """A private Redis, a ledger, the simulator (no limit) with every account, the
     accounts added, and (``configured_ms``) each account's own rate preset; no worker
     yet (see :meth:`FleetRun.start_workers`)."""
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir(name))
-        server = stack.enter_context(private_redis(workdir))
-        database_url = stack.enter_context(temporary_ledger(backend, workdir))
-        simulator = stack.enter_context(running_simulator(SimulatorConfig()))
-        env = pipeline_env(database_url=database_url, redis_url=server.url, overrides=overrides)
-        stack.enter_context(delivery_env(env))
+    with bench_stack(name, settings=overrides, ledger=backend) as stack:
         for account in fleet.accounts:
-            simulator.model.register_account(account.id, token=account.token)
-            delivery.add_account(account.id, token=account.token, base_url=simulator.base_url)
-        client = server.client()
+            stack.add_account(account.id, token=account.token)
+        assert stack.redis is not None
         if configured_ms is not None:
             preset_rates(fleet, configured_ms=configured_ms)
-        probe = LedgerProbe(database_url)
-        stack.callback(probe.close)
-        yield FleetRun(fleet, env, workdir, simulator, client, probe, stack)
+        probe = ledger_probe(stack)
+        yield FleetRun(fleet, stack, stack.simulator, stack.redis.client(), probe)
 
 
 def verify(
@@ -275,3 +259,18 @@ def _rate_excess(times: tuple[float, ...], interval: float) -> float:
         for j in range(i + 1, len(times)):
             worst = max(worst, ((j - i) * interval - (times[j] - times[i])) / interval)
     return worst
+
+
+def checks_text(c: dict[str, Any]) -> str:
+    """The guarantees :func:`verify` checked, as a sentence of ``BENCHMARKS.md``."""
+    excess = c["rate_excess_intervals"]
+    rate = "" if excess is None else f"; fastest against its own rate: {excess:+.2f} intervals"
+    rejected = sum(c["rejected"].values())
+    return (
+        f"{c['arrived']:,} of {c['parts']:,} parts arrived, {c['missing']} missing, "
+        f"{c['arrived_twice']} twice ({c['platform_duplicates']} duplicates seen by the "
+        f"platform), {rejected} refused, {c['wrong_chat_or_account']} in a wrong chat, "
+        f"{c['chats_out_of_order']} chats out of order, at most "
+        f"{c['max_in_flight_per_account']} send per account in flight{rate}; ledger: "
+        + ", ".join(f"{n:,} {s}" for s, n in c["ledger_statuses"].items())
+    )

@@ -23,29 +23,19 @@ from __future__ import annotations
 
 import statistics
 import time
-from contextlib import ExitStack
 from typing import Any
 
 import delivery
-from bench.common import (
-    Backend,
-    delivery_env,
-    pipeline_env,
-    private_redis,
-    running_simulator,
-    scratch_dir,
-    temporary_ledger,
-)
+from bench.common import Backend, bench_stack
+from bench.markdown import stamp, table
 from bench.workload import ACCOUNT_ID, TOKEN
 from delivery.devstack.inbound import (
     AgentWorker,
     InboundReceiver,
     agent_settings,
-    start_relay_process,
 )
-from delivery.simulator import SimulatorConfig
 
-__all__ = ["MESSAGES", "RATE_PER_SECOND", "READERS", "run"]
+__all__ = ["MESSAGES", "RATE_PER_SECOND", "READERS", "TITLE", "render", "run"]
 
 READERS = 50
 PER_READER = 4
@@ -73,23 +63,13 @@ def _wait(condition: Any, *, what: str) -> None:
 
 
 def _run(backend: Backend) -> dict[str, Any]:
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir("inbound"))
-        server = stack.enter_context(private_redis(workdir))
-        database_url = stack.enter_context(temporary_ledger(backend, workdir))
-        simulator = stack.enter_context(running_simulator(SimulatorConfig()))
-        receiver = stack.enter_context(InboundReceiver())
-        overrides = {**receiver.settings(timeout_seconds=10), **agent_settings()}
-        env = pipeline_env(database_url=database_url, redis_url=server.url, overrides=overrides)
-        stack.enter_context(delivery_env(env))
-        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
-        delivery.add_account(
-            ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url, owns_inbound=True
-        )
-        agent = AgentWorker(env=env, log_dir=workdir)
-        stack.callback(agent.stop)
-        relay = start_relay_process(env, workdir / "relay.log")
-        stack.callback(relay.stop)
+    with bench_stack("inbound", ledger=backend) as stack, InboundReceiver() as receiver:
+        simulator = stack.simulator
+        stack.configure({**receiver.settings(timeout_seconds=10), **agent_settings()})
+        stack.add_account(ACCOUNT_ID, token=TOKEN, owns_inbound=True)
+        agent = AgentWorker(env=stack.env(), log_dir=stack.workdir)
+        stack.processes.append(agent.process)
+        stack.start_relay()
 
         def both_have(keys: set[str]) -> bool:
             return keys <= set(receiver.counts()) and keys <= set(agent.counts())
@@ -144,3 +124,50 @@ def run() -> dict[str, Any]:
             flush=True,
         )
     return {"runs": runs}
+
+
+TITLE = "8. Inbound relay"
+
+
+def render(r: dict[str, Any]) -> str:
+    """This benchmark's section of ``BENCHMARKS.md``, from its result."""
+    runs = r["runs"]
+    readers, total, rate = runs[0]["readers"], runs[0]["messages"], runs[0]["rate_per_second"]
+    each = total // readers
+
+    def row(run: dict[str, Any], what: str, label: str) -> list[str]:
+        figures = run[what]
+        return [
+            run["backend"],
+            label,
+            f"{figures['median_ms']:.0f} ms",
+            f"{figures['p95_ms']:.0f} ms",
+            f"{figures['max_ms']:.0f} ms",
+        ]
+
+    rows = []
+    for run in runs:
+        rows.append(row(run, "recorded", "read by the relay"))
+        rows.append(row(run, "webhook", "**the agent's webhook got it**"))
+        rows.append(row(run, "task", "**the agent's task ran**"))
+    twice = "; ".join(
+        f"{run['backend']}: {run['twice_webhook']} by webhook, {run['twice_task']} by task"
+        for run in runs
+    )
+    return f"""## {TITLE}
+
+{stamp(r)}
+
+`python -m bench inbound`. An account whose inbound side the service owns; `delivery
+relay` in a process of its own, polling the simulator (the platform's 35 s long poll,
+answered as soon as a message arrives); the agent's Celery worker consuming
+`DELIVERY_INBOUND_TASK` and its webhook (every POST's HMAC-SHA256 signature checked).
+{readers} readers write {each} messages each, {total} in all, {rate:g} a second, on the
+real clock. Latency runs from the moment a message is queued at the platform; a
+message is recorded in the ledger (and its reader's state updated) before it is
+handed over.
+
+{table(["ledger", "until", "median", "p95", "max"], rows)}
+
+Handed over more than once: {twice}.
+"""

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -36,23 +35,15 @@ from sqlalchemy import create_engine, select
 
 import delivery
 from bench.burst import PlatformLimit
-from bench.common import (
-    celery_worker,
-    compressed_settings,
-    delivery_env,
-    pipeline_env,
-    private_redis,
-    running_simulator,
-    scratch_dir,
-    temporary_ledger,
-)
+from bench.common import bench_stack, ledger_probe, start_workers
+from bench.markdown import stamp, table
 from bench.observe import LedgerProbe, LockoutSampler, tally
 from bench.workload import ACCOUNT_ID, TOKEN, Briefing, briefings
+from delivery.devstack import clock
 from delivery.ledger.models import Account
 from delivery.simulator import SimulatorConfig
-from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
-__all__ = ["run"]
+__all__ = ["TITLE", "render", "run"]
 
 FACTOR = 1 / 10
 BACKLOG_FACTOR = 1 / 40
@@ -105,27 +96,16 @@ def _wait_final(probe: LedgerProbe, count: int, *, deadline: float) -> None:
 
 def run_guess(guess: float, platform: Platform, batch: list[Briefing]) -> dict[str, Any]:
     """One burst with the rate configured at ``guess`` x the platform's limit."""
-    overrides = compressed_settings(FACTOR)
-    overrides["DELIVERY_SEND_RATE_PER_MINUTE"] = f"{platform.per_minute * guess / FACTOR:.6g}"
-    overrides["DELIVERY_SEND_BURST"] = "1"
+    overrides = clock.bench(
+        FACTOR, send_rate_per_minute=platform.per_minute * guess / FACTOR, send_burst=1
+    )
     parts = sum(len(b.chunks) for b in batch)
     minimum = parts / (platform.per_minute / 60.0)  # real seconds
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir("pace"))
-        redis = stack.enter_context(private_redis(workdir))
-        database_url = stack.enter_context(temporary_ledger("sqlite", workdir))
-        simulator = stack.enter_context(running_simulator(platform.config(FACTOR)))
-        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
-        env = pipeline_env(database_url=database_url, redis_url=redis.url, overrides=overrides)
-        stack.enter_context(delivery_env(env))
-        delivery.add_account(ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url)
-        for n in range(2):
-            stack.enter_context(celery_worker(env, workdir / f"send{n}.log", queues=SEND_QUEUE))
-        stack.enter_context(
-            celery_worker(env, workdir / "default.log", queues=DEFAULT_QUEUE, beat=True)
-        )
-        probe = LedgerProbe(database_url)
-        stack.callback(probe.close)
+    with bench_stack("pace", settings=overrides, simulator=platform.config(FACTOR)) as stack:
+        simulator, database_url = stack.simulator, stack.database_url
+        stack.add_account(ACCOUNT_ID, token=TOKEN)
+        start_workers(stack, send_workers=2)
+        probe = ledger_probe(stack)
         messages = [delivery.OutboundMessage(ACCOUNT_ID, b.to_user_id, b.text) for b in batch]
         t0 = time.monotonic()
         with LockoutSampler(simulator, ACCOUNT_ID, t0=t0) as sampler:
@@ -158,8 +138,7 @@ def run_guess(guess: float, platform: Platform, batch: list[Briefing]) -> dict[s
 
 def run_backlog() -> dict[str, Any]:
     """200 briefings enqueued at once into an account at its default rate."""
-    overrides = compressed_settings(BACKLOG_FACTOR)
-    overrides["DELIVERY_SEND_BURST"] = "1"
+    overrides = clock.bench(BACKLOG_FACTOR, send_burst=1)
     interval = 60.0 / 15.0  # real seconds between two sends at the default rate
     long_ones = [
         b
@@ -168,21 +147,11 @@ def run_backlog() -> dict[str, Any]:
     ][:BACKLOG_MESSAGES]
     # One chat each; ``index`` is the place in enqueue order.
     batch = [Briefing(i, f"user{i}@im.wechat", b.text, b.chunks) for i, b in enumerate(long_ones)]
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir("pace-backlog"))
-        redis = stack.enter_context(private_redis(workdir))
-        database_url = stack.enter_context(temporary_ledger("sqlite", workdir))
-        simulator = stack.enter_context(running_simulator(SimulatorConfig()))
-        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
-        env = pipeline_env(database_url=database_url, redis_url=redis.url, overrides=overrides)
-        stack.enter_context(delivery_env(env))
-        delivery.add_account(ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url)
-        stack.enter_context(celery_worker(env, workdir / "send.log", queues=SEND_QUEUE))
-        stack.enter_context(
-            celery_worker(env, workdir / "default.log", queues=DEFAULT_QUEUE, beat=True)
-        )
-        probe = LedgerProbe(database_url)
-        stack.callback(probe.close)
+    with bench_stack("pace-backlog", settings=overrides) as stack:
+        simulator = stack.simulator
+        stack.add_account(ACCOUNT_ID, token=TOKEN)
+        start_workers(stack)
+        probe = ledger_probe(stack)
         parts = sum(len(b.chunks) for b in batch)
         t0 = time.monotonic()
         delivery.enqueue_many(
@@ -263,3 +232,82 @@ def run() -> dict[str, Any]:
         "guesses": guesses,
         "backlog": backlog,
     }
+
+
+TITLE = "10. Pace: a guessed rate, and long messages in a backlog"
+
+
+def render(r: dict[str, Any]) -> str:
+    """This benchmark's section of ``BENCHMARKS.md``, from its result."""
+    platform, scale = r["platform"], round(1 / r["factor"])
+    rows = [
+        [
+            f"{g['guess']:g}x ({g['configured_per_minute']:g}/min)",
+            str(g["lockouts"]),
+            str(g["refused"]),
+            f"{g['drain_seconds']:.0f} s",
+            f"{g['minimum_seconds']:.0f} s",
+            f"{g['locked_seconds']:.0f} s",
+            f"{g['ratio']:.2f}",
+            f"{g['ratio_after_lockouts']:.2f}",
+            _learned_text(g["learned_per_minute"], r["factor"], platform),
+            f"{g['delivered']}/{g['messages']}, {g['duplicates']} dup",
+        ]
+        for g in r["guesses"]
+    ]
+    b = r["backlog"]
+    return f"""## {TITLE}
+
+{stamp(r)}
+
+**A guessed rate.** The platform allows {platform["sends"]} sends in any sliding
+{platform["window_seconds"]:g} s window ({platform["sends"] * 60 / platform["window_seconds"]:g}
+a minute) and locks the account out for {platform["lockout_seconds"]:g} s (each send refused
+meanwhile adds {platform["lockout_extend_seconds"]:g} s); each send arrives after 0 to
+{platform["jitter_seconds"]:g} s of network jitter and is answered {platform["latency_seconds"]:g} s
+later. `DELIVERY_SEND_RATE_PER_MINUTE` is set to a multiple of that limit (burst 1, every other
+knob at its default) and two send workers drain 40 briefings ({r["guesses"][0]["parts"]} parts,
+one chat each). The clock is compressed {scale}x; times below are real seconds. *Minimum*: the
+parts at the platform's rate; *locked*: time the account spent locked out; *÷ (min + locked)*:
+drain against the minimum plus the lockouts.
+
+{
+        table(
+            [
+                "configured",
+                "lockouts",
+                "refused",
+                "drain",
+                "minimum",
+                "locked",
+                "÷ min",
+                "÷ (min + locked)",
+                "learned",
+                "delivered",
+            ],
+            rows,
+        )
+    }
+
+**Long messages in a backlog.** {b["messages"]} briefings of 2 to 4 parts ({b["parts"]} parts),
+one chat each, enqueued at once into an account at 15 sends a minute (one per
+{b["interval_seconds"]:g} s; the platform does not limit here; clock compressed
+{round(1 / r["backlog_factor"])}x). The next part of a message already started goes before
+every first part. First part to last, against (parts - 1) x the interval: median
+**{b["ratio_median"]:.2f}x**, 95th percentile **{b["ratio_p95"]:.2f}x** (against the interval
+the sends really kept, {b["sent_interval_seconds"]:.2f} s: {b["sent_ratio_median"]:.2f}x and
+{b["sent_ratio_p95"]:.2f}x); in seconds: median {b["span_median_seconds"]:.1f}, p95
+{b["span_p95_seconds"]:.1f}, max {b["span_max_seconds"]:.1f}, while the backlog took
+{b["drain_seconds"]:.0f} s. Messages completed in enqueue order, displaced by at most
+{b["order_displacement_max"]} place(s) ({b["order_adjacent_inversions"]} adjacent pair(s)
+swapped); {b["duplicates"]} duplicates.
+"""
+
+
+def _learned_text(per_minute: float | None, factor: float, platform: dict[str, Any]) -> str:
+    """A learned rate on the compressed clock, as real sends a minute and x the limit."""
+    if per_minute is None:
+        return "-"
+    real = per_minute * factor
+    limit = platform["sends"] * 60 / platform["window_seconds"]
+    return f"{real:.1f}/min ({real / limit:.2f}x)"

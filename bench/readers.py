@@ -24,29 +24,20 @@ lockouts, refusals, refusals per lockout, drain time.
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
 
 import delivery
-from bench.common import (
-    celery_worker,
-    compressed_settings,
-    delivery_env,
-    pipeline_env,
-    private_redis,
-    running_simulator,
-    scratch_dir,
-    temporary_ledger,
-)
-from bench.observe import LedgerProbe, LockoutSampler
+from bench.common import bench_stack, ledger_probe, start_workers
+from bench.markdown import stamp, table
+from bench.observe import LockoutSampler
 from bench.workload import ACCOUNT_ID, TOKEN, briefings
+from delivery.devstack import clock
 from delivery.simulator import PlatformSimulator, SimulatorConfig
-from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
-__all__ = ["FACTOR", "run"]
+__all__ = ["FACTOR", "TITLE", "render", "run"]
 
 FACTOR = 1 / 25
 RATE_FRACTION = 0.95
@@ -102,23 +93,13 @@ def _run(
     told: bool,
     closed: list[str],
 ) -> Run:
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir("readers"))
-        server = stack.enter_context(private_redis(workdir))
-        database_url = stack.enter_context(temporary_ledger("sqlite", workdir))
-        simulator = stack.enter_context(running_simulator(config))
-        simulator.model.register_account(ACCOUNT_ID, token=TOKEN)
-        env = pipeline_env(database_url=database_url, redis_url=server.url, overrides=overrides)
-        stack.enter_context(delivery_env(env))
-        delivery.add_account(ACCOUNT_ID, token=TOKEN, base_url=simulator.base_url)
+    with bench_stack("readers", settings=overrides, simulator=config) as stack:
+        simulator = stack.simulator
+        stack.add_account(ACCOUNT_ID, token=TOKEN)
         for peer in sorted(open_readers):
             _writes(simulator, peer, told=told)
-        stack.enter_context(celery_worker(env, workdir / "send.log", queues=SEND_QUEUE))
-        stack.enter_context(
-            celery_worker(env, workdir / "default.log", queues=DEFAULT_QUEUE, beat=True)
-        )
-        probe = LedgerProbe(database_url)
-        stack.callback(probe.close)
+        start_workers(stack)
+        probe = ledger_probe(stack)
         t0 = time.monotonic()
         with LockoutSampler(simulator, ACCOUNT_ID, t0=t0) as sampler:
             ids = delivery.enqueue_many(messages)
@@ -133,7 +114,7 @@ def _run(
                 _until_delivered([message_id], t0=started, limit=30)
                 wakeups.append(time.monotonic() - started)
         rejected = simulator.model.snapshot().counters.rejected
-        gate = redis.Redis.from_url(server.url)
+        gate = redis.Redis.from_url(stack.redis_url)
         learned = any(
             gate.exists(f"delivery:acct:{{{ACCOUNT_ID}}}:{key}") for key in ("strikes", "pace")
         )
@@ -174,12 +155,9 @@ def _until_status(message_id: str, status: str, *, limit: float = 60) -> None:
 
 
 def _settings(rate_factor: float, **extra: str) -> dict[str, str]:
-    env = compressed_settings(FACTOR)
     allowed_per_minute = 20 / FACTOR  # 20 a minute on the compressed clock
-    env["DELIVERY_SEND_RATE_PER_MINUTE"] = f"{allowed_per_minute * rate_factor:.6g}"
-    env["DELIVERY_SEND_BURST"] = "1"
-    env.update(extra)
-    return env
+    env = clock.bench(FACTOR, send_rate_per_minute=allowed_per_minute * rate_factor, send_burst=1)
+    return env | extra
 
 
 def run() -> dict[str, Any]:
@@ -251,3 +229,65 @@ def _row(r: Run) -> str:
             else ""
         )
     )
+
+
+TITLE = "5. Readers"
+
+
+def render(r: dict[str, Any]) -> str:
+    """This benchmark's section of ``BENCHMARKS.md``, from its result."""
+    scale = round(1 / r["factor"])
+    all_open, two_closed = r["closed_readers"]
+    wakeups = ", ".join(f"{s:.2f} s" for s in two_closed["reader_wakeup_seconds"])
+    closed_rows = [
+        [
+            run["name"],
+            f"{run['drain_seconds']:.2f} s",
+            str(run["refused_reader"]),
+            str(run["refused_rate"]),
+            str(run["lockouts"]),
+            "yes" if run["strikes_or_pace_left"] else "no",
+        ]
+        for run in (all_open, two_closed)
+    ]
+    closed_head = [
+        "run",
+        "open readers drained",
+        "reader refusals",
+        "rate refusals",
+        "lockouts",
+        "strikes or pace learned",
+    ]
+    limit_rows = [
+        [
+            run["name"],
+            str(run["lockouts"]),
+            str(run["refused_rate"] + run["refused_reader"]),
+            "-" if run["refusals_per_lockout"] is None else f"{run['refusals_per_lockout']:.1f}",
+            f"{run['drain_seconds']:.1f} s",
+        ]
+        for run in r["rate_limit"]
+    ]
+    return f"""## {TITLE}
+
+{stamp(r)}
+
+`python -m bench readers`. The simulator refuses a reader who did not write within a
+day (or past 10 sends per message) with a bare `{{"ret": -2}}`, the same answer as its
+rate limit (20 sends per 60 s, then a 5-minute lockout); the clock is compressed
+{scale}x. **Closed readers**: a burst of one message to each of 20 readers at 95% of
+the platform's rate; in *two closed*, two of them (back to back in the burst) did not
+write for a day, and the pipeline knows none of the 20.
+
+{table(closed_head, closed_rows)}
+
+The 18 open readers drained in **{r["drain_ratio_18_vs_20"]:.2f}x** the time the 20 took
+with everyone open (target: within 1.15x), with no cooldown and no pace change. Once
+the two wrote (`record_inbound`), their messages were delivered after {wakeups}.
+
+**A true rate limit among readers**: the burst of section 1 (40 messages, 141 chunks,
+8 chats) with the account configured at twice the platform's rate. *today*: without
+reader limits, a bare `-2` is the account's limit, as before readers existed.
+
+{table(["run", "lockouts", "refusals", "refusals per lockout", "drain"], limit_rows)}
+"""

@@ -24,27 +24,18 @@ from __future__ import annotations
 import secrets
 import statistics
 import time
-from contextlib import ExitStack
 from typing import Any
 
 import delivery
-from bench.common import (
-    celery_worker,
-    compressed_settings,
-    delivery_env,
-    pipeline_env,
-    private_redis,
-    running_simulator,
-    scratch_dir,
-    temporary_ledger,
-)
+from bench.common import QUIET, bench_stack
+from bench.markdown import stamp, table
+from delivery.devstack import clock
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Account
 from delivery.sessions.store import FileAccountStore, StoredCredentials
-from delivery.simulator import PlatformSimulator, SimulatorConfig
-from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
+from delivery.simulator import PlatformSimulator
 
-__all__ = ["FACTOR", "TRIALS", "run"]
+__all__ = ["FACTOR", "TITLE", "TRIALS", "render", "run"]
 
 FACTOR = 1 / 10
 TRIALS = 5
@@ -90,7 +81,7 @@ def _trial(
 
 
 def run() -> dict[str, Any]:
-    settings = compressed_settings(FACTOR)
+    settings = clock.bench(FACTOR)
     recheck = float(settings["DELIVERY_SESSION_RECHECK_SECONDS"])
     interval = float(settings["DELIVERY_SESSION_CHECK_INTERVAL_SECONDS"])
     results: dict[str, Any] = {
@@ -100,23 +91,12 @@ def run() -> dict[str, Any]:
         "check_interval_seconds": interval,
         "paths": {},
     }
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir("recovery"))
-        redis_url = stack.enter_context(private_redis(workdir)).url
-        database_url = stack.enter_context(temporary_ledger("sqlite", workdir))
-        store = FileAccountStore(workdir / "accounts")
-        overrides = {**settings, "DELIVERY_ACCOUNT_STORE_DIR": str(store.directory)}
-        env = pipeline_env(database_url=database_url, redis_url=redis_url, overrides=overrides)
-        stack.enter_context(delivery_env(env))
-        simulator = stack.enter_context(running_simulator(SimulatorConfig()))
-        token = secrets.token_urlsafe(18)
-        simulator.model.register_account(ACCOUNT, token=token)
-        delivery.add_account(ACCOUNT, token=token, base_url=simulator.base_url)
-        stack.enter_context(
-            celery_worker(
-                env, workdir / "worker.log", queues=f"{SEND_QUEUE},{DEFAULT_QUEUE}", beat=True
-            )
-        )
+    with bench_stack("recovery", settings=settings) as stack:
+        simulator, database_url = stack.simulator, stack.database_url
+        store = FileAccountStore(stack.workdir / "accounts")
+        stack.configure(account_store_dir=str(store.directory))
+        stack.add_account(ACCOUNT, token=secrets.token_urlsafe(18))
+        stack.start_worker(beat=True, log_name="worker", loglevel=QUIET)
         for via in ("rotation", "account store"):
             seconds = [
                 _trial(simulator=simulator, database_url=database_url, store=store, via=via, n=n)
@@ -133,3 +113,41 @@ def run() -> dict[str, Any]:
                 flush=True,
             )
     return results
+
+
+TITLE = "3. Recovery"
+
+
+def render(r: dict[str, Any] | None) -> str:
+    """This benchmark's section of ``BENCHMARKS.md``, from its result."""
+    if not r or "paths" not in r:
+        return f"## {TITLE}\n\n**Not run.** `python -m bench recovery` measures it.\n"
+    scale = round(1 / r["factor"])
+    rows = [
+        [
+            via,
+            f"{p['median']:.2f} s",
+            f"{p['max']:.2f} s",
+            f"{p['median'] * scale:.0f} s",
+            ", ".join(f"{s:.2f}" for s in p["seconds"]),
+        ]
+        for via, p in r["paths"].items()
+    ]
+    return f"""## {TITLE}
+
+{stamp(r)}
+
+Time from a good token being stored to the platform's first accepted chunk, with
+sends parked on an expired session. Clock compressed {scale}x: the parked sends
+look again every {r["recheck_seconds"]:g} s (`DELIVERY_SESSION_RECHECK_SECONDS`,
+{r["recheck_seconds"] * scale:g} s by default) and beat checks sessions every
+{r["check_interval_seconds"]:g} s (`DELIVERY_SESSION_CHECK_INTERVAL_SECONDS`,
+{r["check_interval_seconds"] * scale:g} s by default). *rotation*: an operator
+stores the token in the ledger (`delivery account add`); *account store*: an agent
+writes it to its file and beat's check imports it. {r["trials"]} trials each.
+
+{table(["token stored by", "median", "max", "median, real clock", "trials (s)"], rows)}
+
+Expected: within one recheck for a rotation, within one check interval plus one
+recheck for the store.
+"""

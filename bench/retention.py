@@ -16,14 +16,15 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 import time
-from contextlib import ExitStack
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from bench.common import Backend, scratch_dir, temporary_ledger
+from bench.common import Backend, scratch_dir
+from bench.markdown import stamp, table
 from bench.workload import ACCOUNT_ID, TOKEN
 from delivery import retention
+from delivery.devstack.stack import temporary_ledger
 from delivery.ledger import accounts, outbox
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Attempt, Chunk, Message
@@ -31,7 +32,7 @@ from delivery.ledger.retention import Pruned
 from delivery.ledger.states import AttemptOutcome, ChunkStatus, MessageStatus
 from delivery.ledger.types import utcnow
 
-__all__ = ["run"]
+__all__ = ["TITLE", "render", "run"]
 
 MESSAGES = 20_000
 OPEN_MESSAGES = 1_000
@@ -94,9 +95,10 @@ def _fill(url: str) -> None:
 
 def run_backend(backend: Backend) -> dict[str, Any]:
     """Fill one fresh ledger, then prune it and time every batch."""
-    with ExitStack() as stack:
-        workdir = stack.enter_context(scratch_dir(f"retention-{backend}"))
-        url = stack.enter_context(temporary_ledger(backend, workdir))
+    with (
+        scratch_dir(f"retention-{backend}") as workdir,
+        temporary_ledger(backend, workdir) as url,
+    ):
         _fill(url)
         engine = engine_for(url)
         batch_ms: list[float] = []
@@ -155,3 +157,47 @@ def run() -> dict[str, Any]:
         "batch_messages": retention.BATCH_MESSAGES,
         "runs": [run_backend(backend) for backend in backends],
     }
+
+
+TITLE = "7. Retention"
+
+
+def render(r: dict[str, Any]) -> str:
+    """This benchmark's section of ``BENCHMARKS.md``, from its result."""
+    rows = [
+        [
+            run["backend"],
+            f"{run['messages']:,}",
+            f"{run['chunks']:,} / {run['attempts']:,}",
+            f"{run['messages_per_second']:,.0f}",
+            str(run["batches"]),
+            f"{run['batch_ms_median']:.0f} ms",
+            f"{run['batch_ms_max']:.0f} ms",
+            f"{run['open_left']:,} of {r['open_messages']:,}",
+        ]
+        for run in r["runs"]
+    ]
+    head = [
+        "ledger",
+        "messages pruned",
+        "chunks / attempts",
+        "messages/s",
+        "batches",
+        "batch, median",
+        "batch, max",
+        "open messages left",
+    ]
+    return f"""## {TITLE}
+
+{stamp(r)}
+
+A fresh ledger holds {r["messages"]:,} delivered messages of {r["chunks_per_message"]}
+chunks with one attempt each, all ended 40 days ago, and {r["open_messages"]:,} open ones;
+`delivery.retention.prune` deletes what ended more than 30 days ago, {r["batch_messages"]}
+messages per transaction (as beat and `delivery prune` do). A batch is timed from before
+its transaction begins to after its commit: the longest a send's transaction could wait
+behind it (on PostgreSQL a batch skips rows another transaction holds, so it never waits
+itself).
+
+{table(head, rows)}
+"""

@@ -27,18 +27,16 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from delivery import runtime
-from delivery.accounts import add_account
 from delivery.api import enqueue_many, record_inbound
 from delivery.briefings import add_briefing
 from delivery.demo import scenario as story
 from delivery.demo.observe import Progress, Watcher
 from delivery.demo.report import Timing, build_report, render
-from delivery.devstack import LocalRedis, ManagedProcess, celery_argv
+from delivery.devstack import ManagedProcess
+from delivery.devstack.stack import LocalStack, local_stack
 from delivery.ledger.db import engine_for, redact_url, upgrade_head
-from delivery.runtime import Runtime
 from delivery.sessions.store import FileAccountStore, StoredCredentials
-from delivery.settings import from_env, load_settings
+from delivery.settings import ENV_PREFIX, load_settings
 from delivery.simulator import PlatformSimulator
 from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 
@@ -46,7 +44,6 @@ __all__ = ["run_demo"]
 
 _TICK_SECONDS = 0.25
 _PLAIN_STATUS_EVERY_SECONDS = 5.0
-_READY_SECONDS = 90.0
 
 
 @dataclass
@@ -98,16 +95,31 @@ def _prepare(directory: Path) -> None:
     (directory / "logs").mkdir(parents=True)
 
 
-def _broker(directory: Path, cleanup: contextlib.ExitStack, console: Console) -> str:
+def _demo_stack(directory: Path, cleanup: contextlib.ExitStack, console: Console) -> LocalStack:
+    """The demo's stack: its own redis-server unless ``DELIVERY_BROKER_URL`` names one,
+    a SQLite ledger, the platform of the story, on the demo's clock."""
     settings = load_settings()
-    if "broker_url" in settings.model_fields_set:
+    shared = "broker_url" in settings.model_fields_set
+    if shared:
         console.print(f"broker: {redact_url(settings.broker_url)} (DELIVERY_BROKER_URL)")
-        return settings.broker_url
-    server = LocalRedis(directory=directory / "redis")
-    server.start()
-    cleanup.callback(server.stop)
-    console.print(f"broker: a private redis-server ({server.binary}) on port {server.port}")
-    return server.url
+    database_url = f"sqlite:///{directory / 'ledger.sqlite3'}"
+    upgrade_head(database_url)
+    given = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    stack = cleanup.enter_context(
+        local_stack(
+            directory,
+            settings={**given, **story.demo_settings(directory=directory)},
+            database_url=database_url,
+            redis_url=settings.broker_url if shared else None,
+            simulator=story.scenario().simulator,
+            log_dir=directory / "logs",
+        )
+    )
+    if stack.redis is not None:
+        console.print(
+            f"broker: a private redis-server ({stack.redis.binary}) on port {stack.redis.port}"
+        )
+    return stack
 
 
 def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit: float) -> int:
@@ -118,20 +130,9 @@ def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit
         f"{directory}"
     )
     _prepare(directory)
-    broker_url = _broker(directory, cleanup, console)
-    demo_env = story.demo_settings(directory=directory, broker_url=broker_url)
-    settings = load_settings(**from_env(demo_env))
-    demo_runtime = Runtime(settings)
-    cleanup.callback(demo_runtime.close)
-    cleanup.enter_context(runtime.use(demo_runtime))
-    child_env = {**os.environ, **demo_env}
-    upgrade_head(settings.database_url)
-
-    simulator = PlatformSimulator(config=plan.simulator).start()
-    cleanup.callback(simulator.stop)
-    token = secrets.token_urlsafe(18)
-    simulator.model.register_account(story.ACCOUNT, token=token)
-    add_account(story.ACCOUNT, token=token, base_url=simulator.base_url)
+    stack = _demo_stack(directory, cleanup, console)
+    simulator = stack.simulator
+    stack.add_account(story.ACCOUNT, token=secrets.token_urlsafe(18))
     for reader in story.READERS:  # they wrote to the bot this morning; the agent said so
         if reader != story.QUIET_READER:
             context = simulator.model.inject_inbound(story.ACCOUNT, from_user_id=reader, text="hi")
@@ -144,19 +145,10 @@ def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit
         schedule="every 15s",
     )
     console.print(f"platform simulator at {simulator.base_url}; starting a worker and beat ...")
-    worker = ManagedProcess(
-        celery_argv("worker", queues=f"{SEND_QUEUE},{DEFAULT_QUEUE}", name="demo-worker"),
-        env=child_env,
-        log_path=directory / "logs" / "worker.log",
+    beat = stack.start_beat()
+    stack.start_worker(
+        queues=f"{SEND_QUEUE},{DEFAULT_QUEUE}", name="demo-worker", log_name="worker"
     )
-    cleanup.callback(worker.stop)
-    beat = ManagedProcess(
-        celery_argv("beat", beat_schedule=directory / "beat-schedule"),
-        env=child_env,
-        log_path=directory / "logs" / "beat.log",
-    )
-    cleanup.callback(beat.stop)
-    worker.wait_for_log("ready.", timeout_seconds=_READY_SECONDS)
 
     simulator.model.lock_out(story.ACCOUNT, seconds=plan.initial_lockout_seconds)
     told = _Story(started=time.monotonic())
@@ -167,7 +159,7 @@ def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit
     ids = enqueue_many(story.burst())
     told.say(f"cron enqueued {len(ids)} messages (briefings, leaderboards, long replies)")
     watcher = Watcher(
-        engine=engine_for(settings.database_url),
+        engine=engine_for(stack.database_url),
         simulator=simulator,
         account_id=story.ACCOUNT,
         quiet_reader=story.QUIET_READER,
@@ -179,7 +171,7 @@ def _run(directory: Path, console: Console, cleanup: contextlib.ExitStack, limit
     platform = simulator.model.snapshot()
     arrivals = [m.arrived_at for ms in platform.messages.values() for m in ms]
     report = build_report(
-        engine=engine_for(settings.database_url),
+        engine=engine_for(stack.database_url),
         platform=platform,
         timing=Timing(
             elapsed_seconds=(max(arrivals) if arrivals else time.monotonic()) - told.started,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delivery.api import OutboundMessage
+from delivery.devstack import clock
 from delivery.simulator import SimulatorConfig
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
     "scenario",
 ]
 
-COMPRESSION = 10  # one second of the demo is ten on the real clock
+COMPRESSION = clock.DEMO_FACTOR  # one second of the demo is ten on the real clock
 ACCOUNT = "demo-bot"
 READERS = tuple(f"reader{n:02d}@im.wechat" for n in range(1, 13))
 QUIET_READER = READERS[-1]  # has not written for a day
@@ -83,42 +84,10 @@ def scenario() -> Scenario:
     )
 
 
-def demo_settings(*, directory: Path, broker_url: str) -> dict[str, str]:
-    """The DELIVERY_* settings of every demo process: the defaults, ten times faster."""
-    return {
-        "DELIVERY_DATABASE_URL": f"sqlite:///{directory / 'ledger.sqlite3'}",
-        "DELIVERY_BROKER_URL": broker_url,
-        "DELIVERY_REDIS_URL": broker_url,
-        "DELIVERY_ACCOUNT_STORE_DIR": str(directory / "accounts"),
-        # Just under the platform's 5 sends a second.
-        "DELIVERY_SEND_RATE_PER_MINUTE": "285",
-        "DELIVERY_SEND_BURST": "1",
-        "DELIVERY_CHUNK_GAP_SECONDS": "0.15",
-        "DELIVERY_CHUNK_GAP_BASE_SECONDS": "0.2",
-        "DELIVERY_CHUNK_GAP_PER_CHUNK_SECONDS": "0.03",
-        # The demo's platform locks out for 8 s (80 s real), far shorter than the hour users
-        # report: the first probe comes just after it, not after the default 10 minutes.
-        "DELIVERY_COOLDOWN_BASE_SECONDS": "9.5",
-        "DELIVERY_COOLDOWN_MAX_SECONDS": "180",
-        "DELIVERY_BACKOFF_BASE_SECONDS": "0.2",
-        "DELIVERY_BACKOFF_MAX_SECONDS": "60",
-        "DELIVERY_BACKOFF_FLOOR_SECONDS": "0.05",
-        "DELIVERY_SESSION_RECHECK_SECONDS": "1",
-        "DELIVERY_SESSION_CHECK_INTERVAL_SECONDS": "3",
-        "DELIVERY_OUTAGE_RETRY_SECONDS": "1",
-        "DELIVERY_RECONCILE_INTERVAL_SECONDS": "3",
-        "DELIVERY_RECONCILE_GRACE_SECONDS": "12",
-        "DELIVERY_VISIBILITY_TIMEOUT_SECONDS": "360",
-        "DELIVERY_HTTP_TIMEOUT_SECONDS": "3",
-        "DELIVERY_SEND_LOCK_TTL_SECONDS": "8",
-        "DELIVERY_DELIVERY_DEADLINE_SECONDS": "8640",
-        "DELIVERY_BRIEFING_TICK_SECONDS": "1",
-        "DELIVERY_BEAT_LOCK_TTL_SECONDS": "6",
-        "DELIVERY_READER_WINDOW_SECONDS": f"{DAY_SECONDS:g}",
-        "DELIVERY_READER_BUDGET": "1000",  # this demo's platform counts no budget
-        "DELIVERY_READER_PROBE_PAUSE_SECONDS": "0.2",
-        "DELIVERY_READER_RECHECK_SECONDS": "90",
-    }
+def demo_settings(*, directory: Path) -> dict[str, str]:
+    """The DELIVERY_* settings of every demo process: the demo's clock
+    (:data:`delivery.devstack.clock.DEMO`) and where it keeps its accounts."""
+    return {**clock.DEMO, "DELIVERY_ACCOUNT_STORE_DIR": str(directory / "accounts")}
 
 
 def _long_reply(n: int, rng: random.Random) -> str:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 import delivery
 from delivery import runtime
+from delivery.devstack import clock
 from delivery.devstack.inbound import (
     DEFAULT_SECRET,
     AgentWorker,
@@ -48,16 +49,7 @@ __all__ = [
 
 SECRET = DEFAULT_SECRET
 # The relay on a compressed clock: it looks around every 0.1 s, a lease lasts 1 s.
-FAST = {
-    "DELIVERY_INBOUND_SCAN_SECONDS": "0.1",
-    "DELIVERY_INBOUND_LEASE_SECONDS": "1",
-    "DELIVERY_BACKOFF_BASE_SECONDS": "0.1",
-    "DELIVERY_BACKOFF_MAX_SECONDS": "0.5",
-    "DELIVERY_BACKOFF_FLOOR_SECONDS": "0.05",
-    "DELIVERY_OUTAGE_RETRY_SECONDS": "0.2",
-    "DELIVERY_HTTP_TIMEOUT_SECONDS": "2",
-    "DELIVERY_SEND_LOCK_TTL_SECONDS": "5",
-}
+FAST = clock.RELAY_TESTS
 CALLED: list[InboundEvent] = []
 
 

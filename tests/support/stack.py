@@ -1,115 +1,58 @@
 """A running delivery stack for end-to-end tests: ledger, Redis, simulator, workers.
 
-Time knobs are compressed (sub-second backoffs and cooldowns) so the real logic
-runs in seconds; each test can override any ``DELIVERY_*`` setting.
+The harness is :func:`delivery.devstack.stack.local_stack`, on the tests' clock
+(:data:`delivery.devstack.clock.TESTS`: sub-second backoffs and cooldowns, so the
+real logic runs in seconds). This process keeps the runtime its fixtures installed;
+each test can override any ``DELIVERY_*`` setting of the processes it starts
+afterwards through ``stack.overrides``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
 
-import delivery
-from delivery.devstack import celery_argv
+from delivery import runtime
+from delivery.devstack import clock
+from delivery.devstack.processes import ManagedProcess
+from delivery.devstack.stack import LocalStack, local_stack
 from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Attempt, Chunk, Message
-from delivery.simulator import PlatformSimulator, SimulatorControl, Snapshot
-from tests.support.configure import child_env
-from tests.support.inbound import start_relay_process
-from tests.support.processes import CeleryProcess, start_worker
+from delivery.simulator import SimulatorControl, Snapshot
 from tests.support.waiting import wait_until
 
-# The compressed clock: the same pipeline, minutes turned into fractions of seconds.
-COMPRESSED = {
-    "DELIVERY_SEND_RATE_PER_MINUTE": "1200",  # one send per 50 ms per account
-    "DELIVERY_SEND_BURST": "1",
-    "DELIVERY_CHUNK_GAP_SECONDS": "0.05",
-    "DELIVERY_CHUNK_GAP_BASE_SECONDS": "0.05",
-    "DELIVERY_CHUNK_GAP_PER_CHUNK_SECONDS": "0.01",
-    "DELIVERY_COOLDOWN_BASE_SECONDS": "0.5",
-    "DELIVERY_COOLDOWN_MAX_SECONDS": "4",
-    "DELIVERY_BACKOFF_BASE_SECONDS": "0.1",
-    "DELIVERY_BACKOFF_MAX_SECONDS": "1",
-    "DELIVERY_BACKOFF_FLOOR_SECONDS": "0.05",
-    "DELIVERY_SESSION_RECHECK_SECONDS": "0.3",
-    "DELIVERY_SESSION_CHECK_INTERVAL_SECONDS": "1",
-    "DELIVERY_OUTAGE_RETRY_SECONDS": "0.5",
-    "DELIVERY_RECONCILE_INTERVAL_SECONDS": "1",
-    "DELIVERY_RECONCILE_GRACE_SECONDS": "2",
-    "DELIVERY_VISIBILITY_TIMEOUT_SECONDS": "60",
-    "DELIVERY_HTTP_TIMEOUT_SECONDS": "2",
-    "DELIVERY_SEND_LOCK_TTL_SECONDS": "5",
-    "DELIVERY_BRIEFING_TICK_SECONDS": "0.25",
-    "DELIVERY_BEAT_LOCK_TTL_SECONDS": "3",
-    "DELIVERY_READER_PROBE_PAUSE_SECONDS": "0.05",
-    "DELIVERY_READER_RECHECK_SECONDS": "30",
-    "DELIVERY_INBOUND_SCAN_SECONDS": "0.1",
-    "DELIVERY_INBOUND_LEASE_SECONDS": "1",
-    "DELIVERY_INBOUND_WEBHOOK_TIMEOUT_SECONDS": "2",
-}
-
+COMPRESSED = clock.TESTS
 TOKEN = "tok-test-0000-secret-A"
 
 
-@dataclass
-class Stack:
+class Stack(LocalStack):
     """What one end-to-end test runs against."""
 
-    database_url: str
-    simulator: PlatformSimulator
-    log_dir: Path
-    overrides: dict[str, str] = field(default_factory=dict)
-    workers: list[CeleryProcess] = field(default_factory=list)
+    @property
+    def overrides(self) -> dict[str, str]:
+        """The ``DELIVERY_*`` settings of the processes started from now on."""
+        return self.settings
+
+    @property
+    def workers(self) -> list[ManagedProcess]:
+        return self.processes
 
     @property
     def control(self) -> SimulatorControl:
         return SimulatorControl(self.simulator.base_url)
 
-    def env(self) -> dict[str, str]:
-        env = child_env()
-        env.update(COMPRESSED)
-        env.update(self.overrides)
-        env["DELIVERY_DATABASE_URL"] = self.database_url
-        return env
-
     def add_account(
         self, account_id: str = "bot-1", *, token: str = TOKEN, owns_inbound: bool = False
     ) -> str:
-        delivery.add_account(
-            account_id, token=token, base_url=self.simulator.base_url, owns_inbound=owns_inbound
-        )
-        self.simulator.model.register_account(account_id, token=token)
-        return account_id
-
-    def start_worker(self, **options: object) -> CeleryProcess:
-        worker = start_worker(env=self.env(), log_dir=self.log_dir, **options)  # type: ignore[arg-type]
-        self.workers.append(worker)
-        return worker
-
-    def start_relay(self, name: str = "relay") -> CeleryProcess:
-        """A real ``delivery relay`` process, once it runs."""
-        relay = start_relay_process(self.env(), self.log_dir / f"{name}.log")
-        self.workers.append(relay)
-        return relay
-
-    def start_beat(self, name: str) -> CeleryProcess:
-        """A real ``celery beat`` with the project's leader scheduler."""
-        argv = celery_argv("beat", beat_schedule=self.log_dir / f"{name}-schedule")
-        beat = CeleryProcess(argv, env=self.env(), log_path=self.log_dir / f"{name}.log")
-        beat.wait_for_log("beat: Starting", timeout_seconds=60)
-        self.workers.append(beat)
-        return beat
+        return super().add_account(account_id, token=token, owns_inbound=owns_inbound)
 
     def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        self.workers.clear()
+        self.stop_processes()
 
     def worker_logs(self) -> str:
-        return "\n".join(w.log_text() for w in self.workers)
+        return self.logs()
 
     # -- what happened ------------------------------------------------------------
 
@@ -172,9 +115,14 @@ def expected_texts(message_ids: list[str], database_url: str) -> dict[str, list[
 
 
 def running_stack(database_url: str, log_dir: Path) -> Iterator[Stack]:
-    with PlatformSimulator() as simulator:
-        stack = Stack(database_url=database_url, simulator=simulator, log_dir=log_dir)
-        try:
-            yield stack
-        finally:
-            stack.stop()
+    """A stack on this ledger and this process's Redis (the fixtures' settings)."""
+    with local_stack(
+        log_dir,
+        settings=clock.TESTS,
+        database_url=database_url,
+        redis_url=runtime.current().settings.broker_url,
+        in_process=False,
+        kind=Stack,
+    ) as stack:
+        assert isinstance(stack, Stack)
+        yield stack
