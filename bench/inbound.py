@@ -5,7 +5,7 @@
 simulator with one account whose inbound side the service owns; ``delivery
 relay`` in a process of its own; the agent's Celery worker
 (:mod:`delivery.devstack.agent`, consuming ``DELIVERY_INBOUND_TASK``) and its
-webhook (:class:`~delivery.devstack.inbound.InboundReceiver`, checking the
+webhook (:class:`~delivery.devstack.handover_side.InboundReceiver`, checking the
 signature of every POST).
 
 **The workload**: 50 readers write 4 messages each, 200 in all, at
@@ -29,7 +29,7 @@ import delivery
 from bench.common import Backend, bench_stack
 from bench.markdown import stamp, table
 from bench.workload import ACCOUNT_ID, TOKEN
-from delivery.devstack.inbound import (
+from delivery.devstack.handover_side import (
     AgentWorker,
     InboundReceiver,
     agent_settings,

@@ -3,8 +3,8 @@
 A fresh ledger (SQLite file, or a temporary PostgreSQL database) is filled with
 :data:`MESSAGES` delivered messages of :data:`CHUNKS` chunks, one attempt each,
 all ended 40 days ago, and :data:`OPEN_MESSAGES` open ones. Then
-:func:`delivery.retention.prune` deletes the delivered ones in batches of
-:data:`delivery.retention.BATCH_MESSAGES`; each batch is timed from before its
+:func:`delivery.api.pruning.prune` deletes the delivered ones in batches of
+:data:`delivery.api.pruning.BATCH_MESSAGES`; each batch is timed from before its
 transaction begins to after its commit (``time.perf_counter``), which bounds how
 long it can keep a send's transaction waiting. The set-up writes its rows in bulk
 (the outbox's insert, then one update and one insert for the state a burst of
@@ -23,7 +23,7 @@ from sqlalchemy import insert, select, update
 from bench.common import Backend, scratch_dir
 from bench.markdown import stamp, table
 from bench.workload import ACCOUNT_ID, TOKEN
-from delivery import retention
+from delivery.api import pruning
 from delivery.devstack.stack import temporary_ledger
 from delivery.ledger import accounts, outbox
 from delivery.ledger.db import engine_for, session_scope
@@ -112,16 +112,14 @@ def run_backend(backend: Backend) -> dict[str, Any]:
             last = now
 
         started = time.perf_counter()
-        pruned = retention.prune(
+        pruned = pruning.prune(
             engine,
             before=utcnow() - dt.timedelta(days=30),
-            statuses=retention.statuses(include_dead=False),
+            statuses=pruning.statuses(include_dead=False),
             on_batch=timed,
         )
         seconds = time.perf_counter() - started
-        left = retention.count(
-            engine, before=utcnow(), statuses=retention.statuses(include_dead=True)
-        )
+        left = pruning.count(engine, before=utcnow(), statuses=pruning.statuses(include_dead=True))
         with session_scope(engine, readonly=True) as db:
             open_left = len(list(db.scalars(select(Message.id))))
     result = {
@@ -139,7 +137,7 @@ def run_backend(backend: Backend) -> dict[str, Any]:
     }
     print(
         f"  {backend:<10} {result['messages_per_second']:7.0f} messages/s; batch of "
-        f"{retention.BATCH_MESSAGES}: median {result['batch_ms_median']:.0f} ms, "
+        f"{pruning.BATCH_MESSAGES}: median {result['batch_ms_median']:.0f} ms, "
         f"max {result['batch_ms_max']:.0f} ms; open left {open_left}",
         flush=True,
     )
@@ -154,7 +152,7 @@ def run() -> dict[str, Any]:
         "messages": MESSAGES,
         "open_messages": OPEN_MESSAGES,
         "chunks_per_message": CHUNKS,
-        "batch_messages": retention.BATCH_MESSAGES,
+        "batch_messages": pruning.BATCH_MESSAGES,
         "runs": [run_backend(backend) for backend in backends],
     }
 
@@ -193,7 +191,7 @@ def render(r: dict[str, Any]) -> str:
 
 A fresh ledger holds {r["messages"]:,} delivered messages of {r["chunks_per_message"]}
 chunks with one attempt each, all ended 40 days ago, and {r["open_messages"]:,} open ones;
-`delivery.retention.prune` deletes what ended more than 30 days ago, {r["batch_messages"]}
+`delivery.api.pruning.prune` deletes what ended more than 30 days ago, {r["batch_messages"]}
 messages per transaction (as beat and `delivery prune` do). A batch is timed from before
 its transaction begins to after its commit: the longest a send's transaction could wait
 behind it (on PostgreSQL a batch skips rows another transaction holds, so it never waits

@@ -16,8 +16,9 @@ Example::
 
 from __future__ import annotations
 
-from delivery.accounts import AccountInfo, add_account, list_accounts
-from delivery.api import (
+from delivery.api.account_admin import AccountInfo, add_account, list_accounts
+from delivery.api.replay import ReplayResult, replay, replay_dead_since
+from delivery.api.sending import (
     OutboundMessage,
     clear_dropping,
     enqueue,
@@ -36,10 +37,8 @@ from delivery.errors import (
     UnknownAccount,
 )
 from delivery.inbound.event import InboundEvent
-from delivery.inbox_view import InboxEntry, list_inbox
-from delivery.readers_view import ReaderInfo, list_readers
-from delivery.replay import ReplayResult, replay, replay_dead_since
-from delivery.views import (
+from delivery.read.inbox_views import InboxEntry, list_inbox
+from delivery.read.message_views import (
     AttemptInfo,
     ChunkInfo,
     MessageInfo,
@@ -47,6 +46,7 @@ from delivery.views import (
     get_status,
     list_messages,
 )
+from delivery.read.reader_views import ReaderInfo, list_readers
 from delivery.worker.app import app
 
 __all__ = [

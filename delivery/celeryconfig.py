@@ -6,13 +6,13 @@ command line puts the working directory first on ``sys.path``, so a stray
 top-level ``celeryconfig.py`` only re-exports this module.
 
 Values come from the settings (``DELIVERY_*`` environment variables), read when
-Celery first looks at its configuration; :func:`delivery.worker.config.celery_config`
+Celery first looks at its configuration; :func:`delivery.worker.configuration.celery_config`
 says how Celery uses them, here and for every publishing app.
 """
 
 from __future__ import annotations
 
 from delivery.settings import load_settings
-from delivery.worker.config import celery_config
+from delivery.worker.configuration import celery_config
 
 globals().update(celery_config(load_settings()))

@@ -58,7 +58,7 @@ from delivery.sessions.check import SessionChecker
 from delivery.sessions.store import FileAccountStore
 from delivery.sessions.trials import TrialPasses
 from delivery.settings import Settings, load_settings
-from delivery.worker.config import publishing_app
+from delivery.worker.configuration import publishing_app
 from delivery.worker.publisher import CeleryPublisher
 
 __all__ = ["Runtime", "current", "install", "use"]
@@ -70,7 +70,7 @@ class Runtime:
     """The engine, clients, gate, publishers and pipeline of one set of settings.
 
     ``app`` is the Celery app to publish through; by default one of its own,
-    built from ``settings`` (:func:`~delivery.worker.config.publishing_app`) and
+    built from ``settings`` (:func:`~delivery.worker.configuration.publishing_app`) and
     closed by :meth:`close`. Safe to share between threads: each piece is built
     once.
 

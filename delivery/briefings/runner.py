@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from delivery.api import OutboundMessage, enqueue_many
+from delivery.api.sending import OutboundMessage, enqueue_many
 from delivery.briefings.producers import BriefingSlot, load_producer, texts_for
 from delivery.briefings.schedule import latest_slot, parse_schedule, zone
 from delivery.errors import BriefingError, InvalidInput, LedgerError

@@ -44,45 +44,45 @@ def cli(verbose: bool) -> None:
 
 def _register() -> None:
     from delivery.cli import (
-        accounts,
-        briefings,
-        db,
-        demo,
-        hermes,
-        inbox,
-        login,
-        messages,
-        monitoring,
-        operations,
-        processes,
-        readers,
-        retention,
-        simulator,
+        accounts_commands,
+        briefings_commands,
+        db_commands,
+        demo_commands,
+        hermes_commands,
+        inbox_commands,
+        login_commands,
+        messages_commands,
+        monitoring_commands,
+        operations_commands,
+        processes_commands,
+        readers_commands,
+        retention_commands,
+        simulator_commands,
     )
 
-    cli.add_command(accounts.account)
-    cli.add_command(db.db)
-    cli.add_command(messages.enqueue_command)
-    cli.add_command(messages.show)
-    cli.add_command(simulator.simulator)
-    cli.add_command(briefings.briefings)
-    cli.add_command(briefings.briefing)
-    cli.add_command(login.login)
-    cli.add_command(operations.status)
-    cli.add_command(operations.messages)
-    cli.add_command(operations.dead)
-    cli.add_command(operations.replay_command)
-    cli.add_command(readers.inbound)
-    cli.add_command(readers.readers)
-    cli.add_command(inbox.inbox)
-    cli.add_command(inbox.relay)
-    cli.add_command(retention.prune)
-    cli.add_command(hermes.hermes)
-    cli.add_command(processes.worker)
-    cli.add_command(processes.beat)
-    cli.add_command(demo.demo)
-    cli.add_command(monitoring.metrics)
-    cli.add_command(monitoring.flower)
+    cli.add_command(accounts_commands.account)
+    cli.add_command(db_commands.db)
+    cli.add_command(messages_commands.enqueue_command)
+    cli.add_command(messages_commands.show)
+    cli.add_command(simulator_commands.simulator)
+    cli.add_command(briefings_commands.briefings)
+    cli.add_command(briefings_commands.briefing)
+    cli.add_command(login_commands.login)
+    cli.add_command(operations_commands.status)
+    cli.add_command(operations_commands.messages)
+    cli.add_command(operations_commands.dead)
+    cli.add_command(operations_commands.replay_command)
+    cli.add_command(readers_commands.inbound)
+    cli.add_command(readers_commands.readers)
+    cli.add_command(inbox_commands.inbox)
+    cli.add_command(inbox_commands.relay)
+    cli.add_command(retention_commands.prune)
+    cli.add_command(hermes_commands.hermes)
+    cli.add_command(processes_commands.worker)
+    cli.add_command(processes_commands.beat)
+    cli.add_command(demo_commands.demo)
+    cli.add_command(monitoring_commands.metrics)
+    cli.add_command(monitoring_commands.flower)
 
 
 _register()

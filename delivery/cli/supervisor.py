@@ -5,7 +5,7 @@ so a ``kill -9`` of the supervisor takes its children with it. A child that
 ends by itself — killed, crashed, or ended by its watchdog (exit code 75, it had
 stopped consuming) — is started again on its own, the others running on
 meanwhile: after 1 s, doubling with each quick death in a row (one that lived
-under a minute) up to a minute (:func:`delivery.policy.liveness.restart_delay_seconds`).
+under a minute) up to a minute (:func:`delivery.policy.liveness_rules.restart_delay_seconds`).
 Each death is one line on stderr: which child, its pid, how it ended, when it
 starts again. SIGTERM or SIGINT stops every child with SIGTERM (a warm
 shutdown: sends in flight finish) and the supervisor exits 0 once all have stopped.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from delivery.devstack.lifeline import die_with_parent
-from delivery.policy.liveness import restart_delay_seconds
+from delivery.policy.liveness_rules import restart_delay_seconds
 from delivery.worker.watchdog import WATCHDOG_EXIT_CODE
 
 __all__ = ["Supervisor", "describe_exit"]

@@ -27,7 +27,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from delivery.api import enqueue_many, record_inbound
+from delivery.api.sending import enqueue_many, record_inbound
 from delivery.briefings import add_briefing
 from delivery.demo import scenario as story
 from delivery.demo.observe import Progress, Watcher

@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from delivery.api import OutboundMessage
+from delivery.api.sending import OutboundMessage
 from delivery.devstack import clock
 from delivery.simulator import SimulatorConfig
 

@@ -41,7 +41,7 @@ import psycopg
 import delivery
 from delivery import runtime
 from delivery.devstack import clock
-from delivery.devstack.inbound import start_relay_process
+from delivery.devstack.handover_side import start_relay_process
 from delivery.devstack.processes import ManagedProcess, celery_argv
 from delivery.devstack.redis_server import LocalRedis
 from delivery.ledger.db import engine_for, upgrade_head

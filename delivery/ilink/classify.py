@@ -16,7 +16,7 @@ JSON
 -2, errmsg "" or absent (a bare -2)     refused: the account's limit *or* this
                                         reader's closed window or spent budget;
                                         the pipeline decides which (see
-                                        ``delivery.policy.readers``)
+                                        ``delivery.policy.reader_rules``)
 -2, errmsg "rate limited"               rate_limited
 -2 "unknown error"                      stale_context
 -2 "prepare failed"                     stale_context when a context token was

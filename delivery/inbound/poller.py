@@ -23,7 +23,7 @@ A poll, step by step:
    was handed stays at the platform, since no poll carried its cursor: the next
    poll, the relay's that holds the lease or the agent's own, gets it again.
 5. Record the whole answer and move the cursor in one transaction
-   (:mod:`~delivery.inbound.recording`). If the ledger is unreachable the cursor
+   (:mod:`~delivery.inbound.poll_record`). If the ledger is unreachable the cursor
    stays, and the platform hands the same messages out again next time.
 6. After the commit: hand the new messages over, wake the chats of the readers
    who wrote (the relay does both on threads of its own; the poller polls again).
@@ -49,9 +49,9 @@ from delivery.errors import LedgerError, TransportError
 from delivery.ilink.classify import classify
 from delivery.ilink.pool import ClientPool
 from delivery.ilink.protocol import TIMEOUT_GETUPDATES_SECONDS
+from delivery.inbound.heard import wake_reader
 from delivery.inbound.items import read_item, read_updates
-from delivery.inbound.record import wake_reader
-from delivery.inbound.recording import PollRecord, record_poll
+from delivery.inbound.poll_record import PollRecord, record_poll
 from delivery.ledger import accounts, inbox
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account

@@ -48,8 +48,8 @@ from sqlalchemy import select
 
 from delivery.errors import LedgerError, LimiterUnavailable
 from delivery.inbound.handover import Claimed, HandoverRunner
+from delivery.inbound.poll_record import PollRecord
 from delivery.inbound.poller import NO_HANDOVER, AccountPoller, PollerContext, wake_readers
-from delivery.inbound.recording import PollRecord
 from delivery.leases import RedisLease
 from delivery.ledger import handovers
 from delivery.ledger.db import session_scope

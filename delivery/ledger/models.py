@@ -237,7 +237,7 @@ class Reader(Base):
     reader's since then (``suspected`` while a probe decides, ``refused`` once it
     did). The replies' context token is kept here too (the latest one, and when
     a send with it failed as stale). The state an operator reads is derived, by
-    :func:`delivery.policy.readers.reader_state`.
+    :func:`delivery.policy.reader_rules.reader_state`.
     """
 
     __tablename__ = "readers"

@@ -2,7 +2,7 @@
 and the latest context token per (account, peer).
 
 A reader's state is not stored but derived from these rows (see
-:mod:`delivery.policy.readers`): ``last_inbound_at`` and the window give whether
+:mod:`delivery.policy.reader_rules`): ``last_inbound_at`` and the window give whether
 the platform will deliver to them; ``sends_since_inbound`` and the budget give
 how many more; ``closed_reason`` says the platform refused a send as theirs
 (``suspected`` while the pipeline's probe decides, ``refused`` once it did);

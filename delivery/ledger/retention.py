@@ -15,7 +15,7 @@ dead          ``dead_at``                           ``ix_messages_dead_at``
 is part of the selection and of the delete of the message rows themselves. A
 replayed dead letter is open again (its ``dead_at`` cleared), so it is not
 selected. Which final statuses go is the caller's choice: beat leaves dead
-letters for an operator to replay (see :mod:`delivery.retention`).
+letters for an operator to replay (see :mod:`delivery.api.pruning`).
 
 **Small batches.** :func:`prune_batch` is meant to be one short transaction: the
 ids of at most ``limit`` messages are selected first, oldest first through the

@@ -105,7 +105,7 @@ class AttemptOutcome(enum.StrEnum):
 
 
 class ReaderState(enum.StrEnum):
-    """What is known of a reader (a peer of an account): see ``delivery.policy.readers``."""
+    """What is known of a reader (a peer of an account): see ``delivery.policy.reader_rules``."""
 
     OPEN = "open"  # wrote within the reply window, and sends are left of their budget
     WINDOW_CLOSED = "window_closed"  # last wrote longer ago than the window (or refused)

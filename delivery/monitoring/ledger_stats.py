@@ -244,7 +244,7 @@ class SqlLedgerSource:
         )
 
     def _reader_state(self, now: dt.datetime) -> ColumnElement[str]:
-        """Each reader's state, as :func:`delivery.policy.readers.reader_state` reads it."""
+        """Each reader's state, as :func:`delivery.policy.reader_rules.reader_state` reads it."""
         heard = Reader.last_inbound_at
         return case(
             (

@@ -16,7 +16,7 @@ A task that holds the account's send lock (its slot came) takes one turn:
 3. **Tell the gate** what a refusal means for the account: a rate limit counts a
    strike, starts a cooldown, and the first of a streak teaches the limit what it
    proves (:mod:`delivery.ratelimit.learning`).
-4. **Record** the outcome (:mod:`delivery.pipeline.recording`): the attempt, the
+4. **Record** the outcome (:mod:`delivery.pipeline.outcome_record`): the attempt, the
    chunk and the message's next chunk, the counters, in one transaction.
 
 The :class:`Turn` it returns says what happened and what the line gets: whether the
@@ -57,8 +57,8 @@ from delivery.ledger.types import utcnow
 from delivery.pipeline.context import ON_TIME_SECONDS, RETRY_SOON_SECONDS, PipelineContext
 from delivery.pipeline.job import Job
 from delivery.pipeline.outcome import Applied, Plan, apply_outcome
-from delivery.pipeline.readers import Judged, ReaderView, judge, text_with_notice
-from delivery.pipeline.recording import record_outcome
+from delivery.pipeline.outcome_record import record_outcome
+from delivery.pipeline.reader_verdicts import Judged, ReaderView, judge, text_with_notice
 from delivery.pipeline.results import Done, StepResult, Wait
 from delivery.policy.outcomes import Decision, Step, decide
 from delivery.policy.timing import chunk_gap_seconds, cooldown_seconds

@@ -38,9 +38,9 @@ from delivery.ledger import accounts, attempts, outbox, readers
 from delivery.ledger.outbox import Armed
 from delivery.ledger.states import AttemptOutcome, ClosedReason, ParkReason, SessionState
 from delivery.pipeline.job import Job
-from delivery.pipeline.readers import Judged
+from delivery.pipeline.reader_verdicts import Judged
 from delivery.policy.outcomes import Decision, Step
-from delivery.policy.readers import Refusal
+from delivery.policy.reader_rules import Refusal
 from delivery.ratelimit.learning import Lesson
 
 __all__ = ["Applied", "Plan", "apply_outcome"]

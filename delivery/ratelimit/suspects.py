@@ -2,7 +2,7 @@
 
 A bare ``{"ret": -2}`` is the account's rate limit or one reader's closed window.
 The pipeline holds that reader's chat as a *suspect* and lets the account's next
-send, to another reader, decide (see :func:`delivery.policy.readers.judge_refusal`).
+send, to another reader, decide (see :func:`delivery.policy.reader_rules.judge_refusal`).
 This remembers, per account, the suspects since the last accepted send (whether
 the account is in a rate-limit streak is the gate's ``strikes``). A suspect is
 *held* until something decides; a rate limit *releases* it (it was the account's

@@ -12,7 +12,7 @@ Whoever can write a store file can redirect an account's messages (its
 what its own user alone can write: a directory or file that is group- or
 world-writable, or owned by another user, is refused with an ERROR line naming
 the path and the fix (``chmod go-w PATH``, ``chown``). A base URL that does change
-is logged by :func:`delivery.accounts.add_account` (from -> to).
+is logged by :func:`delivery.api.account_admin.add_account` (from -> to).
 
 Example::
 

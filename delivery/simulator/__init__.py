@@ -8,8 +8,8 @@ The layout follows the layers:
   ``/_sim/`` control API and its typed client
 - :mod:`~delivery.simulator.endpoints`: the iLink endpoints, request to outcome
 - :mod:`~delivery.simulator.faults`, :mod:`~delivery.simulator.qr`,
-  :mod:`~delivery.simulator.ratelimit`, :mod:`~delivery.simulator.inbound`,
-  :mod:`~delivery.simulator.envelope`, :mod:`~delivery.simulator.accounts`,
+  :mod:`~delivery.simulator.limiter`, :mod:`~delivery.simulator.update_queue`,
+  :mod:`~delivery.simulator.envelope`, :mod:`~delivery.simulator.registry`,
   :mod:`~delivery.simulator.requestlog`: one concept each
 
 Example::
@@ -30,7 +30,6 @@ from delivery.simulator.config import SimulatorConfig
 from delivery.simulator.control import SimulatorControl, SimulatorControlError
 from delivery.simulator.envelope import SendMessage
 from delivery.simulator.faults import Fault, FaultKind
-from delivery.simulator.inbound import Injected
 from delivery.simulator.model import PlatformModel
 from delivery.simulator.qr import QrStatus
 from delivery.simulator.records import (
@@ -43,6 +42,7 @@ from delivery.simulator.records import (
     Snapshot,
 )
 from delivery.simulator.server import PlatformSimulator, serve_forever
+from delivery.simulator.update_queue import Injected
 
 __all__ = [
     "AccountReport",

@@ -22,10 +22,10 @@ from typing import Any, Final
 import requests
 
 from delivery.simulator.faults import Fault
-from delivery.simulator.inbound import Injected
 from delivery.simulator.qr import DEFAULT_VERIFY_ATTEMPTS
 from delivery.simulator.records import Snapshot
 from delivery.simulator.routes import CONTROL_TOKEN_HEADER
+from delivery.simulator.update_queue import Injected
 
 __all__ = ["SimulatorControl", "SimulatorControlError"]
 

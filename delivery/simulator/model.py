@@ -28,16 +28,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from delivery.simulator.accounts import AccountRegistry
 from delivery.simulator.config import SimulatorConfig, apply_changes
 from delivery.simulator.envelope import SendMessage
 from delivery.simulator.faults import SENDMESSAGE, Fault, FaultQueue
-from delivery.simulator.inbound import Inbox, Injected
 from delivery.simulator.qr import DEFAULT_VERIFY_ATTEMPTS, QrFlow
 from delivery.simulator.records import Counters, Delivered, SeenRequest, Snapshot
+from delivery.simulator.registry import AccountRegistry
 from delivery.simulator.replies import Outcome, Reply, bad_request, json_reply, session_expired
 from delivery.simulator.requestlog import RequestLog
 from delivery.simulator.rules import AccountState, judge_send, reply_for
+from delivery.simulator.update_queue import Inbox, Injected
 
 __all__ = ["PlatformModel"]
 
@@ -299,7 +299,7 @@ class PlatformModel:
 
     def getupdates(self, *, token: str, cursor: str) -> Outcome:
         """Acknowledge up to ``cursor`` and hand out what is left (see
-        :mod:`~delivery.simulator.inbound`). With nothing to hand out, the request
+        :mod:`~delivery.simulator.update_queue`). With nothing to hand out, the request
         is held until a message arrives or ``longpolling_timeout_ms`` passes."""
 
         def updates(account: AccountState) -> Reply:

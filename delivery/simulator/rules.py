@@ -41,8 +41,8 @@ from typing import Any, Literal
 from delivery.ilink.protocol import MESSAGE_ID_FIELD, RET_FREQUENCY_LIMIT
 from delivery.simulator.config import SimulatorConfig
 from delivery.simulator.envelope import SendMessage
-from delivery.simulator.ratelimit import AccountLimiter
-from delivery.simulator.readers import ReaderBook
+from delivery.simulator.limiter import AccountLimiter
+from delivery.simulator.reader_book import ReaderBook
 from delivery.simulator.records import AccountReport
 from delivery.simulator.replies import (
     RET_REFUSED,

@@ -2,7 +2,7 @@
 
 Every worker of the app runs the liveness watchdog (:mod:`delivery.worker.liveness`).
 It is configured from the environment once; code that publishes uses the app of
-its :class:`~delivery.runtime.Runtime` (:func:`delivery.worker.config.publishing_app`),
+its :class:`~delivery.runtime.Runtime` (:func:`delivery.worker.configuration.publishing_app`),
 so a process may publish on another broker without touching this one.
 """
 

@@ -14,7 +14,8 @@ from typing import Any
 import redis
 from celery import Task
 
-from delivery import retention, runtime
+from delivery import runtime
+from delivery.api import pruning
 from delivery.briefings.runner import claim_due_slots, run_slot, stale_runs
 from delivery.errors import LedgerError, LimiterUnavailable
 from delivery.ledger.types import utcnow
@@ -166,14 +167,14 @@ def prune() -> str:
     attempts, and inbound messages the agent has had, with their hand-overs and
     attempts, in small batches for a bounded time (dead letters stay for replay)."""
     process = runtime.current()
-    before = retention.cutoff(now=utcnow(), older_than_days=process.settings.retention_days)
+    before = pruning.cutoff(now=utcnow(), older_than_days=process.settings.retention_days)
     try:
-        pruned = retention.prune(
+        pruned = pruning.prune(
             process.engine,
             before=before,
-            statuses=retention.statuses(include_dead=False),
-            max_seconds=retention.RUN_SECONDS,
+            statuses=pruning.statuses(include_dead=False),
+            max_seconds=pruning.RUN_SECONDS,
         )
     except LedgerError as exc:
         return _outage("prune", exc)
-    return f"pruned {retention.describe(pruned, before=before)}"
+    return f"pruned {pruning.describe(pruned, before=before)}"

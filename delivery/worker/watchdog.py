@@ -7,7 +7,7 @@ Nothing then consumes, and nothing says so. The watchdog probes the consumer
 every ``probe_interval_seconds`` (a fifth of the timeout); a probe returns
 whether the broker answered and which queues the consumer is consuming. When the
 consumer has shown no sign of life for ``timeout_seconds`` while the broker
-answers (see :mod:`delivery.policy.liveness`), ``on_stuck`` is called — in the
+answers (see :mod:`delivery.policy.liveness_rules`), ``on_stuck`` is called — in the
 worker, :func:`exit_for_supervisor`, which exits with
 :data:`WATCHDOG_EXIT_CODE` so the supervisor (``delivery worker``, systemd,
 Kubernetes) starts a fresh one.
@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from delivery.policy.liveness import probe_interval_seconds, stalled_seconds
+from delivery.policy.liveness_rules import probe_interval_seconds, stalled_seconds
 
 __all__ = ["WATCHDOG_EXIT_CODE", "Probe", "Watchdog", "exit_for_supervisor"]
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 import delivery
-from delivery.cli.monitoring import flower_invocation
+from delivery.cli.monitoring_commands import flower_invocation
 from delivery.devstack import free_port
 from delivery.errors import ConfigError
 from delivery.settings import load_settings

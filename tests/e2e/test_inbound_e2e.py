@@ -29,7 +29,7 @@ from delivery.ledger.db import engine_for, session_scope
 from delivery.ledger.models import Attempt, Chunk, HandoverAttempt, Message
 from delivery.ledger.types import utcnow
 from delivery.simulator import Fault, Injected
-from delivery.simulator.inbound import decode_cursor
+from delivery.simulator.update_queue import decode_cursor
 from delivery.worker.queues import DEFAULT_QUEUE, SEND_QUEUE
 from tests.support import services
 from tests.support.bursts import burst

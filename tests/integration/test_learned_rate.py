@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import delivery
-from delivery.accounts import reset_pace
+from delivery.api.account_admin import reset_pace
 from delivery.cli import cli
 from delivery.errors import InvalidInput
 from delivery.ledger import accounts

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from delivery import list_accounts
 from delivery.cli import cli
-from delivery.cli.login import login
+from delivery.cli.login_commands import login
 from delivery.errors import LoginError
 from delivery.ilink.classify import Answer
 from delivery.ilink.client import ILinkClient

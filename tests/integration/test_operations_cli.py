@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import delivery
 from delivery.cli import cli
-from delivery.cli.operations import parse_since
+from delivery.cli.operations_commands import parse_since
 from delivery.ledger import outbox
 from delivery.ledger.db import session_scope
 from delivery.ledger.types import utcnow

@@ -96,7 +96,7 @@ def test_a_committed_enqueue_never_raises_for_its_publish(
     def failing_wake(*args: object, **kwargs: object) -> None:
         raise LedgerError("the ledger at sqlite:///x failed: database is locked")
 
-    monkeypatch.setattr("delivery.api.wake_new_messages", failing_wake)
+    monkeypatch.setattr("delivery.api.sending.wake_new_messages", failing_wake)
 
     # When a message is enqueued, it returns its id (a retry would duplicate it)
     message_id = delivery.enqueue(ACCOUNT, PEER, "committed, then the wake-up failed")

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, event, func, select, text, update
 
 import delivery
-from delivery import retention, runtime
+from delivery import runtime
+from delivery.api import pruning
 from delivery.cli import cli
 from delivery.errors import ConfigError
 from delivery.ledger import attempts, outbox
@@ -33,7 +34,7 @@ from tests.support.ledger_ops import accept_chunk
 
 PEER = "o9cq80peer@im.wechat"
 TWO_CHUNKS = "word " * 500  # 2,500 characters: two chunks of at most 2,000
-FINAL = retention.statuses(include_dead=True)
+FINAL = pruning.statuses(include_dead=True)
 # A cutoff after everything the test wrote: every final message counts as past retention.
 TOMORROW = dt.timedelta(days=1)
 
@@ -173,8 +174,8 @@ def test_delivered_and_superseded_messages_go_with_their_chunks_and_attempts(
 ) -> None:
     # Given one message in each state, all ended before the cutoff
     # When the final ones are pruned as beat does (dead letters kept)
-    pruned = retention.prune(
-        ledger.engine, before=utcnow() + TOMORROW, statuses=retention.statuses(include_dead=False)
+    pruned = pruning.prune(
+        ledger.engine, before=utcnow() + TOMORROW, statuses=pruning.statuses(include_dead=False)
     )
 
     # Then the delivered and superseded ones are gone, with every chunk and attempt
@@ -195,7 +196,7 @@ def test_nothing_open_is_ever_deleted_however_long_ago_it_was_enqueued(
         age(ledger, message_id, days=365)
 
     # When every final state is pruned, with a cutoff after all of them
-    retention.prune(ledger.engine, before=utcnow() + TOMORROW, statuses=FINAL)
+    pruning.prune(ledger.engine, before=utcnow() + TOMORROW, statuses=FINAL)
 
     # Then only the open messages are left, each with all its chunks and attempts
     assert all_rows(ledger) == (2, 3, 2)
@@ -215,7 +216,7 @@ def test_a_replayed_dead_letter_is_not_pruned(account: str, ledger: Ledger) -> N
     delivery.replay(message_id)
 
     # When dead letters are pruned too
-    pruned = retention.prune(ledger.engine, before=utcnow() + TOMORROW, statuses=FINAL)
+    pruned = pruning.prune(ledger.engine, before=utcnow() + TOMORROW, statuses=FINAL)
 
     # Then the replayed message stays, queued, with its chunks and attempts
     assert pruned.messages == 0
@@ -224,10 +225,10 @@ def test_a_replayed_dead_letter_is_not_pruned(account: str, ledger: Ledger) -> N
 
 def test_dead_letters_go_only_when_asked(every_state: Ledgered, ledger: Ledger) -> None:
     cutoff = utcnow() + TOMORROW
-    retention.prune(ledger.engine, before=cutoff, statuses=retention.statuses(include_dead=False))
+    pruning.prune(ledger.engine, before=cutoff, statuses=pruning.statuses(include_dead=False))
     assert rows(ledger, every_state.dead) == ("dead", 1, 1)
 
-    retention.prune(ledger.engine, before=cutoff, statuses=retention.statuses(include_dead=True))
+    pruning.prune(ledger.engine, before=cutoff, statuses=pruning.statuses(include_dead=True))
     assert rows(ledger, every_state.dead) == (None, 0, 0)
 
 
@@ -239,8 +240,8 @@ def test_messages_that_ended_after_the_cutoff_stay(account: str, ledger: Ledger)
         age(ledger, message_id, days=days)
 
     # When what ended more than 30 days ago is pruned
-    before = retention.cutoff(now=utcnow(), older_than_days=30)
-    retention.prune(ledger.engine, before=before, statuses=FINAL)
+    before = pruning.cutoff(now=utcnow(), older_than_days=30)
+    pruning.prune(ledger.engine, before=before, statuses=FINAL)
 
     # Then only the older one is gone
     assert rows(ledger, old) == (None, 0, 0)
@@ -297,7 +298,7 @@ def test_each_batch_is_one_transaction_of_at_most_the_batch_size(
 
     # And the rest go in transactions of at most three messages each
     transactions.batches.clear()
-    retention.prune(ledger.engine, before=utcnow() + TOMORROW, statuses=FINAL, batch_messages=3)
+    pruning.prune(ledger.engine, before=utcnow() + TOMORROW, statuses=FINAL, batch_messages=3)
     assert [deleted for deleted in transactions.batches if deleted] == [[3], [1]]
     assert all_rows(ledger) == (0, 0, 0)
 
@@ -313,7 +314,7 @@ def test_a_batch_skips_a_message_another_transaction_holds(account: str, ledger:
         other.execute(text("SELECT id FROM messages WHERE id = :id FOR UPDATE"), {"id": int(held)})
 
         # When a prune runs meanwhile
-        pruned = retention.prune(ledger.engine, before=utcnow() + TOMORROW, statuses=FINAL)
+        pruned = pruning.prune(ledger.engine, before=utcnow() + TOMORROW, statuses=FINAL)
 
         # Then it did not wait: the free one went, the held one is left for the next run
         assert pruned.messages == 1

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 import delivery
-from delivery import retention
+from delivery.api import pruning
 from delivery.ledger import handovers, inbox
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Handover, HandoverAttempt, InboundMessage
@@ -173,10 +173,10 @@ def test_handed_over_inbound_messages_past_retention_go_with_their_hand_overs_an
     old = received(ledger, days_ago=31)
 
     # When what is past 30 days is pruned
-    pruned = retention.prune(
+    pruned = pruning.prune(
         ledger.engine,
-        before=retention.cutoff(now=utcnow(), older_than_days=30),
-        statuses=retention.statuses(include_dead=False),
+        before=pruning.cutoff(now=utcnow(), older_than_days=30),
+        statuses=pruning.statuses(include_dead=False),
     )
 
     # Then the handed-over message is gone with both hand-overs and all three attempts,
@@ -211,8 +211,8 @@ def test_an_inbound_message_not_yet_handed_over_stays_however_old(
     old = received(ledger, days_ago=365)  # (handed over to the new broker)
 
     # When everything received before tomorrow is pruned
-    pruned = retention.prune(
-        ledger.engine, before=utcnow() + TOMORROW, statuses=retention.statuses(include_dead=True)
+    pruned = pruning.prune(
+        ledger.engine, before=utcnow() + TOMORROW, statuses=pruning.statuses(include_dead=True)
     )
 
     # Then only the settled ones went; each pending one stays whole
@@ -224,8 +224,8 @@ def test_an_inbound_message_not_yet_handed_over_stays_however_old(
     # And once the agent has them, the next prune takes them
     attempt(ledger, old.waiting, WEBHOOK, delivered=True)
     attempt(ledger, old.in_flight, WEBHOOK, delivered=True)
-    pruned = retention.prune(
-        ledger.engine, before=utcnow() + TOMORROW, statuses=retention.statuses(include_dead=True)
+    pruned = pruning.prune(
+        ledger.engine, before=utcnow() + TOMORROW, statuses=pruning.statuses(include_dead=True)
     )
     assert pruned.inbound_messages == 2
     assert all_inbound_rows(ledger) == (1, 1, 1)  # the reopened one, still pending
@@ -237,10 +237,10 @@ def test_inbound_messages_received_after_the_cutoff_stay(account: str, ledger: L
     old = received(ledger, days_ago=31)
 
     # When what is past 30 days is pruned
-    retention.prune(
+    pruning.prune(
         ledger.engine,
-        before=retention.cutoff(now=utcnow(), older_than_days=30),
-        statuses=retention.statuses(include_dead=False),
+        before=pruning.cutoff(now=utcnow(), older_than_days=30),
+        statuses=pruning.statuses(include_dead=False),
     )
 
     # Then the old settled ones are gone, the duplicate and the malformed item by age alone
@@ -277,10 +277,10 @@ def test_inbound_batches_go_oldest_first_at_most_the_batch_size(
 
     # And the rest go in batches of at most two
     batches: list[int] = []
-    retention.prune(
+    pruning.prune(
         ledger.engine,
         before=utcnow(),
-        statuses=retention.statuses(include_dead=False),
+        statuses=pruning.statuses(include_dead=False),
         batch_messages=2,
         on_batch=lambda batch: batches.append(batch.inbound_messages),
     )
@@ -303,8 +303,8 @@ def test_an_inbound_batch_skips_a_message_another_transaction_holds(
         )
 
         # When a prune runs meanwhile
-        pruned = retention.prune(
-            ledger.engine, before=utcnow(), statuses=retention.statuses(include_dead=False)
+        pruned = pruning.prune(
+            ledger.engine, before=utcnow(), statuses=pruning.statuses(include_dead=False)
         )
 
         # Then it did not wait: the free one went, the held one is left for the next run
@@ -327,7 +327,7 @@ def test_beat_prunes_inbound_messages_past_retention_beside_outbound_ones_and_lo
     received(ledger, days_ago=31)
 
     # When beat's task runs (default retention: 30 days)
-    with caplog.at_level(logging.INFO, logger="delivery.retention"):
+    with caplog.at_level(logging.INFO, logger="delivery.api.pruning"):
         summary = tasks.prune()
 
     # Then both sides went, and the result and the log say so, table by table

@@ -72,9 +72,9 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_the_pipeline_the_inbound_side_and_the_ledger_are_handed_what_they_need() -> None:
+def test_the_pipeline_inbound_ledger_and_policies_are_handed_what_they_need() -> None:
     # Nothing under them reaches for the process's runtime, its settings or its Celery app.
     reaching = {"delivery.runtime", "delivery.worker.app", "delivery.settings.load_settings"}
-    for package in ("pipeline", "inbound", "ledger"):
+    for package in ("pipeline", "inbound", "ledger", "policy", "ratelimit", "chunking"):
         for path in sorted((PACKAGE / package).rglob("*.py")):
             assert not _imported_modules(path) & reaching, path

@@ -1,5 +1,5 @@
 """The inbound relay's helpers for tests: the agent's side (from
-:mod:`delivery.devstack.inbound`), paced arrivals, and a relay in this process with
+:mod:`delivery.devstack.handover_side`), paced arrivals, and a relay in this process with
 its settings (:data:`FAST`) and the agent's callback (:func:`remember`).
 
 Example::
@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import delivery
 from delivery import runtime
 from delivery.devstack import clock
-from delivery.devstack.inbound import (
+from delivery.devstack.handover_side import (
     DEFAULT_SECRET,
     AgentWorker,
     InboundReceiver,

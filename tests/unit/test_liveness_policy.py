@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from delivery.cli.supervisor import describe_exit
-from delivery.policy.liveness import (
+from delivery.policy.liveness_rules import (
     probe_interval_seconds,
     restart_delay_seconds,
     stalled_seconds,

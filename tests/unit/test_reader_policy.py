@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from delivery.ledger.states import ReaderState
-from delivery.pipeline.readers import ReaderView, text_with_notice
-from delivery.policy.readers import Refusal, judge_refusal, reader_state, sends_left
+from delivery.pipeline.reader_verdicts import ReaderView, text_with_notice
+from delivery.policy.reader_rules import Refusal, judge_refusal, reader_state, sends_left
 
 NOW = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC)
 DAY = 86_400.0

@@ -18,7 +18,7 @@ from delivery.ledger.db import session_scope
 from delivery.ledger.models import Reader
 from delivery.ledger.states import ReaderState
 from delivery.ledger.types import utcnow
-from delivery.policy.readers import reader_state, sends_left
+from delivery.policy.reader_rules import reader_state, sends_left
 from delivery.settings import Settings
 
 __all__ = ["ReaderInfo", "list_readers", "state_of"]

@@ -8,7 +8,7 @@ import sys
 import click
 from rich.table import Table
 
-from delivery.accounts import add_account, list_accounts, reset_pace
+from delivery.api.account_admin import add_account, list_accounts, reset_pace
 from delivery.cli.output import console
 from delivery.ilink.protocol import DEFAULT_BASE_URL
 

@@ -12,9 +12,9 @@ import sys
 import click
 from rich.table import Table
 
-from delivery.api import clear_dropping, record_inbound
+from delivery.api.sending import clear_dropping, record_inbound
 from delivery.cli.output import console
-from delivery.readers_view import list_readers
+from delivery.read.reader_views import list_readers
 
 __all__ = ["inbound", "readers"]
 

@@ -1,6 +1,6 @@
 """The pipeline's side of readers: their state, their hold, the notice, the verdict.
 
-The rules are pure (:mod:`delivery.policy.readers`); this applies them to what a
+The rules are pure (:mod:`delivery.policy.reader_rules`); this applies them to what a
 task read from the ledger and to the evidence the account's gate and probe hold
 in Redis.
 
@@ -23,7 +23,13 @@ from typing import Protocol
 from delivery.ledger.attempts import AttemptResult
 from delivery.ledger.states import AttemptOutcome, ClosedReason, ReaderState
 from delivery.pipeline.job import Job
-from delivery.policy.readers import Refusal, judge_refusal, notice_for, reader_state, sends_left
+from delivery.policy.reader_rules import (
+    Refusal,
+    judge_refusal,
+    notice_for,
+    reader_state,
+    sends_left,
+)
 from delivery.ratelimit.gate import AccountGate
 from delivery.ratelimit.suspects import RefusalProbe, Suspect
 from delivery.settings import Settings
@@ -137,7 +143,7 @@ def judge(
     probe_pause_seconds: float,
     suspects_held: bool,
 ) -> Judged:
-    """Decide a bare refusal (see :func:`~delivery.policy.readers.judge_refusal`), and
+    """Decide a bare refusal (see :func:`~delivery.policy.reader_rules.judge_refusal`), and
     settle the suspects held before when this send decides them. ``suspects_held``:
     the gate said readers are held on a bare refusal (else nothing is looked up).
 

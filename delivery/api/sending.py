@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from delivery import runtime
 from delivery.chunking import split_text
 from delivery.errors import InvalidInput, LedgerError, UnknownAccount
-from delivery.inbound.record import record_heard, release_dropping
+from delivery.inbound.heard import record_heard, release_dropping
 from delivery.ledger import outbox, readers
 from delivery.ledger.db import session_scope
 from delivery.ledger.models import Account, Message
@@ -439,7 +439,7 @@ def record_inbound(
     context token (from that message), when given, becomes the one replies carry;
     the chat's message that waited for the reader is published at once. An
     inbound message older than one already recorded changes nothing but a
-    missing token. See :mod:`delivery.inbound.record`.
+    missing token. See :mod:`delivery.inbound.heard`.
 
     Raises:
         InvalidInput: unknown account, malformed peer or token (never echoed), or

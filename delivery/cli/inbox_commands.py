@@ -16,7 +16,7 @@ from rich.table import Table
 
 from delivery import runtime
 from delivery.cli.output import console
-from delivery.inbox_view import DEFAULT_LIMIT, list_inbox
+from delivery.read.inbox_views import DEFAULT_LIMIT, list_inbox
 
 __all__ = ["inbox", "relay"]
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import click
 from rich.progress import Progress
 
-from delivery import retention, runtime
-from delivery.cli.operations import parse_since
+from delivery import runtime
+from delivery.api import pruning
+from delivery.cli.operations_commands import parse_since
 from delivery.ledger.states import MessageStatus
 from delivery.ledger.types import utcnow
 
@@ -25,7 +26,7 @@ __all__ = ["prune"]
 @click.option("--dry-run", is_flag=True, help="Say how many would go; delete nothing.")
 @click.option(
     "--batch-size",
-    default=retention.BATCH_MESSAGES,
+    default=pruning.BATCH_MESSAGES,
     show_default=True,
     type=click.IntRange(1, 10_000),
     help="Messages (or inbound messages) per transaction.",
@@ -38,7 +39,7 @@ def prune(older_than: str | None, include_dead: bool, dry_run: bool, batch_size:
     transaction, so sending goes on meanwhile.
     """
     if older_than is None:
-        before = retention.cutoff(
+        before = pruning.cutoff(
             now=utcnow(), older_than_days=runtime.current().settings.retention_days
         )
     else:
@@ -46,17 +47,17 @@ def prune(older_than: str | None, include_dead: bool, dry_run: bool, batch_size:
         if before > utcnow():
             raise click.BadParameter("must lie in the past", param_hint="--older-than")
     engine = runtime.current().engine
-    chosen = retention.statuses(include_dead=include_dead)
+    chosen = pruning.statuses(include_dead=include_dead)
     when = f"that ended before {before:%Y-%m-%d %H:%M:%S} UTC"
     counts = {
-        status: retention.count(engine, before=before, statuses=frozenset({status})).messages
+        status: pruning.count(engine, before=before, statuses=frozenset({status})).messages
         for status in (MessageStatus.DELIVERED, MessageStatus.SUPERSEDED, MessageStatus.DEAD)
     }
     kept_dead = "" if include_dead else f"; {counts[MessageStatus.DEAD]} dead kept"
-    inbound = retention.count_inbound(engine, before=before)
+    inbound = pruning.count_inbound(engine, before=before)
     received = f"received before {before:%Y-%m-%d %H:%M:%S} UTC"
     if dry_run:
-        would = retention.count(engine, before=before, statuses=chosen)
+        would = pruning.count(engine, before=before, statuses=chosen)
         breakdown = ", ".join(f"{counts[s]} {s}" for s in counts if s in chosen)
         click.echo(
             f"would delete {would.messages} message(s) ({breakdown}) {when}, with "
@@ -72,7 +73,7 @@ def prune(older_than: str | None, include_dead: bool, dry_run: bool, batch_size:
     total = sum(counts[s] for s in chosen) + inbound.inbound_messages
     with Progress(transient=False, disable=not total) as progress:
         task = progress.add_task("pruning", total=total)
-        pruned = retention.prune(
+        pruned = pruning.prune(
             engine,
             before=before,
             statuses=chosen,

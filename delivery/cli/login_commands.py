@@ -22,7 +22,7 @@ import qrcode
 import requests
 
 from delivery import runtime
-from delivery.accounts import add_account, mask_token, stored_token
+from delivery.api.account_admin import add_account, mask_token, stored_token
 from delivery.errors import LoginError
 from delivery.ilink.protocol import DEFAULT_BASE_URL
 from delivery.ledger.db import ensure_ready

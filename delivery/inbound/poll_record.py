@@ -46,8 +46,8 @@ from sqlalchemy.orm import Session
 
 from delivery.inbound.event import InboundEvent, idempotency_key
 from delivery.inbound.handover import Claimed
+from delivery.inbound.heard import note_heard
 from delivery.inbound.items import InboundItem, Malformed, NotInbound
-from delivery.inbound.record import note_heard
 from delivery.ledger import handovers, inbox
 from delivery.ledger.types import clean_text
 

@@ -7,9 +7,9 @@ import sys
 import click
 from rich.table import Table
 
-from delivery.api import enqueue
+from delivery.api.sending import enqueue
 from delivery.cli.output import console
-from delivery.views import get_attempts, get_status
+from delivery.read.message_views import get_attempts, get_status
 
 __all__ = ["enqueue_command", "show"]
 

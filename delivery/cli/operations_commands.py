@@ -9,13 +9,13 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 
+from delivery.api.replay import dead_since, replay
 from delivery.cli.output import console
 from delivery.errors import NotReplayable
 from delivery.ledger.states import MessageStatus
 from delivery.ledger.types import utcnow
-from delivery.replay import dead_since, replay
-from delivery.status import collect_status
-from delivery.views import MessageInfo, list_messages
+from delivery.read.message_views import MessageInfo, list_messages
+from delivery.read.status import collect_status
 
 __all__ = ["dead", "messages", "replay_command", "status"]
 

@@ -1,0 +1,1 @@
+"""The public Python API's writing side: enqueue, accounts, replay, pruning."""

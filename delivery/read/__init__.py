@@ -1,0 +1,1 @@
+"""The read side: what the API, the CLI and the exporter show of the ledger."""
