@@ -66,16 +66,21 @@ class _Story:
 
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every child is stopped either way."""
+    """SIGTERM and SIGINT unwind like Ctrl-C, so every child is stopped either way.
+
+    SIGINT gets the handler explicitly too: a process started with SIGINT ignored (as
+    some supervisors and test runners start their children) would otherwise keep
+    ignoring it, and run the demo to its end after a Ctrl-C."""
 
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_demo(*, directory: Path, console: Console, timeout_seconds: float = 240.0) -> int:

@@ -86,6 +86,12 @@ def _lockout_run(stack: Stack, *, messages: int, lockout: float, extend: float, 
     parts = sum(len(ms) for ms in snapshot.messages.values())
     minimum = parts * 60 / LIMIT_PER_MINUTE
     extended = lockout + extend * (refused - 1)
+    # what was measured, for `pytest -s` (the closing figures of a run)
+    print(
+        f"\nlockout run: {messages} messages, {parts} parts; refused {refused}; learned "
+        f"{learned}/min of {LIMIT_PER_MINUTE}/min; drained in {_drained(snapshot, account):.1f} s "
+        f"against 2 x {minimum:.1f} s + {extended:.1f} s"
+    )
     assert _drained(snapshot, account) <= 2 * minimum + extended, (
         _drained(snapshot, account),
         minimum,
@@ -140,6 +146,10 @@ def test_silently_dropping_readers_are_never_reported_delivered(any_stack: Stack
     shown = wait_until(settled, timeout=60, message="the droppers' first messages settled")
     assert shown is not None and "delivered" not in shown.values(), shown
     snapshot = stack.snapshot()
+    print(
+        f"\nsilent drops: statuses {sorted(shown.values())}; sends to each dropper "
+        f"{[snapshot.counters.silently_dropped.get(r, 0) for r in droppers]}"
+    )
     assert all(snapshot.counters.silently_dropped.get(r, 0) <= 2 for r in droppers)
     assert all(not snapshot.texts(r) for r in droppers)
     readers = {r.peer_id: r.state for r in delivery.list_readers(account)}
