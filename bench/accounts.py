@@ -285,8 +285,9 @@ def render(r: dict[str, Any]) -> str:
 one-part messages each ({w["parts"]:,} parts)**, dealt over {w["chats_per_account"]} readers
 per account; each account has its own rate, spread on a log scale from
 {w["slowest_per_minute"]:g} to {w["fastest_per_minute"]:g} sends a minute (real clock), together
-{w["sum_sends_per_second"]:.1f} sends/s, meant to stay under what one send worker does
-(section 12; whether it did depends on what else the 2 cores ran, see Findings 10). The
+{w["sum_sends_per_second"]:.1f} sends/s: what one host should keep on schedule (the target is
+100), asked of {w["send_workers"]} send worker(s) (section 12: more send processes on these 2
+cores move no more). The
 pipeline has one configured rate for every account (`DELIVERY_SEND_RATE_PER_MINUTE`,
 here the fastest account's, with `DELIVERY_SEND_BURST=1`); what makes accounts differ is
 the rate limit each has learned (`accounts.learned_rate_per_minute`). The benchmark
