@@ -292,9 +292,8 @@ pipeline has one configured rate for every account (`DELIVERY_SEND_RATE_PER_MINU
 here the fastest account's, with `DELIVERY_SEND_BURST=1`); what makes accounts differ is
 the rate limit each has learned (`accounts.learned_rate_per_minute`). The benchmark
 presets each account's own rate as its learned limit, so every account goes through the
-production gate at its own interval. (The run below was made before the gate had its
-line and kept the learned limit in Redis as a fraction of the configured rate, the
-`pace` key; it has not been repeated since.) Every part is enqueued first
+production gate at its own interval, through the account's line (each part's task
+published to run at its slot). Every part is enqueued first
 ({r["enqueue_seconds"]:.0f} s;
 the chats' heads wait in the broker, the rest in the ledger); then one send worker
 (prefork, concurrency 1, prefetch 1) and a default-queue worker with beat start, on a
