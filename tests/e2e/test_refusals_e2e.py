@@ -24,21 +24,23 @@ from tests.support.bursts import assert_delivered_exactly_once_in_order, burst, 
 from tests.support.stack import Stack
 from tests.support.waiting import wait_until
 
-# The platform (compressed): 5 sends in any 1.5 s (200 a minute), a bare -2 for the first
-# two refusals of a lockout, then worded ones.
+# The platform, on the real clock as the review ran it: 5 sends in any 3 s (100 a minute),
+# a bare -2 for the first two refusals of a lockout, then worded ones. (The limit is read
+# from trailing windows of 1 s and more on the real clock, so a platform window
+# compressed below them would be read short of what it allows.)
 LIMIT = {
     "rate_limit_sends": 5,
-    "rate_limit_window_seconds": 1.5,
+    "rate_limit_window_seconds": 3.0,
     "rate_limit_bare_refusals": 2,
     "send_latency_seconds": 0.005,
 }
-LIMIT_PER_MINUTE = 200.0
+LIMIT_PER_MINUTE = 100.0
 # The pipeline: configured at twice the limit; a cooldown longer than the lockouts below
 # as two refusals extend them (users report penalties of about an hour; compressed).
 PACE = {
     "DELIVERY_SEND_RATE_PER_MINUTE": str(2 * LIMIT_PER_MINUTE),
-    "DELIVERY_COOLDOWN_BASE_SECONDS": "10.5",
-    "DELIVERY_COOLDOWN_MAX_SECONDS": "60",
+    "DELIVERY_COOLDOWN_BASE_SECONDS": "21",
+    "DELIVERY_COOLDOWN_MAX_SECONDS": "120",
     "DELIVERY_CHUNK_GAP_SECONDS": "0",
     "DELIVERY_CHUNK_GAP_BASE_SECONDS": "0",
     "DELIVERY_CHUNK_GAP_PER_CHUNK_SECONDS": "0",
@@ -102,14 +104,14 @@ def _lockout_run(stack: Stack, *, messages: int, lockout: float, extend: float, 
 def test_a_lockout_read_as_readers_costs_one_lockout_and_teaches_the_limit(
     any_stack: Stack,
 ) -> None:
-    # The review's run: 2x the limit, 40 messages, 2 workers, a 12 s lockout (compressed:
-    # 6 s), its first two refusals bare
-    _lockout_run(any_stack, messages=40, lockout=6.0, extend=1.0, seed=41)
+    # The review's run: 2x the limit, 40 messages, 2 workers, a 12 s lockout, its first
+    # two refusals bare
+    _lockout_run(any_stack, messages=40, lockout=12.0, extend=1.0, seed=41)
 
 
 def test_a_lockout_that_every_attempt_extends_costs_one_lockout(any_stack: Stack) -> None:
-    # A 30 s lockout extended 10 s per attempt during it (compressed: 7.5 s and 2.5 s)
-    _lockout_run(any_stack, messages=20, lockout=7.5, extend=2.5, seed=42)
+    # A 30 s lockout extended 10 s per attempt during it (compressed: 15 s and 5 s)
+    _lockout_run(any_stack, messages=20, lockout=15.0, extend=5.0, seed=42)
 
 
 def test_silently_dropping_readers_are_never_reported_delivered(any_stack: Stack) -> None:
