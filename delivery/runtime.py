@@ -61,7 +61,7 @@ from delivery.settings import Settings, load_settings
 from delivery.worker.configuration import publishing_app
 from delivery.worker.publisher import CeleryPublisher
 
-__all__ = ["Runtime", "current", "install", "use"]
+__all__ = ["Runtime", "current", "install", "use", "use_process_app"]
 
 _T = TypeVar("_T")
 
@@ -341,10 +341,20 @@ def _reader_alert(current: Settings) -> Callable[[str, str], None]:
 
 _installed: Runtime | None = None
 _installing = threading.Lock()
+_process_app: Celery | None = None  # see use_process_app
+
+
+def use_process_app(app: Celery) -> None:
+    """The process's own Celery app (``delivery.worker.app``, configured from the
+    environment): a runtime :func:`current` makes from the environment publishes
+    through it. Called once, where that app is made."""
+    global _process_app
+    _process_app = app
 
 
 def current() -> Runtime:
-    """The process's runtime: the one installed, or one made from the environment.
+    """The process's runtime: the one installed, or one made from the environment
+    (publishing through the process's Celery app, configured from that environment).
 
     Raises:
         ConfigError: the environment holds an invalid setting (named).
@@ -352,7 +362,10 @@ def current() -> Runtime:
     global _installed
     with _installing:
         if _installed is None:
-            _installed = Runtime(load_settings())
+            # The process's Celery app, when there is one, is configured from the same
+            # environment (delivery/celeryconfig.py): publish through it, not through a
+            # second app with connections of its own (a worker would hold two).
+            _installed = Runtime(load_settings(), app=_process_app)
         return _installed
 
 
